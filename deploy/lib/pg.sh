@@ -1,0 +1,65 @@
+# deploy/lib/pg.sh: a private, throwaway PostgreSQL cluster for the demo and the tests.
+# Never touches the system cluster (port 5432). Works as root (the server runs as the
+# "postgres" user, which Debian's postgresql package creates) and as an ordinary user.
+#
+#   . deploy/lib/pg.sh
+#   pg_throwaway_start DIR    # initdb + start on a free 127.0.0.1 port; exports DATABASE_URL
+#   pg_throwaway_stop DIR     # stops the server (the caller removes DIR)
+
+pg_bindir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
+    done
+    return 1
+}
+
+# Runs a command as the cluster's owner.
+pg_as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg_free_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
+        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+            echo "$p"; return 0
+        fi
+    done
+    return 1
+}
+
+pg_throwaway_start() {
+    local dir=$1 bin port
+    bin=$(pg_bindir) || { echo "error: PostgreSQL server binaries not found; run deploy/install-deps.sh" >&2; return 1; }
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || { echo "error: user postgres is missing; run deploy/install-deps.sh" >&2; return 1; }
+        chown postgres "$dir"
+        chmod 700 "$dir"
+    fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        pg_as_owner "$bin/initdb" -D "$dir/data" -U keapsync --auth=trust -E UTF8 --no-locale \
+            >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
+    fi
+    port=$(pg_free_port) || { echo "error: no free port for PostgreSQL" >&2; return 1; }
+    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50" \
+        start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+    echo "$port" > "$dir/port"
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U keapsync keapsync 2>/dev/null || true
+    export DATABASE_URL="postgresql://keapsync@127.0.0.1:$port/keapsync"
+    export PG_THROWAWAY_DIR="$dir"
+}
+
+pg_throwaway_stop() {
+    local dir=$1 bin
+    bin=$(pg_bindir) || return 0
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}

@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    puts("keapsync " KEAPSYNC_VERSION);
+    return 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * keap: the Keap dialect. Credentials and auth headers, list URLs for v1 (limit/offset,
+ * since/until) and v2 (page_size/page_token/filter), classifying responses, reading the
+ * x-keap-* headers into a pace observation, and parsing a list page.
+ *
+ * Words used here:
+ *   credential  a Personal Access Token or Service Account Key (X-Keap-API-Key), or an
+ *               OAuth2 access token (Authorization: Bearer). Secret: never logged.
+ *   page        one list response: its records array, and for v2 its next_page_token.
+ *   outcome     what the engine should do with a response (keap_classify).
+ */
+#ifndef KEAPSYNC_KEAP_H
+#define KEAPSYNC_KEAP_H
+
+#include "base.h"
+#include "http.h"
+#include "pace.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define KEAP_DEFAULT_BASE_URL  "https://api.infusionsoft.com/crm/rest"
+#define KEAP_DEFAULT_TOKEN_URL "https://api.infusionsoft.com/token"
+
+enum keap_api {
+    KEAP_API_V1 = 1,
+    KEAP_API_V2 = 2,
+};
+
+struct keap_credential {
+    char *api_key;      /* PAT or SAK, or NULL */
+    char *access_token; /* OAuth2 bearer, or NULL */
+};
+
+/*
+ * Reads KEAP_API_KEY or KEAP_API_KEY_FILE (the file must not be group- or world-readable;
+ * surrounding whitespace is trimmed). Errors are BASE_ECONFIG with a one-line message and
+ * hint that never contain the key itself.
+ */
+int keap_credential_from_env(struct keap_credential *cred, struct base_err *err);
+/* Wipes and frees the secrets. Accepts NULL. */
+void keap_credential_clear(struct keap_credential *cred);
+
+/*
+ * Header lines for a request: the auth line plus "Accept: application/json". Returned as a
+ * NULL-terminated array owned by the caller (keap_headers_free wipes and frees it).
+ */
+int keap_auth_headers(const struct keap_credential *cred, char ***out);
+void keap_headers_free(char **headers);
+
+/* A v1 list request (limit/offset). Strings are borrowed; NULL or -1 means "leave out". */
+struct keap_v1_query {
+    int limit;
+    int64_t offset;
+    const char *order;           /* "id", ... */
+    const char *order_direction; /* "ASCENDING" / "DESCENDING" */
+    const char *since_param;     /* usually "since"; "since_sent_date" for emails */
+    int64_t since_ms;
+    const char *until_param;
+    int64_t until_ms;
+    const char *optional_properties; /* e.g. "custom_fields" */
+};
+
+/* A v2 list request (page tokens). */
+struct keap_v2_query {
+    int page_size;
+    const char *page_token; /* NULL on the first page */
+    const char *order_by;   /* e.g. "update_time asc" */
+    const char *filter_since_field; /* e.g. "start_update_time" */
+    int64_t since_ms;
+    const char *filter_until_field; /* e.g. "end_update_time" */
+    int64_t until_ms;
+    const char *fields;
+};
+
+/* Appends base_url + endpoint + the query string to out (values URL-encoded). */
+int keap_build_v1_url(struct base_buf *out, const char *base_url, const char *endpoint,
+                      const struct keap_v1_query *q);
+int keap_build_v2_url(struct base_buf *out, const char *base_url, const char *endpoint,
+                      const struct keap_v2_query *q);
+
+enum keap_outcome {
+    KEAP_OUTCOME_OK = 0,       /* 2xx with a JSON body */
+    KEAP_OUTCOME_RETRY,        /* transport error, 5xx, HTML/non-JSON error page: retry later */
+    KEAP_OUTCOME_RATE_LIMITED, /* 429: see kind */
+    KEAP_OUTCOME_AUTH,         /* 401/403: credentials refused (exit 77) */
+    KEAP_OUTCOME_BAD_TOKEN,    /* 400 on a v2 page_token (expired): restart the window */
+    KEAP_OUTCOME_FATAL,        /* any other 4xx: a bug or bad job definition */
+};
+
+struct keap_verdict {
+    enum keap_outcome outcome;
+    enum pace_limit_kind limit; /* for RATE_LIMITED */
+    int64_t retry_after_ms;     /* from Retry-After, or -1 */
+    char reason[256];           /* short, safe to log: "HTTP 429: Quota Exceeded" */
+};
+
+/* Classifies a finished call. now_wall is for Retry-After HTTP dates. */
+void keap_classify(const struct http_response *resp, int64_t now_wall, struct keap_verdict *out);
+
+/* Reads the x-keap-* headers. Blank or malformed values read as missing (-1). */
+void keap_read_headers(const struct http_response *resp, struct pace_observation *obs);
+
+/* One parsed list page. */
+struct keap_page {
+    cJSON *root;           /* owns everything */
+    cJSON *records;        /* borrowed: the array under the array key */
+    int nrecords;
+    char *next_page_token; /* v2: NULL or "" when done (owned) */
+    int64_t nul_replaced;  /* \u0000 escapes replaced before parsing (see keap_page_parse) */
+};
+
+/*
+ * Parses a list body. NUL characters (\u0000 escapes) cannot be stored by Postgres text or
+ * jsonb; they are replaced by U+FFFD (the Unicode replacement character) before parsing, and
+ * counted. body is modified in place; len is its length. Errors: BASE_EPROTO with err naming
+ * what is wrong (not JSON, no array under array_key).
+ */
+int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
+                    struct base_err *err);
+void keap_page_free(struct keap_page *page); /* accepts a zeroed page */
+
+#endif

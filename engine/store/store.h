@@ -1,0 +1,128 @@
+/*
+ * store: everything keapsync keeps in Postgres. One struct store is one libpq connection,
+ * used by one thread at a time; every call is synchronous (the scheduler runs them off the
+ * loop, on a worker thread).
+ *
+ * Words used here:
+ *   migration   a versioned file sql/NNNN_name.sql, compiled into the binary; applied in
+ *               order, each in its own transaction, recorded in keapsync.migrations.
+ *   target      a job's table keap.<table>: id primary key, typed columns, data jsonb (the
+ *               record as received), synced_at.
+ *   page        a batch of rows in COPY text format (from map) committed in one
+ *               transaction with the job's checkpoint and the ledger's spend.
+ *   checkpoint  an opaque JSON text per job; store never reads it.
+ *   ledger      keapsync.quota_ledger: per tenant and UTC day, how many requests were
+ *               reserved (may be sent) and spent (were sent and committed). A reservation is
+ *               durable before its requests go, so no crash can overspend.
+ *   newer-wins  an upsert never replaces a row whose updated column is newer than the
+ *               incoming one.
+ */
+#ifndef KEAPSYNC_STORE_H
+#define KEAPSYNC_STORE_H
+
+#include "base.h"
+#include "map.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+
+/*
+ * Connects (conninfo NULL or "" means libpq's PG* variables). On failure err says what and
+ * hints how to fix it, without any password. BASE_EDB.
+ */
+int store_connect(struct store **out, const char *conninfo, struct base_err *err);
+void store_close(struct store *s); /* accepts NULL */
+
+/* Applies pending migrations; *applied counts them. Idempotent; safe with concurrent callers
+ * (an advisory lock serialises them). */
+int store_migrate(struct store *s, int *applied, struct base_err *err);
+/* Highest applied version (0 when keapsync's schema does not exist yet). */
+int store_schema_version(struct store *s, int *version, struct base_err *err);
+/* Highest version compiled into this binary. */
+int store_latest_version(void);
+
+struct store_table {
+    const char *table;          /* in schema keap; a validated identifier */
+    const struct map_spec *map; /* id and typed columns */
+    const char *updated_col;    /* newer-wins column (one of map's columns) or NULL */
+};
+
+/*
+ * Creates keap.<table> if missing and adds missing columns (never drops or retypes one).
+ * Also prepares the per-connection staging table used by store_commit_page.
+ */
+int store_ensure_table(struct store *s, const struct store_table *t, struct base_err *err);
+
+/* The job's checkpoint JSON text (malloc'd, caller frees), or NULL when there is none. */
+int store_checkpoint_load(struct store *s, const char *job, char **json, struct base_err *err);
+/* Saves a checkpoint on its own (outside a page), e.g. when a window closes empty. */
+int store_checkpoint_save(struct store *s, const char *job, const char *json,
+                          struct base_err *err);
+/* Deletes the checkpoint (a full re-sync of the job). */
+int store_checkpoint_reset(struct store *s, const char *job, struct base_err *err);
+
+struct store_page {
+    const struct store_table *table;
+    const char *rows;  /* COPY text lines: id, columns..., data */
+    size_t rows_len;
+    int64_t nrows;
+    const char *job;        /* for the checkpoint */
+    const char *checkpoint; /* JSON text to save with the rows, or NULL */
+    const char *tenant;     /* ledger row to charge, or NULL */
+    int64_t day_wall;       /* any wall ms within the UTC day to charge */
+    int64_t requests;       /* requests this page cost (spent in the ledger) */
+};
+
+struct store_page_result {
+    int64_t inserted; /* new ids */
+    int64_t updated;  /* existing ids overwritten (not older) */
+    int64_t skipped;  /* rows older than what the table holds, left alone */
+};
+
+/*
+ * One transaction: COPY rows into staging, one INSERT ... ON CONFLICT (id) DO UPDATE ...
+ * WHERE not older, the checkpoint upsert, the ledger's spend. All or nothing; on error the
+ * transaction is rolled back and err says why.
+ */
+int store_commit_page(struct store *s, const struct store_page *page,
+                      struct store_page_result *res, struct base_err *err);
+
+/*
+ * Reserves up to want requests of tenant's UTC day without letting reserved exceed budget.
+ * *granted (0..want) is what was reserved; *reserved_total the day's total after it.
+ */
+int store_ledger_reserve(struct store *s, const char *tenant, int64_t day_wall, int64_t budget,
+                         int64_t want, int64_t *granted, int64_t *reserved_total,
+                         struct base_err *err);
+/* Hands back n reserved requests that were never sent (clean shutdown). */
+int store_ledger_release(struct store *s, const char *tenant, int64_t day_wall, int64_t n,
+                         struct base_err *err);
+/*
+ * The server reported server_used requests spent today for the tenant (by any integration):
+ * raise reserved to at least that, so later reservations see it.
+ */
+int store_ledger_observe(struct store *s, const char *tenant, int64_t day_wall,
+                         int64_t server_used, struct base_err *err);
+
+struct store_ledger_row {
+    int64_t reserved;
+    int64_t spent;
+};
+int store_ledger_get(struct store *s, const char *tenant, int64_t day_wall,
+                     struct store_ledger_row *row, struct base_err *err);
+
+/* Small settings table (keapsync.settings): text key -> text value. */
+int store_setting_get(struct store *s, const char *key, char **value, struct base_err *err);
+int store_setting_put(struct store *s, const char *key, const char *value, struct base_err *err);
+
+/* Run history (keapsync.runs). */
+int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err);
+int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests,
+                     int64_t rows, const char *message, struct base_err *err);
+
+/* Runs one SQL statement that returns nothing (for tests and tools). */
+int store_exec(struct store *s, const char *sql, struct base_err *err);
+
+#endif
