@@ -8,7 +8,7 @@ pkgs=(
     libcurl4-openssl-dev libuv1-dev libcjson-dev libpq-dev   # the engine's libraries
     libcmocka-dev libmicrohttpd-dev       # unit tests, keapsim
     postgresql postgresql-client          # throwaway clusters for the demo and tests
-    faketime jq curl procps               # day-boundary tests, test scripts
+    faketime jq curl procps bc            # day-boundary tests, test scripts
 )
 
 missing=()

@@ -14,21 +14,36 @@
 const char *base_strerror(int code)
 {
     switch (code) {
-    case BASE_OK: return "success";
-    case BASE_ENOMEM: return "out of memory";
-    case BASE_EINVAL: return "invalid argument";
-    case BASE_EIO: return "input/output error";
-    case BASE_EAGAIN: return "try again";
-    case BASE_ERANGE: return "out of range";
-    case BASE_ENOTFOUND: return "not found";
-    case BASE_EAUTH: return "authentication refused";
-    case BASE_EQUOTA: return "daily quota spent";
-    case BASE_ECONFIG: return "bad configuration";
-    case BASE_EDB: return "database error";
-    case BASE_EPROTO: return "protocol error";
-    case BASE_ETOOBIG: return "too big";
-    case BASE_ECANCELED: return "canceled";
-    default: return "unknown error";
+    case BASE_OK:
+        return "success";
+    case BASE_ENOMEM:
+        return "out of memory";
+    case BASE_EINVAL:
+        return "invalid argument";
+    case BASE_EIO:
+        return "input/output error";
+    case BASE_EAGAIN:
+        return "try again";
+    case BASE_ERANGE:
+        return "out of range";
+    case BASE_ENOTFOUND:
+        return "not found";
+    case BASE_EAUTH:
+        return "authentication refused";
+    case BASE_EQUOTA:
+        return "daily quota spent";
+    case BASE_ECONFIG:
+        return "bad configuration";
+    case BASE_EDB:
+        return "database error";
+    case BASE_EPROTO:
+        return "protocol error";
+    case BASE_ETOOBIG:
+        return "too big";
+    case BASE_ECANCELED:
+        return "canceled";
+    default:
+        return "unknown error";
     }
 }
 

@@ -20,11 +20,11 @@
 /* Error codes. Negative, so "rc < 0" means failure everywhere. */
 enum {
     BASE_OK = 0,
-    BASE_ENOMEM = -1,   /* allocation failed */
-    BASE_EINVAL = -2,   /* bad argument or malformed input */
-    BASE_EIO = -3,      /* file or socket I/O failed */
-    BASE_EAGAIN = -4,   /* not now; try later (pacing, transient HTTP) */
-    BASE_ERANGE = -5,   /* number out of range */
+    BASE_ENOMEM = -1, /* allocation failed */
+    BASE_EINVAL = -2, /* bad argument or malformed input */
+    BASE_EIO = -3,    /* file or socket I/O failed */
+    BASE_EAGAIN = -4, /* not now; try later (pacing, transient HTTP) */
+    BASE_ERANGE = -5, /* number out of range */
     BASE_ENOTFOUND = -6,
     BASE_EAUTH = -7,    /* credentials refused (exit 77) */
     BASE_EQUOTA = -8,   /* the day's quota is spent (exit 75) */

@@ -72,8 +72,7 @@ int base_time_parse(const char *s, int64_t *wall_ms)
 
     if (s == NULL)
         return BASE_EINVAL;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return BASE_EINVAL;
     if (*p != 'T' && *p != 't' && *p != ' ')
         return BASE_EINVAL;
@@ -116,8 +115,8 @@ int base_time_parse(const char *s, int64_t *wall_ms)
     }
     if (*p != '\0')
         return BASE_EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-        sec > 60 || oh > 23 || om > 59)
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 ||
+        oh > 23 || om > 59)
         return BASE_EINVAL;
     v = days_from_civil(y, (unsigned)mo, (unsigned)d) * MS_PER_DAY;
     v += ((int64_t)h * 3600 + mi * 60 + sec) * 1000 + ms;

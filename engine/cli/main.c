@@ -1,6 +1,363 @@
+/*
+ * main.c: the keapsync command line. Reads the environment (DESIGN.md's table), validates
+ * everything before touching the database, runs one command and maps its outcome to the
+ * documented exit codes:
+ *   0  all selected jobs complete
+ *   75 stopped at the daily quota with progress saved (run again after 00:00 UTC)
+ *   77 authentication refused
+ *   2  bad usage or bad configuration (nothing written)
+ *   1  any other failure (progress up to the last commit kept)
+ * Errors are one line: "keapsync: error: <what is wrong> (hint: <how to fix it>)".
+ */
+#include "base.h"
+#include "http.h"
+#include "jobs.h"
+#include "keap.h"
+#include "pace.h"
+#include "sched.h"
+#include "store.h"
+
+#include <inttypes.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_CONFIG 2
+#define EXIT_QUOTA  75
+#define EXIT_AUTH   77
+
+static const char usage[] =
+    "keapsync " KEAPSYNC_VERSION ": replicate a Keap CRM account into PostgreSQL\n"
+    "\n"
+    "Usage: keapsync [-v|-q] COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  migrate               create or upgrade keapsync's schema in DATABASE_URL\n"
+    "  check                 validate the job files in KEAPSYNC_JOBS (no database needed)\n"
+    "  run [--only A,B]      sync the jobs (all, or the named ones) into Postgres\n"
+    "  status                show each job's checkpoint and today's quota ledger\n"
+    "  --help, --version\n"
+    "\n"
+    "Environment:\n"
+    "  DATABASE_URL          libpq connection string or URI (default: libpq's PG* variables)\n"
+    "  KEAP_API_KEY          Personal Access Token or Service Account Key\n"
+    "  KEAP_API_KEY_FILE     or a file holding it (mode 0600)\n"
+    "  KEAP_BASE_URL         API root (default " KEAP_DEFAULT_BASE_URL ")\n"
+    "  KEAPSYNC_LIMITS       ceilings (default 10/s,240/min,30000/day)\n"
+    "  KEAPSYNC_RESERVE      share of the daily quota left to other integrations (e.g. 10%)\n"
+    "  KEAPSYNC_TENANT       ledger key for the daily quota (default: Keap's tenant id)\n"
+    "  KEAPSYNC_JOBS         job definitions folder (default jobs)\n"
+    "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
+    "\n"
+    "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
+    "2 bad usage or configuration; 1 any other failure.\n";
+
+static int fail(int code, const struct base_err *err)
 {
-    puts("keapsync " KEAPSYNC_VERSION);
+    if (err->hint[0] != '\0')
+        fprintf(stderr, "keapsync: error: %s (hint: %s)\n", err->msg, err->hint);
+    else
+        fprintf(stderr, "keapsync: error: %s\n", err->msg);
+    return code;
+}
+
+/* what: a message with one %s for arg. */
+static int fail_usage(const char *what, const char *arg)
+{
+    struct base_err err;
+    const char *at = strstr(what, "%s");
+    int prefix = at ? (int)(at - what) : (int)strlen(what);
+
+    base_err_set(&err, BASE_ECONFIG, "%.*s%s%s", prefix, what, at ? arg : "", at ? at + 2 : "");
+    base_err_hint(&err, "see keapsync --help");
+    return fail(EXIT_CONFIG, &err);
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : dflt;
+}
+
+static int set_log_level(struct base_err *err)
+{
+    const char *lvl = env_or("KEAPSYNC_LOG_LEVEL", NULL);
+
+    if (lvl == NULL)
+        return 0;
+    if (strcmp(lvl, "debug") == 0)
+        base_log_set_level(BASE_LOG_DEBUG);
+    else if (strcmp(lvl, "info") == 0)
+        base_log_set_level(BASE_LOG_INFO);
+    else if (strcmp(lvl, "warning") == 0)
+        base_log_set_level(BASE_LOG_WARNING);
+    else if (strcmp(lvl, "error") == 0)
+        base_log_set_level(BASE_LOG_ERROR);
+    else {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_LOG_LEVEL \"%s\"", lvl);
+        base_err_hint(err, "use debug, info, warning or error");
+        return BASE_ECONFIG;
+    }
     return 0;
+}
+
+static int load_limits(struct pace_config *cfg, struct base_err *err)
+{
+    const char *spec = env_or("KEAPSYNC_LIMITS", NULL);
+    const char *reserve = env_or("KEAPSYNC_RESERVE", NULL);
+    int rc;
+
+    pace_config_default(cfg);
+    if (spec != NULL && (rc = pace_config_parse(spec, cfg, err)) < 0)
+        return rc;
+    if (reserve != NULL && (rc = pace_reserve_parse(reserve, &cfg->reserve_fraction, err)) < 0)
+        return rc;
+    return 0;
+}
+
+static int load_jobs(struct jobs_set *set, const char *only, struct base_err *err)
+{
+    int rc = jobs_load_dir(env_or("KEAPSYNC_JOBS", "jobs"), set, err);
+
+    if (rc < 0)
+        return rc;
+    if (only != NULL && (rc = jobs_select(set, only, err)) < 0) {
+        jobs_set_free(set);
+        return rc;
+    }
+    return 0;
+}
+
+static int connect_db(struct store **s, struct base_err *err)
+{
+    return store_connect(s, env_or("DATABASE_URL", NULL), err);
+}
+
+/* Connects and checks that `keapsync migrate` has been run with this version. */
+static int connect_migrated(struct store **out, struct base_err *err)
+{
+    struct store *s;
+    int version, rc;
+
+    rc = connect_db(&s, err);
+    if (rc < 0)
+        return rc;
+    rc = store_schema_version(s, &version, err);
+    if (rc < 0) {
+        store_close(s);
+        return rc;
+    }
+    if (version < store_latest_version()) {
+        store_close(s);
+        base_err_set(err, BASE_ECONFIG,
+                     "the database schema is at version %d, this keapsync needs version %d",
+                     version, store_latest_version());
+        base_err_hint(err, "run \"keapsync migrate\" first");
+        return BASE_ECONFIG;
+    }
+    *out = s;
+    return 0;
+}
+
+static int cmd_migrate(void)
+{
+    struct base_err err;
+    struct store *s;
+    int applied = 0, version = 0;
+
+    base_err_clear(&err);
+    if (connect_db(&s, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    if (store_migrate(s, &applied, &err) < 0) {
+        store_close(s);
+        return fail(EXIT_FAILURE, &err);
+    }
+    store_schema_version(s, &version, &err);
+    store_close(s);
+    printf("migrate: %d migration%s applied, schema at version %d\n", applied,
+           applied == 1 ? "" : "s", version);
+    return 0;
+}
+
+static int cmd_check(void)
+{
+    struct base_err err;
+    struct jobs_set set = {0};
+    struct pace_config cfg;
+
+    base_err_clear(&err);
+    if (load_limits(&cfg, &err) < 0 || load_jobs(&set, NULL, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    for (size_t i = 0; i < set.n; i++)
+        printf("job \"%s\": %s -> keap.%s, %zu columns%s\n", set.jobs[i].name, set.jobs[i].endpoint,
+               set.jobs[i].table, set.jobs[i].map.ncols,
+               set.jobs[i].incremental ? ", incremental" : "");
+    printf("check: %zu job%s valid\n", set.n, set.n == 1 ? "" : "s");
+    jobs_set_free(&set);
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct base_err err;
+    struct jobs_set set = {0};
+    struct keap_credential cred = {0};
+    struct sched_options opt = {0};
+    struct sched_result res;
+    struct store *s = NULL;
+    const char *only = NULL;
+    int64_t run_id = 0;
+    int code;
+
+    base_err_clear(&err);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
+        else
+            return fail_usage("unknown option \"%s\" for run", argv[i]);
+    }
+    /* Everything that can be wrong with the configuration is found before any write. */
+    if (load_limits(&opt.limits, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    if (load_jobs(&set, only, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    if (keap_credential_from_env(&cred, &err) < 0) {
+        jobs_set_free(&set);
+        return fail(EXIT_CONFIG, &err);
+    }
+    if (connect_migrated(&s, &err) < 0) {
+        keap_credential_clear(&cred);
+        jobs_set_free(&set);
+        return fail(EXIT_CONFIG, &err);
+    }
+    opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
+    opt.tenant = env_or("KEAPSYNC_TENANT", NULL);
+    {
+        struct base_buf names;
+
+        base_buf_init(&names, 64 * 1024);
+        for (size_t i = 0; i < set.n; i++)
+            base_buf_printf(&names, "%s%s", i ? "," : "", set.jobs[i].name);
+        if (store_run_begin(s, names.data ? names.data : "", &run_id, &err) < 0)
+            base_log_warning("%s", err.msg);
+        base_buf_free(&names);
+    }
+    if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+        code = err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE;
+        fail(code, &err);
+        store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
+        goto out;
+    }
+    for (size_t i = 0; i < res.njobs; i++) {
+        const struct sched_job_result *j = &res.jobs[i];
+
+        printf("job \"%s\": %s, %" PRId64 " rows written, %" PRId64 " pages, %" PRId64 " requests",
+               j->name, sched_job_state_name(j->state), j->rows, j->pages, j->requests);
+        if (j->mismatches > 0)
+            printf(", %" PRId64 " values of the wrong type stored as NULL", j->mismatches);
+        if (j->nul_replaced > 0)
+            printf(", %" PRId64 " NUL characters replaced", j->nul_replaced);
+        if (j->error[0] != '\0')
+            printf(" (%s)", j->error);
+        printf("\n");
+    }
+    printf("run: %" PRId64 " requests, %" PRId64 " rejected with 429, %" PRId64
+           " rows written in %.1f s\n",
+           res.requests, res.rejected_429, res.rows, res.seconds);
+    code = res.exit_code;
+    if (code == EXIT_AUTH)
+        fprintf(stderr,
+                "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
+                "Access Token or Service Account Key for this account)\n",
+                res.message);
+    else if (res.message[0] != '\0')
+        fprintf(stderr, "keapsync: %s: %s\n", code == 0 ? "note" : "stopped", res.message);
+    if (store_run_finish(s, run_id, code, res.requests, res.rows, res.message, &err) < 0)
+        base_log_warning("%s", err.msg);
+    sched_result_free(&res);
+out:
+    store_close(s);
+    keap_credential_clear(&cred);
+    jobs_set_free(&set);
+    return code;
+}
+
+static int cmd_status(void)
+{
+    struct base_err err;
+    struct jobs_set set = {0};
+    struct store *s;
+
+    base_err_clear(&err);
+    if (load_jobs(&set, NULL, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    if (connect_migrated(&s, &err) < 0) {
+        jobs_set_free(&set);
+        return fail(EXIT_CONFIG, &err);
+    }
+    for (size_t i = 0; i < set.n; i++) {
+        char *ckpt = NULL;
+
+        if (store_checkpoint_load(s, set.jobs[i].name, &ckpt, &err) < 0) {
+            fail(EXIT_FAILURE, &err);
+            continue;
+        }
+        printf("job \"%s\": %s\n", set.jobs[i].name, ckpt ? ckpt : "never synced");
+        free(ckpt);
+    }
+    store_close(s);
+    jobs_set_free(&set);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct base_err err;
+    int i = 1, rc;
+
+    base_log_set_prog("keapsync");
+    base_err_clear(&err);
+    if (set_log_level(&err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            puts("keapsync " KEAPSYNC_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "-v") == 0) {
+            base_log_set_level(BASE_LOG_DEBUG);
+        } else if (strcmp(argv[i], "-q") == 0) {
+            base_log_set_level(BASE_LOG_WARNING);
+        } else {
+            return fail_usage("unknown option \"%s\"", argv[i]);
+        }
+    }
+    if (i >= argc) {
+        fputs(usage, stderr);
+        return EXIT_CONFIG;
+    }
+    if (http_global_init() < 0) {
+        base_err_set(&err, BASE_EIO, "could not initialise libcurl");
+        return fail(EXIT_FAILURE, &err);
+    }
+    if (strcmp(argv[i], "migrate") == 0 && argc == i + 1)
+        rc = cmd_migrate();
+    else if (strcmp(argv[i], "check") == 0 && argc == i + 1)
+        rc = cmd_check();
+    else if (strcmp(argv[i], "run") == 0)
+        rc = cmd_run(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "status") == 0 && argc == i + 1)
+        rc = cmd_status();
+    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "backfill") == 0 ||
+             strcmp(argv[i], "daemon") == 0 || strcmp(argv[i], "auth") == 0)
+        rc = fail_usage("command \"%s\" is not available in this version", argv[i]);
+    else
+        rc = fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);
+    http_global_cleanup();
+    return rc;
 }

@@ -98,6 +98,15 @@ struct keap_verdict {
 
 /* Classifies a finished call. now_wall is for Retry-After HTTP dates. */
 void keap_classify(const struct http_response *resp, int64_t now_wall, struct keap_verdict *out);
+/*
+ * The same, knowing which API the request went to (0: unknown, as keap_classify). A 400 is
+ * BAD_TOKEN only when its body mentions a page token, or, for KEAP_API_V2, a token that is not
+ * an access token; never for KEAP_API_V1. A 400 "invalid_grant" (the OAuth token endpoint
+ * refusing a refresh token) is AUTH. The caller should treat BAD_TOKEN on a request that
+ * carried no page_token as FATAL, or restarting the window would loop.
+ */
+void keap_classify_api(const struct http_response *resp, enum keap_api api, int64_t now_wall,
+                       struct keap_verdict *out);
 
 /* Reads the x-keap-* headers. Blank or malformed values read as missing (-1). */
 void keap_read_headers(const struct http_response *resp, struct pace_observation *obs);

@@ -50,6 +50,14 @@ struct map_column {
     int index[MAP_MAX_PATH_PARTS]; /* >= 0: array index; -1: object key */
 };
 
+/*
+ * Addition: index[] value of a selector part. A path part written "[key=value]" selects the
+ * element of an array that is an object whose member key equals value (a JSON number is
+ * compared numerically, a string exactly): "custom_fields.[id=18].content". parts[] then
+ * holds "key=value".
+ */
+#define MAP_PART_MATCH (-2)
+
 /* Parses column->path into parts. BASE_EINVAL on an empty or too deep path. */
 int map_column_compile(struct map_column *col);
 void map_column_free(struct map_column *col);

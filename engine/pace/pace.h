@@ -48,6 +48,11 @@ struct pace;
 
 int pace_new(struct pace **out, const struct pace_config *cfg);
 void pace_free(struct pace *p); /* accepts NULL */
+/*
+ * Seeds the back-off jitter. pace_new seeds a fixed value, so a run is reproducible; give
+ * processes sharing a key different seeds (the pid, say) so their retries do not line up.
+ */
+void pace_set_seed(struct pace *p, uint64_t seed);
 
 enum pace_verdict {
     PACE_GO = 0,         /* admitted: counted in every window, one grant token spent */

@@ -35,9 +35,15 @@ static void test_time_rejects(void **state)
 {
     int64_t v = 42;
     static const char *const bad[] = {
-        "", "2024-11-07", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z",
-        "2024-11-07T25:00:00Z", "2024-11-07T20:35:13.000+00:0", "2024-11-07T20:35:13Zjunk",
-        "2024-11-07T20:35:13.Z", "24-11-07T20:35:13Z",
+        "",
+        "2024-11-07",
+        "2024-13-01T00:00:00Z",
+        "2024-02-30T00:00:00Z",
+        "2024-11-07T25:00:00Z",
+        "2024-11-07T20:35:13.000+00:0",
+        "2024-11-07T20:35:13Zjunk",
+        "2024-11-07T20:35:13.Z",
+        "24-11-07T20:35:13Z",
     };
 
     (void)state;
@@ -53,8 +59,8 @@ static void test_time_format_roundtrip(void **state)
 {
     char buf[32];
     int64_t back;
-    const int64_t samples[] = {0, 1731011713217LL, 951782400000LL /* 2000-02-29 */,
-                               -86400000LL - 1, 4102444799999LL};
+    const int64_t samples[] = {0, 1731011713217LL, 951782400000LL /* 2000-02-29 */, -86400000LL - 1,
+                               4102444799999LL};
 
     (void)state;
     for (size_t i = 0; i < BASE_ARRAY_SIZE(samples); i++) {
@@ -114,9 +120,12 @@ static void test_parse_int(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_time_forms),       cmocka_unit_test(test_time_rejects),
-        cmocka_unit_test(test_time_format_roundtrip), cmocka_unit_test(test_day_boundaries),
-        cmocka_unit_test(test_buf_cap),          cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_time_forms),
+        cmocka_unit_test(test_time_rejects),
+        cmocka_unit_test(test_time_format_roundtrip),
+        cmocka_unit_test(test_day_boundaries),
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_parse_int),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

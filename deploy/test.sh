@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Command 2 of the README: installs what is missing, builds with warnings as errors, starts a
+# throwaway PostgreSQL and runs every test (unit, keapsim, integration). Exits non-zero on any
+# failure. Safe to run twice, as root or not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+bash deploy/install-deps.sh
+build=${KEAPSYNC_BUILD_DIR:-build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== build ($build, -Werror)"
+cmake -S . -B "$build" -DKEAPSYNC_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$jobs" 2>&1 | grep -vE '^\[|^-- |Built target|Scanning|Consolidate' || true
+cmake --build "$build" -j"$jobs" >/dev/null   # fails loudly if the filtered build failed
+
+. deploy/lib/pg.sh
+pgdir=$(mktemp -d /tmp/keapsync-test-pg.XXXXXX)
+cleanup() {
+    pg_throwaway_stop "$pgdir"
+    rm -rf "$pgdir"
+}
+trap cleanup EXIT
+echo "== throwaway PostgreSQL"
+pg_throwaway_start "$pgdir"
+echo "   $DATABASE_URL"
+
+# As root, the cluster runs as "postgres"; tests run as the caller and reach it over TCP.
+echo "== tests"
+status=0
+(cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900) || status=$?
+
+if [ "${KEAPSYNC_TEST_SANITIZE:-1}" = 1 ]; then
+    echo "== unit tests under ASan+UBSan"
+    san="$build-asan"
+    cmake -S . -B "$san" -DKEAPSYNC_WERROR=ON -DKEAPSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+    cmake --build "$san" -j"$jobs" >/dev/null
+    (cd "$san" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" -L unit) || status=$?
+fi
+exit $status

@@ -1,0 +1,916 @@
+/*
+ * jobs.c: loading and validating job files (see jobs.h for the keys).
+ *
+ * Words used here:
+ *   job file  jobs/<name>.json: one JSON object defining one job.
+ *   field     where in a job file a problem is, as errors name it: "name", "columns[2].type",
+ *             "incremental.since_param".
+ *   shown     a user string as it appears in an error: quoted, control characters replaced by
+ *             '?', cut to fit its buffer (SHOWN_BUF for values, PATH_SHOWN for paths).
+ *
+ * Validation is strict and stops at the first problem: every error is one line
+ * '"<file>": <field>: <what is wrong>' with code BASE_ECONFIG, and nothing is returned.
+ */
+#include "jobs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JOB_FILE_MAX      (1024 * 1024) /* bytes of one job file */
+#define JOBS_MAX          4096          /* job files in one folder */
+#define COLUMNS_MAX       1000          /* columns of one job (Postgres allows 1600) */
+#define PAGE_SIZE_DEFAULT 1000
+#define PAGE_SIZE_MAX     1000
+#define LAG_DEFAULT       60
+#define LAG_MAX           86400
+#define OVERLAP_DEFAULT   300
+#define OVERLAP_MAX       (7 * 86400)
+#define SHOWN_BUF         84  /* buffer for a shown value: 80 bytes and "..." */
+#define PATH_SHOWN        260 /* buffer for a shown file or folder path */
+
+#define TYPE_LIST "text, bigint, double, numeric, boolean, timestamptz, date or jsonb"
+#define IDENT_RE  "[a-z_][a-z0-9_]{0,62}"
+
+static const char *const job_keys[] = {
+    "name",
+    "endpoint",
+    "array_key",
+    "table",
+    "page_size",
+    "order",
+    "optional_properties",
+    "updated_field",
+    "incremental",
+    "id",
+    "columns",
+};
+static const char *const incremental_keys[] = {
+    "since_param", "until_param", "filter_since", "filter_until", "lag_seconds", "overlap_seconds",
+};
+static const char *const column_keys[] = {"name", "path", "type"};
+static const char *const id_keys[] = {"path", "type"};
+
+/* What a validation step needs: the file it is in and where to report. */
+struct load_ctx {
+    const char *file;
+    struct base_err *err;
+};
+
+/* Copies s into buf (n > 4 bytes) for an error message (see "shown" above); s is cut after
+ * n - 4 bytes. */
+static const char *shown(const char *s, char *buf, size_t n)
+{
+    size_t i, len = strlen(s);
+
+    for (i = 0; i < len && i + 4 < n; i++)
+        buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (i < len && i + 4 <= n) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* Reports '"<file>": <field>: <message>' (or '"<file>": <message>' when field is NULL). */
+static int fail(const struct load_ctx *c, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(const struct load_ctx *c, const char *field, const char *fmt, ...)
+{
+    char what[400], file[PATH_SHOWN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    shown(c->file, file, sizeof(file));
+    if (field != NULL)
+        return base_err_set(c->err, BASE_ECONFIG, "\"%s\": %s: %s", file, field, what);
+    return base_err_set(c->err, BASE_ECONFIG, "\"%s\": %s", file, what);
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsNull(v))
+        return "null";
+    if (cJSON_IsArray(v))
+        return "an array";
+    if (cJSON_IsObject(v))
+        return "an object";
+    return "an invalid value";
+}
+
+bool jobs_is_identifier(const char *s)
+{
+    size_t n;
+
+    if (s == NULL || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (n = 1; s[n] != '\0'; n++) {
+        char ch = s[n];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_') || n >= 63)
+            return false;
+    }
+    return true;
+}
+
+/* Checks that obj has only the given keys, each once. prefix names obj in errors (NULL at the
+ * top of the file). */
+static int check_keys(const struct load_ctx *c, const cJSON *obj, const char *const *keys,
+                      size_t nkeys, const char *prefix)
+{
+    char buf[SHOWN_BUF];
+
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        size_t k;
+
+        for (k = 0; k < nkeys; k++) {
+            if (strcmp(m->string, keys[k]) == 0)
+                break;
+        }
+        if (k == nkeys)
+            return fail(c, prefix, "unknown key \"%s\"", shown(m->string, buf, sizeof(buf)));
+        for (const cJSON *e = obj->child; e != m; e = e->next) {
+            if (strcmp(e->string, m->string) == 0)
+                return fail(c, prefix, "duplicate key \"%s\"", m->string);
+        }
+    }
+    return BASE_OK;
+}
+
+/*
+ * Reads the string member key of obj into *out (borrowed; NULL when absent and not required).
+ * field names it in errors. Empty strings are errors.
+ */
+static int get_string(const struct load_ctx *c, const cJSON *obj, const char *key,
+                      const char *field, bool required, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (v == NULL) {
+        if (required)
+            return fail(c, field, "missing");
+        *out = NULL;
+        return BASE_OK;
+    }
+    if (!cJSON_IsString(v))
+        return fail(c, field, "expected a string, found %s", json_type_name(v));
+    if (v->valuestring[0] == '\0')
+        return fail(c, field, "must not be empty");
+    *out = v->valuestring;
+    return BASE_OK;
+}
+
+/* Reads the integer member key of obj, min..max, into *out (def when absent). */
+static int get_int(const struct load_ctx *c, const cJSON *obj, const char *key, const char *field,
+                   int min, int max, int def, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    double d;
+
+    if (v == NULL) {
+        *out = def;
+        return BASE_OK;
+    }
+    if (!cJSON_IsNumber(v))
+        return fail(c, field, "expected an integer, found %s", json_type_name(v));
+    d = v->valuedouble;
+    if (!isfinite(d) || floor(d) != d)
+        return fail(c, field, "expected an integer, found %g", d);
+    if (d < min || d > max)
+        return fail(c, field, "%.0f is out of range (%d..%d)", d, min, max);
+    *out = (int)d;
+    return BASE_OK;
+}
+
+/* Copies s (which may be NULL) into *dst; BASE_ENOMEM reported in c. */
+static int dup_into(const struct load_ctx *c, const char *s, char **dst)
+{
+    char *p;
+
+    if (s == NULL) {
+        *dst = NULL;
+        return BASE_OK;
+    }
+    p = strdup(s);
+    if (p == NULL)
+        return base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
+    *dst = p;
+    return BASE_OK;
+}
+
+/* Checks an identifier value and reports it as field. */
+static int check_identifier(const struct load_ctx *c, const char *field, const char *s)
+{
+    char buf[SHOWN_BUF];
+
+    if (!jobs_is_identifier(s))
+        return fail(c, field, "\"%s\" is not a valid identifier (" IDENT_RE ")",
+                    shown(s, buf, sizeof(buf)));
+    return BASE_OK;
+}
+
+/* True if s is a query parameter or filter field name: [A-Za-z0-9_]+. */
+static bool is_param_name(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Checks endpoint: "/v1/" or "/v2/" then one or more non-empty segments of [A-Za-z0-9_.-]
+ * (not "." or ".."). Sets *api.
+ */
+static int check_endpoint(const struct load_ctx *c, const char *ep, enum keap_api *api)
+{
+    char buf[SHOWN_BUF];
+    const char *p, *seg;
+
+    if (strncmp(ep, "/v1/", 4) == 0)
+        *api = KEAP_API_V1;
+    else if (strncmp(ep, "/v2/", 4) == 0)
+        *api = KEAP_API_V2;
+    else
+        return fail(c, "endpoint", "\"%s\" does not start with /v1/ or /v2/",
+                    shown(ep, buf, sizeof(buf)));
+    seg = ep + 4;
+    for (p = seg;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                break;
+            if (*p == '\0')
+                return BASE_OK;
+            seg = p + 1;
+        } else if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.')) {
+            break;
+        }
+    }
+    return fail(c, "endpoint",
+                "\"%s\" is not a valid endpoint path (segments of letters, digits, _ . -)",
+                shown(ep, buf, sizeof(buf)));
+}
+
+/* The file name of path without directories and without ".json" into buf. */
+static int file_stem(const char *path, char *buf, size_t n)
+{
+    const char *base = strrchr(path, '/');
+    size_t len;
+
+    base = base ? base + 1 : path;
+    len = strlen(base);
+    if (len > 5 && strcmp(base + len - 5, ".json") == 0)
+        len -= 5;
+    if (len >= n)
+        return BASE_ETOOBIG;
+    memcpy(buf, base, len);
+    buf[len] = '\0';
+    return BASE_OK;
+}
+
+/* Fills col (name, path, type, compiled) from one element of "columns". */
+static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, struct map_column *col)
+{
+    char field[64], buf[SHOWN_BUF];
+    const char *name, *path, *type;
+    int rc;
+
+    snprintf(field, sizeof(field), "columns[%zu]", i);
+    if (!cJSON_IsObject(obj))
+        return fail(c, field, "expected an object, found %s", json_type_name(obj));
+    rc = check_keys(c, obj, column_keys, BASE_ARRAY_SIZE(column_keys), field);
+    if (rc < 0)
+        return rc;
+    snprintf(field, sizeof(field), "columns[%zu].name", i);
+    rc = get_string(c, obj, "name", field, true, &name);
+    if (rc < 0)
+        return rc;
+    rc = check_identifier(c, field, name);
+    if (rc < 0)
+        return rc;
+    if (strcmp(name, "id") == 0 || strcmp(name, "data") == 0 || strcmp(name, "synced_at") == 0)
+        return fail(c, field, "\"%s\" is reserved (id, data and synced_at are set by keapsync)",
+                    name);
+    snprintf(field, sizeof(field), "columns[%zu].type", i);
+    rc = get_string(c, obj, "type", field, true, &type);
+    if (rc < 0)
+        return rc;
+    if (map_type_from_name(type, &col->type) < 0)
+        return fail(c, field, "unknown type \"%s\" (expected " TYPE_LIST ")",
+                    shown(type, buf, sizeof(buf)));
+    snprintf(field, sizeof(field), "columns[%zu].path", i);
+    rc = get_string(c, obj, "path", field, true, &path);
+    if (rc < 0)
+        return rc;
+    rc = dup_into(c, name, &col->name);
+    if (rc == BASE_OK)
+        rc = dup_into(c, path, &col->path);
+    if (rc < 0)
+        return rc;
+    rc = map_column_compile(col);
+    if (rc == BASE_ENOMEM)
+        return base_err_set(c->err, rc, "could not load job file: out of memory");
+    if (rc < 0)
+        return fail(c, field,
+                    "\"%s\" is not a valid path (at most %d dot-separated keys, array "
+                    "indices or [key=value] selectors)",
+                    shown(path, buf, sizeof(buf)), MAP_MAX_PATH_PARTS);
+    return BASE_OK;
+}
+
+static int load_columns(const struct load_ctx *c, const cJSON *root, struct map_spec *map)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "columns");
+    size_t n, i = 0;
+    char field[64];
+    int rc;
+
+    if (arr == NULL)
+        return fail(c, "columns", "missing");
+    if (!cJSON_IsArray(arr))
+        return fail(c, "columns", "expected an array, found %s", json_type_name(arr));
+    n = (size_t)cJSON_GetArraySize(arr);
+    if (n > COLUMNS_MAX)
+        return fail(c, "columns", "%zu columns (at most %d)", n, COLUMNS_MAX);
+    map->cols = calloc(n ? n : 1, sizeof(*map->cols));
+    if (map->cols == NULL)
+        return base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
+    for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
+        /* ncols counts filled columns so that a failure frees exactly those. */
+        map->ncols = i + 1;
+        rc = load_column(c, e, i, &map->cols[i]);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(map->cols[j].name, map->cols[i].name) == 0) {
+                snprintf(field, sizeof(field), "columns[%zu].name", i);
+                return fail(c, field, "\"%s\" is already the name of columns[%zu]",
+                            map->cols[i].name, j);
+            }
+        }
+    }
+    map->ncols = n;
+    return BASE_OK;
+}
+
+static int load_id(const struct load_ctx *c, const cJSON *root, enum keap_api api,
+                   struct map_column *id)
+{
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "id");
+    const char *path = "id", *type = NULL;
+    char buf[SHOWN_BUF];
+    int rc;
+
+    id->type = api == KEAP_API_V1 ? MAP_BIGINT : MAP_TEXT;
+    if (obj != NULL) {
+        if (!cJSON_IsObject(obj))
+            return fail(c, "id", "expected an object, found %s", json_type_name(obj));
+        rc = check_keys(c, obj, id_keys, BASE_ARRAY_SIZE(id_keys), "id");
+        if (rc < 0)
+            return rc;
+        rc = get_string(c, obj, "path", "id.path", false, &path);
+        if (rc < 0)
+            return rc;
+        if (path == NULL)
+            path = "id";
+        rc = get_string(c, obj, "type", "id.type", false, &type);
+        if (rc < 0)
+            return rc;
+        if (type != NULL && strcmp(type, "bigint") == 0)
+            id->type = MAP_BIGINT;
+        else if (type != NULL && strcmp(type, "text") == 0)
+            id->type = MAP_TEXT;
+        else if (type != NULL)
+            return fail(c, "id.type", "\"%s\" is not bigint or text",
+                        shown(type, buf, sizeof(buf)));
+    }
+    rc = dup_into(c, "id", &id->name);
+    if (rc == BASE_OK)
+        rc = dup_into(c, path, &id->path);
+    if (rc < 0)
+        return rc;
+    rc = map_column_compile(id);
+    if (rc == BASE_ENOMEM)
+        return base_err_set(c->err, rc, "could not load job file: out of memory");
+    if (rc < 0)
+        return fail(c, "id.path", "\"%s\" is not a valid path", shown(path, buf, sizeof(buf)));
+    return BASE_OK;
+}
+
+/* Reads one incremental parameter name: required/allowed depending on the API. */
+static int load_param(const struct load_ctx *c, const cJSON *inc, const char *key, bool allowed,
+                      bool required, char **dst)
+{
+    char field[64], buf[SHOWN_BUF];
+    const char *s;
+    int rc;
+
+    snprintf(field, sizeof(field), "incremental.%s", key);
+    if (!allowed) {
+        if (cJSON_GetObjectItemCaseSensitive(inc, key) != NULL)
+            return fail(
+                c, field, "not allowed for %s endpoints (use %s)", key[0] == 'f' ? "/v1/" : "/v2/",
+                key[0] == 'f' ? "since_param and until_param" : "filter_since and filter_until");
+        return BASE_OK;
+    }
+    if (required && cJSON_GetObjectItemCaseSensitive(inc, key) == NULL)
+        return fail(c, field, "missing (required for %s endpoints)",
+                    key[0] == 'f' ? "/v2/" : "/v1/");
+    rc = get_string(c, inc, key, field, false, &s);
+    if (rc < 0)
+        return rc;
+    if (s != NULL && !is_param_name(s))
+        return fail(c, field, "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
+                    shown(s, buf, sizeof(buf)));
+    return dup_into(c, s, dst);
+}
+
+static int load_incremental(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(root, "incremental");
+    bool v1 = job->api == KEAP_API_V1;
+    int rc;
+
+    job->lag_s = LAG_DEFAULT;
+    job->overlap_s = OVERLAP_DEFAULT;
+    if (inc == NULL)
+        return BASE_OK;
+    if (!cJSON_IsObject(inc))
+        return fail(c, "incremental", "expected an object, found %s", json_type_name(inc));
+    rc = check_keys(c, inc, incremental_keys, BASE_ARRAY_SIZE(incremental_keys), "incremental");
+    if (rc == BASE_OK)
+        rc = load_param(c, inc, "since_param", v1, true, &job->since_param);
+    if (rc == BASE_OK)
+        rc = load_param(c, inc, "until_param", v1, false, &job->until_param);
+    if (rc == BASE_OK)
+        rc = load_param(c, inc, "filter_since", !v1, true, &job->filter_since);
+    if (rc == BASE_OK)
+        rc = load_param(c, inc, "filter_until", !v1, false, &job->filter_until);
+    if (rc == BASE_OK)
+        rc = get_int(c, inc, "lag_seconds", "incremental.lag_seconds", 0, LAG_MAX, LAG_DEFAULT,
+                     &job->lag_s);
+    if (rc == BASE_OK)
+        rc = get_int(c, inc, "overlap_seconds", "incremental.overlap_seconds", 0, OVERLAP_MAX,
+                     OVERLAP_DEFAULT, &job->overlap_s);
+    if (rc < 0)
+        return rc;
+    job->incremental = true;
+    return BASE_OK;
+}
+
+static int load_updated_field(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const char *s;
+    char buf[SHOWN_BUF];
+    int rc = get_string(c, root, "updated_field", "updated_field", false, &s);
+
+    if (rc < 0 || s == NULL)
+        return rc;
+    for (size_t i = 0; i < job->map.ncols; i++) {
+        const struct map_column *col = &job->map.cols[i];
+
+        if (strcmp(col->name, s) != 0)
+            continue;
+        if (col->type != MAP_TIMESTAMPTZ)
+            return fail(c, "updated_field", "column \"%s\" has type %s, expected timestamptz", s,
+                        map_type_sql(col->type));
+        return dup_into(c, s, &job->updated_field);
+    }
+    return fail(c, "updated_field", "\"%s\" is not one of the columns", shown(s, buf, sizeof(buf)));
+}
+
+/* Validates the parsed root into job (zeroed by the caller, freed by it on error). */
+static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const char *name, *endpoint, *s;
+    char stem[256], buf[SHOWN_BUF];
+    int rc;
+
+    if (!cJSON_IsObject(root))
+        return fail(c, NULL, "expected a JSON object, found %s", json_type_name(root));
+    rc = check_keys(c, root, job_keys, BASE_ARRAY_SIZE(job_keys), NULL);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "name", "name", true, &name);
+    if (rc == BASE_OK)
+        rc = check_identifier(c, "name", name);
+    if (rc < 0)
+        return rc;
+    if (file_stem(c->file, stem, sizeof(stem)) < 0 || strcmp(stem, name) != 0)
+        return fail(c, "name", "\"%s\" does not match the file name (expected \"%s\")", name,
+                    shown(stem, buf, sizeof(buf)));
+    rc = dup_into(c, name, &job->name);
+    if (rc == BASE_OK)
+        rc = dup_into(c, c->file, &job->file);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "endpoint", "endpoint", true, &endpoint);
+    if (rc == BASE_OK)
+        rc = check_endpoint(c, endpoint, &job->api);
+    if (rc == BASE_OK)
+        rc = dup_into(c, endpoint, &job->endpoint);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "array_key", "array_key", false, &s);
+    if (rc < 0)
+        return rc;
+    rc = dup_into(c, s ? s : strrchr(endpoint, '/') + 1, &job->array_key);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "table", "table", false, &s);
+    if (rc == BASE_OK && s != NULL)
+        rc = check_identifier(c, "table", s);
+    if (rc == BASE_OK)
+        rc = dup_into(c, s ? s : name, &job->table);
+    if (rc < 0)
+        return rc;
+
+    rc = get_int(c, root, "page_size", "page_size", 1, PAGE_SIZE_MAX, PAGE_SIZE_DEFAULT,
+                 &job->page_size);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "order", "order", false, &s);
+    if (rc == BASE_OK)
+        rc = dup_into(c, s, &job->order);
+    if (rc < 0)
+        return rc;
+
+    rc = get_string(c, root, "optional_properties", "optional_properties", false, &s);
+    if (rc == BASE_OK && s != NULL && job->api != KEAP_API_V1)
+        rc = fail(c, "optional_properties", "only for /v1/ endpoints (v2 uses fields)");
+    if (rc == BASE_OK)
+        rc = dup_into(c, s, &job->optional_properties);
+    if (rc < 0)
+        return rc;
+
+    rc = load_id(c, root, job->api, &job->map.id);
+    if (rc == BASE_OK)
+        rc = load_columns(c, root, &job->map);
+    if (rc == BASE_OK)
+        rc = load_updated_field(c, root, job);
+    if (rc == BASE_OK)
+        rc = load_incremental(c, root, job);
+    return rc;
+}
+
+/* Reads the whole file at path (capped) into a NUL-terminated *out. */
+static int read_file(const struct load_ctx *c, char **out, size_t *outlen)
+{
+    char buf[PATH_SHOWN];
+    FILE *f;
+    char *data = NULL;
+    size_t len = 0, n;
+    int result = BASE_OK;
+
+    f = fopen(c->file, "rb");
+    if (f == NULL)
+        return base_err_set(c->err, BASE_ECONFIG, "could not open job file \"%s\": %s",
+                            shown(c->file, buf, sizeof(buf)), strerror(errno));
+    data = malloc(JOB_FILE_MAX + 1);
+    if (data == NULL) {
+        result = base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
+        goto out;
+    }
+    while ((n = fread(data + len, 1, JOB_FILE_MAX + 1 - len, f)) > 0) {
+        len += n;
+        if (len > JOB_FILE_MAX) {
+            result = fail(c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        result = base_err_set(c->err, BASE_ECONFIG, "could not read job file \"%s\": %s",
+                              shown(c->file, buf, sizeof(buf)), strerror(errno));
+        goto out;
+    }
+    data[len] = '\0';
+    *out = data;
+    *outlen = len;
+    data = NULL;
+out:
+    free(data);
+    fclose(f);
+    return result;
+}
+
+int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
+{
+    struct load_ctx c = {path, err};
+    struct jobs_job job;
+    const char *end = NULL;
+    cJSON *root = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int result;
+
+    memset(&job, 0, sizeof(job));
+    if (path == NULL || out == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not load job file: missing argument");
+    result = read_file(&c, &text, &len);
+    if (result < 0)
+        return result;
+    if (memchr(text, '\0', len) != NULL) {
+        result = fail(&c, NULL, "file contains a NUL byte");
+        goto out;
+    }
+    root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (root != NULL) {
+        /* Only white space may follow the object. */
+        while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end < text + len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
+    if (root == NULL) {
+        int line = 1, col = 1;
+
+        for (const char *p = text; end != NULL && p < end && p < text + len; p++) {
+            col++;
+            if (*p == '\n')
+                line++, col = 1;
+        }
+        result = fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
+        goto out;
+    }
+    result = load_job(&c, root, &job);
+    if (result < 0)
+        goto out;
+    *out = job;
+    memset(&job, 0, sizeof(job));
+out:
+    jobs_job_free(&job);
+    cJSON_Delete(root);
+    free(text);
+    return result;
+}
+
+void jobs_job_free(struct jobs_job *job)
+{
+    if (job == NULL)
+        return;
+    free(job->name);
+    free(job->file);
+    free(job->endpoint);
+    free(job->array_key);
+    free(job->table);
+    free(job->order);
+    free(job->optional_properties);
+    free(job->updated_field);
+    free(job->since_param);
+    free(job->until_param);
+    free(job->filter_since);
+    free(job->filter_until);
+    map_column_free(&job->map.id);
+    for (size_t i = 0; i < job->map.ncols; i++)
+        map_column_free(&job->map.cols[i]);
+    free(job->map.cols);
+    memset(job, 0, sizeof(*job));
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.json names in dir (not hidden ones), sorted, into *names / *n (caller frees). */
+static int list_job_files(const char *dir, char ***names, size_t *n, struct base_err *err)
+{
+    char buf[PATH_SHOWN];
+    DIR *d;
+    struct dirent *de;
+    char **v = NULL;
+    size_t count = 0;
+    int result = BASE_OK;
+
+    d = opendir(dir);
+    if (d == NULL) {
+        result = base_err_set(err, BASE_ECONFIG, "could not open jobs folder \"%s\": %s",
+                              shown(dir, buf, sizeof(buf)), strerror(errno));
+        base_err_hint(err, "set KEAPSYNC_JOBS or run from the project root");
+        return result;
+    }
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char **nv;
+
+        if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        if (count == JOBS_MAX) {
+            result = base_err_set(err, BASE_ECONFIG, "more than %d job files in \"%s\"", JOBS_MAX,
+                                  shown(dir, buf, sizeof(buf)));
+            goto out;
+        }
+        nv = realloc(v, (count + 1) * sizeof(*v));
+        if (nv == NULL) {
+            result = base_err_set(err, BASE_ENOMEM, "could not list jobs folder: out of memory");
+            goto out;
+        }
+        v = nv;
+        v[count] = strdup(de->d_name);
+        if (v[count] == NULL) {
+            result = base_err_set(err, BASE_ENOMEM, "could not list jobs folder: out of memory");
+            goto out;
+        }
+        count++;
+    }
+    if (errno != 0) {
+        result = base_err_set(err, BASE_ECONFIG, "could not read jobs folder \"%s\": %s",
+                              shown(dir, buf, sizeof(buf)), strerror(errno));
+        goto out;
+    }
+    if (count == 0) {
+        result =
+            base_err_set(err, BASE_ECONFIG, "no job files in \"%s\"", shown(dir, buf, sizeof(buf)));
+        goto out;
+    }
+    qsort(v, count, sizeof(*v), cmp_names);
+    *names = v;
+    *n = count;
+    v = NULL;
+    count = 0;
+out:
+    while (count > 0)
+        free(v[--count]);
+    free(v);
+    closedir(d);
+    return result;
+}
+
+/* Reports a second job that reuses the name or table of an earlier one. */
+static int check_unique(const struct jobs_set *set, struct base_err *err)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const struct jobs_job *b = &set->jobs[i];
+
+        for (size_t j = 0; j < i; j++) {
+            const struct jobs_job *a = &set->jobs[j];
+            struct load_ctx c = {b->file, err};
+            char buf[PATH_SHOWN];
+
+            if (strcmp(a->name, b->name) == 0)
+                return fail(&c, "name", "\"%s\" is already the name of the job in \"%s\"", b->name,
+                            shown(a->file, buf, sizeof(buf)));
+            if (strcmp(a->table, b->table) == 0)
+                return fail(&c, "table", "\"%s\" is already the table of the job in \"%s\"",
+                            b->table, shown(a->file, buf, sizeof(buf)));
+        }
+    }
+    return BASE_OK;
+}
+
+int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err)
+{
+    struct jobs_set set = {NULL, 0};
+    struct base_buf path;
+    char **names = NULL;
+    size_t nnames = 0;
+    int result;
+
+    base_buf_init(&path, 4096);
+    if (dir == NULL || out == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not load jobs: missing argument");
+    result = list_job_files(dir, &names, &nnames, err);
+    if (result < 0)
+        goto out;
+    set.jobs = calloc(nnames, sizeof(*set.jobs));
+    if (set.jobs == NULL) {
+        result = base_err_set(err, BASE_ENOMEM, "could not load jobs: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        size_t dlen = strlen(dir);
+
+        base_buf_reset(&path);
+        result = base_buf_printf(&path, "%s%s%s", dir, dlen && dir[dlen - 1] == '/' ? "" : "/",
+                                 names[i]);
+        if (result < 0) {
+            base_err_set(err, BASE_ECONFIG, "could not load job file \"%s\": path too long",
+                         names[i]);
+            goto out;
+        }
+        result = jobs_load_file(path.data, &set.jobs[i], err);
+        if (result < 0)
+            goto out;
+        set.n = i + 1;
+    }
+    result = check_unique(&set, err);
+    if (result < 0)
+        goto out;
+    *out = set;
+    set.jobs = NULL;
+    set.n = 0;
+out:
+    jobs_set_free(&set);
+    for (size_t i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    base_buf_free(&path);
+    return result;
+}
+
+/* Index of the job named name[0..len), or -1. */
+static long find_job(const struct jobs_set *set, const char *name, size_t len)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (strlen(set->jobs[i].name) == len && memcmp(set->jobs[i].name, name, len) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+int jobs_select(struct jobs_set *set, const char *only_csv, struct base_err *err)
+{
+    char buf[SHOWN_BUF], name[SHOWN_BUF];
+    bool *keep = NULL;
+    const char *p;
+    size_t kept = 0;
+    int result = BASE_OK;
+
+    if (set == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not select jobs: missing argument");
+    if (only_csv == NULL)
+        return BASE_OK;
+    keep = calloc(set->n ? set->n : 1, sizeof(*keep));
+    if (keep == NULL)
+        return base_err_set(err, BASE_ENOMEM, "could not select jobs: out of memory");
+    p = only_csv;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *a = p, *b = comma ? comma : p + strlen(p);
+        long idx;
+
+        while (a < b && *a == ' ')
+            a++;
+        while (b > a && b[-1] == ' ')
+            b--;
+        if (a == b) {
+            result = base_err_set(err, BASE_ECONFIG, "empty job name in \"%s\"",
+                                  shown(only_csv, buf, sizeof(buf)));
+            goto out;
+        }
+        idx = find_job(set, a, (size_t)(b - a));
+        if (idx < 0) {
+            size_t len = (size_t)(b - a) < sizeof(buf) - 1 ? (size_t)(b - a) : sizeof(buf) - 1;
+
+            memcpy(buf, a, len);
+            buf[len] = '\0';
+            result = base_err_set(err, BASE_ECONFIG, "unknown job \"%s\"",
+                                  shown(buf, name, sizeof(name)));
+            base_err_hint(err, "job names are the file names in the jobs folder, without .json");
+            goto out;
+        }
+        keep[idx] = true;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    /* Every name is known: drop the others, keeping file order. */
+    for (size_t i = 0; i < set->n; i++) {
+        if (keep[i])
+            set->jobs[kept++] = set->jobs[i];
+        else
+            jobs_job_free(&set->jobs[i]);
+    }
+    set->n = kept;
+out:
+    free(keep);
+    return result;
+}
+
+void jobs_set_free(struct jobs_set *set)
+{
+    if (set == NULL)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        jobs_job_free(&set->jobs[i]);
+    free(set->jobs);
+    set->jobs = NULL;
+    set->n = 0;
+}

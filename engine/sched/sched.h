@@ -1,0 +1,72 @@
+/*
+ * sched: runs jobs. One run drives every selected job on one libuv loop: it asks pace for
+ * admission, sends page requests through http, classifies responses with keap, and hands
+ * each page to a database worker that parses, maps and commits it (store) with the job's
+ * checkpoint, in page order.
+ *
+ * Words used here:
+ *   run       one execution of `keapsync run` over the selected jobs.
+ *   window    the slice of a job's data one pass reads: for an incremental job the records
+ *             whose update time lies in [since, until); for others, everything.
+ *   watermark the until of the last window that completed; the next window starts at it
+ *             (minus the job's overlap).
+ *   cursor    where the current window stands: the next offset and the last id committed.
+ *             It lives in the checkpoint and only ever moves forward.
+ *   epoch     bumped whenever the cursor is corrected (a page showed that records shifted,
+ *             or a page had to be fetched again); pages requested under an older epoch are
+ *             dropped unread.
+ */
+#ifndef KEAPSYNC_SCHED_H
+#define KEAPSYNC_SCHED_H
+
+#include "base.h"
+#include "jobs.h"
+#include "keap.h"
+#include "pace.h"
+#include "store.h"
+
+#include <stdint.h>
+
+struct sched_options {
+    const char *base_url;      /* KEAP_BASE_URL */
+    const char *tenant;        /* ledger key override (KEAPSYNC_TENANT) or NULL */
+    struct pace_config limits; /* KEAPSYNC_LIMITS + KEAPSYNC_RESERVE */
+    const struct base_clock *clock;
+    int max_depth;    /* pages of one job in flight at once; 0: default */
+    int max_attempts; /* tries of one page before its job fails; 0: default */
+};
+
+struct sched_job_result {
+    const char *name;
+    int64_t requests; /* requests sent for this job (incl. retries and 429s) */
+    int64_t pages;    /* pages committed */
+    int64_t rows;     /* rows written (inserted + updated) */
+    int64_t skipped;  /* rows older than the table's, left alone */
+    int64_t mismatches;
+    int64_t nul_replaced;
+    int state; /* enum sched_job_state (sched.c); see sched_job_state_name */
+    char error[512];
+};
+
+struct sched_result {
+    int exit_code;    /* 0, 75, 77 or 1 (DESIGN.md) */
+    int64_t requests; /* all requests sent */
+    int64_t rejected_429;
+    int64_t rows;
+    double seconds;
+    size_t njobs;
+    struct sched_job_result *jobs; /* njobs entries, owned by the result */
+    char message[512];             /* why the run stopped early, or "" */
+};
+
+/*
+ * Runs the jobs of set (already loaded, selected and validated) with store s (connected,
+ * migrated). Blocks until the run ends. Returns 0 with *res filled in (its exit_code tells
+ * how the run ended), or an error code with err set when the run could not start.
+ */
+int sched_run(const struct sched_options *opt, struct jobs_set *set, struct store *s,
+              const struct keap_credential *cred, struct sched_result *res, struct base_err *err);
+void sched_result_free(struct sched_result *res);
+const char *sched_job_state_name(int state);
+
+#endif

@@ -1,0 +1,514 @@
+/*
+ * store.c: the connection, migrations, checkpoints, settings, run history and the helpers the
+ * store's other files share (store_int.h). The sink (ensure_table, commit_page) is in sink.c,
+ * the quota ledger in ledger.c.
+ *
+ * Words used here: see store.h. "conninfo" is what the user gave (DATABASE_URL): a libpq
+ * key=value string, a postgresql:// URI, a bare database name, or nothing (PG* variables).
+ * It may hold a password, so no message ever quotes it.
+ */
+#include "store_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* pg_advisory_xact_lock key that serialises migrations: "keapsync" in ASCII. */
+#define STORE_MIGRATE_LOCK "7738151096083899747"
+
+/* Copies the first line of a libpq message into buf (libpq's texts end in "\n" and may go
+ * on with indented detail lines). */
+static void first_line(const char *msg, char *buf, size_t n)
+{
+    size_t len;
+
+    if (msg == NULL || msg[0] == '\0')
+        msg = "unknown error";
+    len = strcspn(msg, "\r\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+}
+
+int store_pg_error(struct store *s, const PGresult *res, struct base_err *err, const char *fmt, ...)
+{
+    char what[256];
+    char line[320];
+    const char *primary = NULL, *hint = NULL, *context = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (res != NULL) {
+        primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+        context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+    }
+    if (primary != NULL) {
+        first_line(primary, line, sizeof(line));
+    } else {
+        first_line(s != NULL && s->conn != NULL ? PQerrorMessage(s->conn) : NULL, line,
+                   sizeof(line));
+    }
+    /* COPY's context line names the line and column of a bad row: worth keeping. It is the
+     * last of the context's lines ("JSON data, line 1: ..." may come first). */
+    if (context != NULL) {
+        const char *c = context;
+
+        while (strncmp(c, "COPY ", 5) != 0 && (c = strchr(c, '\n')) != NULL)
+            c++;
+        context = c;
+    }
+    if (context != NULL) {
+        char ctx[160];
+
+        first_line(context, ctx, sizeof(ctx));
+        base_err_set(err, BASE_EDB, "%s: %s (%s)", what, line, ctx);
+    } else {
+        base_err_set(err, BASE_EDB, "%s: %s", what, line);
+    }
+    if (hint != NULL)
+        base_err_hint(err, "%s", hint);
+    return BASE_EDB;
+}
+
+int store_query(struct store *s, PGresult **out, ExecStatusType want, const char *sql, int nparams,
+                const char *const *params, struct base_err *err, const char *fmt, ...)
+{
+    PGresult *res;
+    char what[256];
+    va_list ap;
+
+    if (nparams > 0)
+        res = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    else
+        res = PQexec(s->conn, sql);
+    if (res != NULL && PQresultStatus(res) == want) {
+        if (out != NULL)
+            *out = res;
+        else
+            PQclear(res);
+        return BASE_OK;
+    }
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    store_pg_error(s, res, err, "%s", what);
+    PQclear(res);
+    return BASE_EDB;
+}
+
+void store_rollback(struct store *s)
+{
+    PGresult *res;
+
+    if (s->conn == NULL || PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+        return;
+    res = PQexec(s->conn, "ROLLBACK");
+    PQclear(res);
+}
+
+int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err)
+{
+    if (base_time_format_day(day_wall, buf, n) < 0)
+        return base_err_set(err, BASE_EINVAL, "could not format the UTC day of %" PRId64, day_wall);
+    return BASE_OK;
+}
+
+/* Server notices (e.g. "relation already exists, skipping") are debug chatter, not output. */
+static void notice_cb(void *arg, const char *message)
+{
+    char line[512];
+
+    (void)arg;
+    first_line(message, line, sizeof(line));
+    base_log_debug("postgres: %s", line);
+}
+
+/* What libpq itself would take for a connection string rather than a database name. */
+static int looks_like_conninfo(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
+           strchr(s, '=') != NULL;
+}
+
+int store_connect(struct store **out, const char *conninfo, struct base_err *err)
+{
+    const char *keys[4], *vals[4];
+    struct store *s = NULL;
+    PGconn *conn = NULL;
+    char line[320];
+    int n = 0;
+    int rc = BASE_OK;
+
+    if (conninfo != NULL && conninfo[0] != '\0') {
+        if (looks_like_conninfo(conninfo)) {
+            char *perr = NULL;
+            PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+
+            if (opts == NULL) {
+                /* libpq's text may quote a piece of the string, password included. */
+                PQfreemem(perr);
+                rc = base_err_set(err, BASE_EDB,
+                                  "could not connect to the database: invalid connection string");
+                base_err_hint(err, "check DATABASE_URL: it must be a libpq key=value string or "
+                                   "a postgresql:// URI (percent-encode special characters)");
+                goto out;
+            }
+            PQconninfoFree(opts);
+        }
+        keys[n] = "dbname";
+        vals[n++] = conninfo;
+    }
+    keys[n] = "application_name";
+    vals[n++] = "keapsync";
+    keys[n] = "client_encoding";
+    vals[n++] = "UTF8";
+    keys[n] = NULL;
+    vals[n] = NULL;
+
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        rc = base_err_set(err, BASE_ENOMEM, "could not connect to the database: out of memory");
+        goto out;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        first_line(PQerrorMessage(conn), line, sizeof(line));
+        rc = base_err_set(err, BASE_EDB, "could not connect to the database: %s", line);
+        base_err_hint(err,
+                      "check DATABASE_URL (or the PG* variables) and that the server is running");
+        goto out;
+    }
+    PQsetNoticeProcessor(conn, notice_cb, NULL);
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        rc = base_err_set(err, BASE_ENOMEM, "could not connect to the database: out of memory");
+        goto out;
+    }
+    s->conn = conn;
+    conn = NULL;
+    *out = s;
+out:
+    PQfinish(conn);
+    return rc;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    store_tcache_free_all(s);
+    PQfinish(s->conn);
+    free(s);
+}
+
+int store_exec(struct store *s, const char *sql, struct base_err *err)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    int rc = BASE_OK;
+
+    if (res == NULL ||
+        (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK))
+        rc = store_pg_error(s, res, err, "could not execute statement");
+    PQclear(res);
+    return rc;
+}
+
+/* Reads a one-row, one-column bigint result. */
+static int result_int64(const PGresult *res, int row, int col, int64_t *v, struct base_err *err,
+                        const char *what)
+{
+    if (PQntuples(res) <= row || PQnfields(res) <= col || PQgetisnull(res, row, col) ||
+        base_parse_int64(PQgetvalue(res, row, col), v) < 0)
+        return base_err_set(err, BASE_EDB, "%s: unexpected result from the server", what);
+    return BASE_OK;
+}
+
+/* Version of the newest applied migration, 0 before the first. */
+static int read_version(struct store *s, int *version, struct base_err *err)
+{
+    PGresult *res = NULL;
+    int64_t v = 0;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT to_regclass('keapsync.migrations') IS NOT NULL", 0, NULL, err,
+                     "could not read the schema version");
+    if (rc < 0)
+        goto out;
+    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        PQclear(res);
+        res = NULL;
+        rc = store_query(s, &res, PGRES_TUPLES_OK,
+                         "SELECT coalesce(max(version), 0) FROM keapsync.migrations", 0, NULL, err,
+                         "could not read the schema version");
+        if (rc < 0)
+            goto out;
+        rc = result_int64(res, 0, 0, &v, err, "could not read the schema version");
+        if (rc < 0)
+            goto out;
+    }
+    *version = (int)v;
+out:
+    PQclear(res);
+    return rc;
+}
+
+int store_schema_version(struct store *s, int *version, struct base_err *err)
+{
+    return read_version(s, version, err);
+}
+
+int store_latest_version(void)
+{
+    int v = 0;
+
+    for (size_t i = 0; i < store_nmigrations; i++)
+        if (store_migrations[i].version > v)
+            v = store_migrations[i].version;
+    return v;
+}
+
+int store_commit(struct store *s, struct base_err *err, const char *what)
+{
+    PGresult *res = PQexec(s->conn, "COMMIT");
+    int rc = BASE_OK;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = store_pg_error(s, res, err, "%s", what);
+    else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        rc = base_err_set(err, BASE_EDB, "%s: the transaction was rolled back", what);
+    PQclear(res);
+    return rc;
+}
+
+/*
+ * One migration step: under the advisory lock, applies the first migration above the
+ * database's version. *done is set when there was none left.
+ */
+static int migrate_one(struct store *s, int *done, struct base_err *err)
+{
+    const struct store_migration *m = NULL;
+    char vbuf[16], what[128];
+    const char *params[2];
+    PGresult *res = NULL;
+    int current = 0;
+    int rc;
+
+    rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err,
+                     "could not migrate the database");
+    if (rc < 0)
+        goto out;
+    rc = store_query(s, NULL, PGRES_TUPLES_OK,
+                     "SELECT pg_advisory_xact_lock(" STORE_MIGRATE_LOCK ")", 0, NULL, err,
+                     "could not lock the schema for migration");
+    if (rc < 0)
+        goto out;
+    rc = read_version(s, &current, err);
+    if (rc < 0)
+        goto out;
+    if (current > store_latest_version()) {
+        rc = base_err_set(err, BASE_EDB,
+                          "database schema version %d is newer than this keapsync's (%d)", current,
+                          store_latest_version());
+        base_err_hint(err, "upgrade keapsync");
+        goto out;
+    }
+    for (size_t i = 0; i < store_nmigrations && m == NULL; i++)
+        if (store_migrations[i].version > current)
+            m = &store_migrations[i];
+    if (m == NULL) {
+        rc = store_commit(s, err, "could not migrate the database");
+        if (rc == 0)
+            *done = 1;
+        goto out;
+    }
+    snprintf(what, sizeof(what), "could not apply migration %04d_%s", m->version, m->name);
+    /* A file may hold many statements: the simple query protocol runs them all. */
+    res = PQexec(s->conn, m->sql);
+    if (res == NULL ||
+        (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
+        rc = store_pg_error(s, res, err, "%s", what);
+        goto out;
+    }
+    snprintf(vbuf, sizeof(vbuf), "%d", m->version);
+    params[0] = vbuf;
+    params[1] = m->name;
+    rc = store_query(s, NULL, PGRES_COMMAND_OK,
+                     "INSERT INTO keapsync.migrations (version, name) VALUES ($1, $2)", 2, params,
+                     err, "%s", what);
+    if (rc < 0)
+        goto out;
+    rc = store_commit(s, err, what);
+    if (rc < 0)
+        goto out;
+    base_log_info("applied migration %04d_%s", m->version, m->name);
+    *done = 0;
+out:
+    PQclear(res);
+    if (rc < 0)
+        store_rollback(s);
+    return rc;
+}
+
+int store_migrate(struct store *s, int *applied, struct base_err *err)
+{
+    int n = 0, done = 0;
+    int rc = BASE_OK;
+
+    while (!done) {
+        rc = migrate_one(s, &done, err);
+        if (rc < 0)
+            return rc;
+        if (!done)
+            n++;
+    }
+    *applied = n;
+    return rc;
+}
+
+/* Copies a single text value of res (row 0, col 0) into a malloc'd string, capped. */
+static int result_text_dup(const PGresult *res, size_t cap, char **out, struct base_err *err,
+                           const char *what)
+{
+    size_t len = (size_t)PQgetlength(res, 0, 0);
+    char *p;
+
+    if (len > cap)
+        return base_err_set(err, BASE_ETOOBIG, "%s: value is %zu bytes, more than %zu", what, len,
+                            cap);
+    p = malloc(len + 1);
+    if (p == NULL)
+        return base_err_set(err, BASE_ENOMEM, "%s: out of memory", what);
+    memcpy(p, PQgetvalue(res, 0, 0), len);
+    p[len] = '\0';
+    *out = p;
+    return BASE_OK;
+}
+
+int store_checkpoint_load(struct store *s, const char *job, char **json, struct base_err *err)
+{
+    const char *params[1] = {job};
+    PGresult *res = NULL;
+    char *text = NULL;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT state::text FROM keapsync.checkpoints WHERE job = $1", 1, params, err,
+                     "could not load the checkpoint of \"%s\"", job);
+    if (rc < 0)
+        goto out;
+    if (PQntuples(res) > 0) {
+        rc =
+            result_text_dup(res, STORE_MAX_CHECKPOINT, &text, err, "could not load the checkpoint");
+        if (rc < 0)
+            goto out;
+    }
+    *json = text;
+out:
+    PQclear(res);
+    return rc;
+}
+
+int store_checkpoint_save(struct store *s, const char *job, const char *json, struct base_err *err)
+{
+    const char *params[2] = {job, json};
+
+    if (job == NULL || json == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not save a checkpoint: no job or state");
+    return store_query(s, NULL, PGRES_COMMAND_OK, STORE_SQL_CHECKPOINT_UPSERT, 2, params, err,
+                       "could not save the checkpoint of \"%s\"", job);
+}
+
+int store_checkpoint_reset(struct store *s, const char *job, struct base_err *err)
+{
+    const char *params[1] = {job};
+
+    return store_query(s, NULL, PGRES_COMMAND_OK, "DELETE FROM keapsync.checkpoints WHERE job = $1",
+                       1, params, err, "could not reset the checkpoint of \"%s\"", job);
+}
+
+int store_setting_get(struct store *s, const char *key, char **value, struct base_err *err)
+{
+    const char *params[1] = {key};
+    PGresult *res = NULL;
+    char *text = NULL;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT value FROM keapsync.settings WHERE key = $1",
+                     1, params, err, "could not read setting \"%s\"", key);
+    if (rc < 0)
+        goto out;
+    if (PQntuples(res) > 0) {
+        rc = result_text_dup(res, STORE_MAX_SETTING, &text, err, "could not read a setting");
+        if (rc < 0)
+            goto out;
+    }
+    *value = text;
+out:
+    PQclear(res);
+    return rc;
+}
+
+int store_setting_put(struct store *s, const char *key, const char *value, struct base_err *err)
+{
+    const char *params[2] = {key, value};
+
+    if (key == NULL || value == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not write a setting: no key or value");
+    return store_query(s, NULL, PGRES_COMMAND_OK,
+                       "INSERT INTO keapsync.settings (key, value) VALUES ($1, $2) "
+                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                       2, params, err, "could not write setting \"%s\"", key);
+}
+
+int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err)
+{
+    const char *params[1] = {jobs_csv != NULL ? jobs_csv : ""};
+    PGresult *res = NULL;
+    int64_t id;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "INSERT INTO keapsync.runs (jobs) VALUES ($1) RETURNING id", 1, params, err,
+                     "could not record the start of a run");
+    if (rc < 0)
+        goto out;
+    rc = result_int64(res, 0, 0, &id, err, "could not record the start of a run");
+    if (rc < 0)
+        goto out;
+    *run_id = id;
+out:
+    PQclear(res);
+    return rc;
+}
+
+int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,
+                     const char *message, struct base_err *err)
+{
+    char id[24], code[16], req[24], nrows[24];
+    const char *params[5] = {id, code, req, nrows, message};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(id, sizeof(id), "%" PRId64, run_id);
+    snprintf(code, sizeof(code), "%d", exit_code);
+    snprintf(req, sizeof(req), "%" PRId64, requests);
+    snprintf(nrows, sizeof(nrows), "%" PRId64, rows);
+    rc = store_query(s, &res, PGRES_COMMAND_OK,
+                     "UPDATE keapsync.runs SET finished_at = now(), exit_code = $2, "
+                     "requests = $3, rows = $4, message = $5 WHERE id = $1",
+                     5, params, err, "could not record the end of run %" PRId64, run_id);
+    if (rc < 0)
+        goto out;
+    if (strcmp(PQcmdTuples(res), "1") != 0)
+        rc = base_err_set(err, BASE_ENOTFOUND,
+                          "could not record the end of run %" PRId64 ": no such run", run_id);
+out:
+    PQclear(res);
+    return rc;
+}

@@ -1,0 +1,99 @@
+# tests/integration/lib.sh: shared helpers for the integration scripts (sourced, not run).
+# Needs: KEAPSYNC_BUILD (the build dir), KEAPSYNC_SRC (the source tree), DATABASE_URL (an
+# admin connection to a throwaway cluster; deploy/test.sh sets it).
+set -euo pipefail
+
+: "${KEAPSYNC_BUILD:?KEAPSYNC_BUILD is not set (run through ctest or deploy/test.sh)}"
+: "${KEAPSYNC_SRC:?KEAPSYNC_SRC is not set}"
+: "${DATABASE_URL:?DATABASE_URL is not set: integration tests need a throwaway Postgres (deploy/test.sh starts one)}"
+
+KS="$KEAPSYNC_BUILD/keapsync"
+KSIM="$KEAPSYNC_BUILD/keapsim"
+IT_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+IT_TMP=$(mktemp -d "/tmp/ks-it-$IT_NAME.XXXXXX")
+IT_PIDS=()
+IT_FAILS=0
+IT_PASSES=0
+export KEAPSYNC_JOBS="$KEAPSYNC_SRC/jobs"
+
+it_cleanup() {
+    local p
+    for p in "${IT_PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$IT_TMP"
+}
+trap it_cleanup EXIT
+
+it_log() { printf '[%s] %s\n' "$IT_NAME" "$*" >&2; }
+
+# check DESCRIPTION COMMAND...: runs COMMAND; counts a pass or a failure.
+check() {
+    local what=$1
+    shift
+    if "$@"; then
+        IT_PASSES=$((IT_PASSES + 1))
+        it_log "ok: $what"
+    else
+        IT_FAILS=$((IT_FAILS + 1))
+        it_log "FAILED: $what"
+    fi
+}
+
+# eq DESCRIPTION EXPECTED ACTUAL
+eq() {
+    if [ "$2" = "$3" ]; then
+        IT_PASSES=$((IT_PASSES + 1))
+        it_log "ok: $1 ($3)"
+    else
+        IT_FAILS=$((IT_FAILS + 1))
+        it_log "FAILED: $1: expected [$2], got [$3]"
+    fi
+}
+
+# it_done: prints the closing line and exits non-zero on any failure.
+it_done() {
+    echo "$IT_PASSES passed, $IT_FAILS failed"
+    [ "$IT_FAILS" -eq 0 ] && [ "$IT_PASSES" -gt 0 ]
+}
+
+# it_make_db: creates a database of this test's own and points DATABASE_URL at it.
+it_make_db() {
+    local db="it_${IT_NAME//[^a-z0-9_]/_}_$$"
+    psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    IT_ADMIN_URL=$DATABASE_URL
+    DATABASE_URL="${DATABASE_URL%/*}/$db"
+    export DATABASE_URL
+}
+
+sql() { psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+
+# it_keapsim ARGS...: starts keapsim on a free port; sets KSIM_URL (admin root) and
+# KEAP_BASE_URL; the process is killed at exit.
+it_keapsim() {
+    local out="$IT_TMP/keapsim.$RANDOM.out" port="" i
+    "$KSIM" --port 0 "$@" >"$out" 2>"$out.err" &
+    KSIM_PID=$!
+    IT_PIDS+=("$KSIM_PID")
+    for i in $(seq 1 100); do
+        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" | head -1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    [ -n "$port" ] || { cat "$out.err" >&2; echo "keapsim did not start" >&2; return 1; }
+    KSIM_URL="http://127.0.0.1:$port"
+    export KEAP_BASE_URL="$KSIM_URL/crm/rest"
+}
+
+ksim_stat() { curl -sf "$KSIM_URL/__admin/stats" | jq -r "$1"; }
+
+# Loads keapsim's ground truth for a resource into table truth_<resource>(doc jsonb).
+ksim_truth_to_pg() {
+    local res=$1
+    curl -sf "$KSIM_URL/__admin/truth?resource=$res" >"$IT_TMP/truth.$res.jsonl"
+    sql "DROP TABLE IF EXISTS truth_$res; CREATE TABLE truth_$res (doc jsonb)"
+    # CSV with quote and delimiter bytes that never occur in JSON text: each line is one value.
+    psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 \
+        -c "\\copy truth_$res (doc) FROM '$IT_TMP/truth.$res.jsonl' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+}

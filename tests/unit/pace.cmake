@@ -1,0 +1,1 @@
+keapsync_unit_test(test_pace SOURCES test_pace.c LIBS ks_pace)

@@ -1,0 +1,1050 @@
+/*
+ * Unit tests for store against a real, throwaway PostgreSQL (DATABASE_URL; deploy/test.sh
+ * sets it, or: . deploy/lib/pg.sh; pg_throwaway_start /tmp/x-pg). The tests create and use
+ * their own database, keapsync_unit_store_<pid>, dropped at the end, so they never touch
+ * another database's schemas and two runs do not meet.
+ *
+ * Words used here: "check" is the test's own libpq connection, used to look at what store
+ * wrote with plain SQL; "T1" < "T2" < "T3" are the updated times of record versions.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "store.h"
+
+static char test_db[64];         /* keapsync_unit_store_<pid> */
+static char test_conninfo[2048]; /* the test database, for store_connect */
+static PGconn *check;            /* the test's own connection to it */
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static PGresult *q_exec(const char *sql)
+{
+    PGresult *res = PQexec(check, sql);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("check query failed: %s: %s", sql, PQerrorMessage(check));
+    return res;
+}
+
+/* One bigint from a query that returns one row. */
+static int64_t q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int64_t q_int(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    PGresult *res;
+    int64_t v = 0;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    res = q_exec(sql);
+    assert_int_equal(PQntuples(res), 1);
+    assert_false(PQgetisnull(res, 0, 0));
+    assert_int_equal(base_parse_int64(PQgetvalue(res, 0, 0), &v), 0);
+    PQclear(res);
+    return v;
+}
+
+/* One text value (malloc'd) or NULL for SQL NULL / no row. */
+static char *q_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *q_text(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    PGresult *res;
+    char *v = NULL;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    res = q_exec(sql);
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        v = base_strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static void q_run(const char *sql)
+{
+    PQclear(q_exec(sql));
+}
+
+static struct store *open_store(void)
+{
+    struct store *s = NULL;
+    struct base_err err;
+
+    base_err_clear(&err);
+    if (store_connect(&s, test_conninfo, &err) != 0)
+        fail_msg("store_connect: %s (%s)", err.msg, err.hint);
+    return s;
+}
+
+static int64_t wall(const char *iso)
+{
+    int64_t ms = 0;
+
+    assert_int_equal(base_time_parse(iso, &ms), 0);
+    return ms;
+}
+
+static void migrate(struct store *s)
+{
+    struct base_err err;
+    int applied = -1;
+
+    base_err_clear(&err);
+    if (store_migrate(s, &applied, &err) != 0)
+        fail_msg("store_migrate: %s", err.msg);
+}
+
+/* A contacts-like table: id bigint, email, given_name, updated (timestamptz), and in the
+ * widened version also score (bigint). */
+static char n_id[] = "id", n_email[] = "email", n_given[] = "given_name", n_updated[] = "updated",
+            n_score[] = "score";
+static struct map_column cols_v2[] = {
+    {.name = n_email, .type = MAP_TEXT},
+    {.name = n_given, .type = MAP_TEXT},
+    {.name = n_updated, .type = MAP_TIMESTAMPTZ},
+    {.name = n_score, .type = MAP_BIGINT},
+};
+static const struct map_spec spec_v1 = {
+    .id = {.name = n_id, .type = MAP_BIGINT}, .cols = cols_v2, .ncols = 3};
+static const struct map_spec spec_v2 = {
+    .id = {.name = n_id, .type = MAP_BIGINT}, .cols = cols_v2, .ncols = 4};
+static const struct store_table contacts = {"contacts", &spec_v1, "updated"};
+/* The same shape without a newer-wins column. */
+static const struct store_table notes = {"notes", &spec_v1, NULL};
+
+/* Appends one COPY line for the v1 shape; given_name NULL and updated NULL become \N. data
+ * repeats id and email (plain text in the tests, so no JSON escaping is needed). */
+static void row(struct base_buf *b, const char *id, const char *email, const char *given,
+                const char *updated)
+{
+    int rc = base_buf_printf(b, "%s\t%s\t%s\t%s\t{\"id\": \"%s\", \"email\": \"%s\"}\n", id, email,
+                             given != NULL ? given : "\\N", updated != NULL ? updated : "\\N", id,
+                             email);
+    assert_int_equal(rc, 0);
+}
+
+static int commit(struct store *s, const struct store_table *t, struct base_buf *rows,
+                  int64_t nrows, const char *checkpoint, struct store_page_result *r,
+                  struct base_err *err)
+{
+    struct store_page p = {
+        .table = t,
+        .rows = rows->data,
+        .rows_len = rows->len,
+        .nrows = nrows,
+        .job = t->table,
+        .checkpoint = checkpoint,
+        .tenant = "tenant-a",
+        .day_wall = wall("2024-11-07T12:00:00Z"),
+        .requests = 1,
+    };
+
+    base_err_clear(err);
+    return store_commit_page(s, &p, r, err);
+}
+
+static void commit_ok(struct store *s, const struct store_table *t, struct base_buf *rows,
+                      int64_t nrows, const char *checkpoint, struct store_page_result *r)
+{
+    struct base_err err;
+
+    if (commit(s, t, rows, nrows, checkpoint, r, &err) != 0)
+        fail_msg("store_commit_page: %s", err.msg);
+}
+
+static void ensure_ok(struct store *s, const struct store_table *t)
+{
+    struct base_err err;
+
+    base_err_clear(&err);
+    if (store_ensure_table(s, t, &err) != 0)
+        fail_msg("store_ensure_table: %s", err.msg);
+}
+
+/* ---- setup: a database of our own ------------------------------------------------------- */
+
+/* Appends " key='value'" with libpq's quoting. */
+static int conninfo_add(char *buf, size_t n, const char *key, const char *val)
+{
+    size_t len = strlen(buf);
+
+    if (base_snprintf(buf + len, n - len, " %s='", key) < 0)
+        return -1;
+    len = strlen(buf);
+    for (const char *p = val; *p; p++) {
+        if (len + 3 >= n)
+            return -1;
+        if (*p == '\'' || *p == '\\')
+            buf[len++] = '\\';
+        buf[len++] = *p;
+    }
+    buf[len] = '\0';
+    return base_snprintf(buf + len, n - len, "'");
+}
+
+/* Runs one statement on a connection to DATABASE_URL's own database. */
+static int admin_exec(const char *sql)
+{
+    PGconn *admin = PQconnectdb(getenv("DATABASE_URL"));
+    PGresult *res = NULL;
+    int rc = -1;
+
+    if (PQstatus(admin) != CONNECTION_OK) {
+        fprintf(stderr, "test_store: could not connect to DATABASE_URL: %s", PQerrorMessage(admin));
+        goto out;
+    }
+    res = PQexec(admin, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "test_store: %s: %s", sql, PQerrorMessage(admin));
+        goto out;
+    }
+    rc = 0;
+out:
+    PQclear(res);
+    PQfinish(admin);
+    return rc;
+}
+
+static int group_setup(void **state)
+{
+    const char *url = getenv("DATABASE_URL");
+    PQconninfoOption *opts = NULL, *o;
+    PGconn *admin = NULL;
+    char sql[128];
+    int rc = -1;
+
+    (void)state;
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "test_store: DATABASE_URL is not set. These tests need a throwaway "
+                        "PostgreSQL: . deploy/lib/pg.sh; pg_throwaway_start /tmp/store-pg\n");
+        return -1;
+    }
+    admin = PQconnectdb(url);
+    if (PQstatus(admin) != CONNECTION_OK) {
+        fprintf(stderr, "test_store: could not connect to DATABASE_URL: %s", PQerrorMessage(admin));
+        goto out;
+    }
+    if (strcmp(PQport(admin), "5432") == 0) {
+        fprintf(stderr, "test_store: refusing to run against port 5432 (a system cluster?)\n");
+        goto out;
+    }
+    snprintf(test_db, sizeof(test_db), "keapsync_unit_store_%ld", (long)getpid());
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", test_db);
+    if (admin_exec(sql) < 0)
+        goto out;
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", test_db);
+    if (admin_exec(sql) < 0)
+        goto out;
+    /* The same server and user, our database. */
+    opts = PQconninfo(admin);
+    test_conninfo[0] = '\0';
+    for (o = opts; o != NULL && o->keyword != NULL; o++) {
+        if (o->val == NULL || o->val[0] == '\0' || strcmp(o->keyword, "dbname") == 0)
+            continue;
+        if (conninfo_add(test_conninfo, sizeof(test_conninfo), o->keyword, o->val) < 0)
+            goto out;
+    }
+    if (conninfo_add(test_conninfo, sizeof(test_conninfo), "dbname", test_db) < 0)
+        goto out;
+    check = PQconnectdb(test_conninfo);
+    if (PQstatus(check) != CONNECTION_OK) {
+        fprintf(stderr, "test_store: could not connect to %s: %s", test_db, PQerrorMessage(check));
+        goto out;
+    }
+    PQclear(PQexec(check, "SET client_min_messages = warning"));
+    rc = 0;
+out:
+    PQconninfoFree(opts);
+    PQfinish(admin);
+    return rc;
+}
+
+static int group_teardown(void **state)
+{
+    char sql[128];
+
+    (void)state;
+    PQfinish(check);
+    check = NULL;
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", test_db);
+    return admin_exec(sql);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_connect_errors(void **state)
+{
+    /* Nothing listens on port 1; each form carries a password that must not be echoed. */
+    static const char *const bad[] = {
+        "postgresql://keapsync:s3cretpw@127.0.0.1:1/keapsync?connect_timeout=2",
+        "host=127.0.0.1 port=1 user=keapsync password=s3cretpw connect_timeout=2",
+        "postgresql://keapsync:s3cretpw%zz@127.0.0.1:1/keapsync",
+        "host=127.0.0.1 password=s3cretpw junk",
+    };
+    struct store *sentinel = (struct store *)&state;
+    struct base_err err;
+
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(bad); i++) {
+        struct store *s = sentinel;
+
+        base_err_clear(&err);
+        assert_int_equal(store_connect(&s, bad[i], &err), BASE_EDB);
+        assert_ptr_equal(s, sentinel);
+        assert_int_equal(err.code, BASE_EDB);
+        assert_non_null(strstr(err.msg, "could not connect to the database: "));
+        assert_non_null(strstr(err.hint, "DATABASE_URL"));
+        assert_null(strstr(err.msg, "s3cretpw"));
+        assert_null(strstr(err.hint, "s3cretpw"));
+        assert_null(strchr(err.msg, '\n'));
+    }
+    store_close(NULL);
+}
+
+static void test_connect_session(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+
+    (void)state;
+    /* The session settings store_connect promises, checked from inside the session. */
+    assert_int_equal(store_exec(s,
+                                "DO $$ BEGIN IF current_setting('application_name') <> "
+                                "'keapsync' OR current_setting('client_encoding') <> 'UTF8' "
+                                "THEN RAISE EXCEPTION 'wrong session settings'; END IF; END $$",
+                                &err),
+                     0);
+    assert_int_equal(q_int("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND "
+                           "application_name = 'keapsync'",
+                           test_db),
+                     1);
+    store_close(s);
+}
+
+struct migrate_arg {
+    int applied;
+    int rc;
+};
+
+static void *migrate_thread(void *p)
+{
+    struct migrate_arg *a = p;
+    struct store *s = NULL;
+    struct base_err err;
+
+    a->rc = store_connect(&s, test_conninfo, &err);
+    if (a->rc == 0)
+        a->rc = store_migrate(s, &a->applied, &err);
+    store_close(s);
+    return NULL;
+}
+
+static void test_migrate(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+    int version = -1, applied = -1;
+    int64_t nfiles;
+
+    (void)state;
+    q_run("DROP SCHEMA IF EXISTS keap CASCADE; DROP SCHEMA IF EXISTS keapsync CASCADE");
+    assert_true(store_latest_version() > 0);
+    assert_int_equal(store_schema_version(s, &version, &err), 0);
+    assert_int_equal(version, 0);
+
+    assert_int_equal(store_migrate(s, &applied, &err), 0);
+    nfiles = q_int("SELECT count(*) FROM keapsync.migrations");
+    assert_true(applied > 0);
+    assert_int_equal(applied, nfiles);
+    assert_int_equal(q_int("SELECT max(version) FROM keapsync.migrations"), store_latest_version());
+    assert_int_equal(store_schema_version(s, &version, &err), 0);
+    assert_int_equal(version, store_latest_version());
+    /* Every table the schema promises. */
+    assert_int_equal(q_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'keapsync' AND "
+                           "tablename IN ('migrations', 'checkpoints', 'quota_ledger', 'runs', "
+                           "'settings', 'leases', 'tokens')"),
+                     7);
+    assert_int_equal(q_int("SELECT count(*) FROM pg_namespace WHERE nspname = 'keap'"), 1);
+
+    /* Idempotent. */
+    applied = -1;
+    assert_int_equal(store_migrate(s, &applied, &err), 0);
+    assert_int_equal(applied, 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.migrations"), nfiles);
+
+    /* Concurrent callers on a fresh database: each migration is applied exactly once. */
+    q_run("DROP SCHEMA keap CASCADE; DROP SCHEMA keapsync CASCADE");
+    {
+        struct migrate_arg a[3] = {{-1, -1}, {-1, -1}, {-1, -1}};
+        pthread_t th[3];
+
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, migrate_thread, &a[i]), 0);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(a[i].rc, 0);
+        assert_int_equal(a[0].applied + a[1].applied + a[2].applied, nfiles);
+        assert_int_equal(q_int("SELECT count(*) FROM keapsync.migrations"), nfiles);
+    }
+
+    /* A database newer than the binary is refused, not "migrated". */
+    q_run("INSERT INTO keapsync.migrations (version, name) VALUES (99999, 'future')");
+    base_err_clear(&err);
+    applied = -1;
+    assert_int_equal(store_migrate(s, &applied, &err), BASE_EDB);
+    assert_int_equal(applied, -1);
+    assert_non_null(strstr(err.msg, "newer"));
+    q_run("DELETE FROM keapsync.migrations WHERE version = 99999");
+    store_close(s);
+}
+
+/* Is keap.<table>.<col> of the SQL type map_type_sql(type)? */
+static void assert_col_type(const char *table, const char *col, enum map_type type)
+{
+    assert_int_equal(q_int("SELECT count(*) FROM pg_attribute WHERE attrelid = 'keap.%s'::regclass "
+                           "AND attname = '%s' AND NOT attisdropped AND "
+                           "atttypid = '%s'::regtype",
+                           table, col, map_type_sql(type)),
+                     1);
+}
+
+static void test_ensure_table(void **state)
+{
+    struct store *s = open_store();
+    struct base_buf rows;
+    struct store_page_result r;
+    struct base_err err;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts");
+    ensure_ok(s, &contacts);
+    ensure_ok(s, &contacts); /* twice is fine */
+    assert_col_type("contacts", "id", spec_v1.id.type);
+    for (size_t i = 0; i < spec_v1.ncols; i++)
+        assert_col_type("contacts", spec_v1.cols[i].name, spec_v1.cols[i].type);
+    assert_col_type("contacts", "data", MAP_JSONB);
+    assert_int_equal(q_int("SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                           "'keap.contacts'::regclass AND attnum > 0 AND NOT attisdropped"),
+                     (int64_t)spec_v1.ncols + 3);
+    /* The primary key and the newer-wins index. */
+    assert_int_equal(q_int("SELECT count(*) FROM pg_index WHERE indrelid = "
+                           "'keap.contacts'::regclass AND indisprimary"),
+                     1);
+    assert_int_equal(q_int("SELECT count(*) FROM pg_indexes WHERE schemaname = 'keap' AND "
+                           "tablename = 'contacts' AND indexdef LIKE '%%(updated)'"),
+                     1);
+
+    /* A row, then a wider spec: the column is added, the row kept. */
+    base_buf_init(&rows, 1 << 16);
+    row(&rows, "1", "a@example.com", "Ann", "2024-01-01T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    {
+        const struct store_table wide = {"contacts", &spec_v2, "updated"};
+
+        ensure_ok(s, &wide);
+        assert_col_type("contacts", "score", MAP_BIGINT);
+        assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id = 1 AND "
+                               "given_name = 'Ann' AND score IS NULL"),
+                         1);
+        /* The widened staging table takes the new column. */
+        base_buf_reset(&rows);
+        assert_int_equal(base_buf_puts(&rows, "2\tb@example.com\tBea\t2024-01-02T00:00:00Z\t42\t"
+                                              "{\"id\": 2}\n"),
+                         0);
+        commit_ok(s, &wide, &rows, 1, NULL, &r);
+        assert_int_equal(r.inserted, 1);
+        assert_int_equal(q_int("SELECT score FROM keap.contacts WHERE id = 2"), 42);
+        /* The narrower spec again: no column is dropped. */
+        ensure_ok(s, &contacts);
+        assert_col_type("contacts", "score", MAP_BIGINT);
+    }
+
+    /* Definitions that cannot be right. */
+    {
+        static char n_data[] = "data";
+        struct map_column clash[] = {{.name = n_data, .type = MAP_TEXT}};
+        const struct map_spec bad_spec = {
+            .id = {.name = n_id, .type = MAP_BIGINT}, .cols = clash, .ncols = 1};
+        const struct store_table bad1 = {"bad", &bad_spec, NULL};
+        const struct store_table bad2 = {"bad", &spec_v1, "nope"};
+        const struct store_table bad3 = {"", &spec_v1, NULL};
+
+        assert_int_equal(store_ensure_table(s, &bad1, &err), BASE_EINVAL);
+        assert_non_null(strstr(err.msg, "\"data\""));
+        assert_int_equal(store_ensure_table(s, &bad2, &err), BASE_EINVAL);
+        assert_non_null(strstr(err.msg, "\"nope\""));
+        assert_int_equal(store_ensure_table(s, &bad3, &err), BASE_EINVAL);
+        assert_int_equal(q_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'keap' AND "
+                               "tablename = 'bad'"),
+                         0);
+    }
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+static void test_commit_rows(void **state)
+{
+    struct store *s = open_store();
+    struct store_page_result r = {-1, -1, -1};
+    struct store_ledger_row lr;
+    struct base_buf rows;
+    struct base_err err;
+    char *text;
+    int64_t spent0;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts; DELETE FROM keapsync.checkpoints; "
+          "DELETE FROM keapsync.quota_ledger");
+    base_buf_init(&rows, 1 << 16);
+    /* Tabs, backslashes and newlines inside values travel as COPY escapes. */
+    row(&rows, "100", "a@example.com", "Ann", "2024-01-01T00:00:00Z");
+    row(&rows, "101", "b@example.com", "Bo\\tb", "2024-01-01T00:00:00+0200");
+    row(&rows, "102", "c@example.com", NULL, NULL);
+    commit_ok(s, &contacts, &rows, 3, "{\"offset\": 3}", &r);
+    assert_int_equal(r.inserted, 3);
+    assert_int_equal(r.updated, 0);
+    assert_int_equal(r.skipped, 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 3);
+    text = q_text("SELECT given_name FROM keap.contacts WHERE id = 101");
+    assert_string_equal(text, "Bo\tb");
+    free(text);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id = 102 AND "
+                           "given_name IS NULL AND updated IS NULL AND synced_at IS NOT NULL"),
+                     1);
+    assert_int_equal(q_int("SELECT extract(epoch FROM updated)::bigint * 1000 FROM "
+                           "keap.contacts WHERE id = 101"),
+                     wall("2024-01-01T00:00:00+0200"));
+    text = q_text("SELECT data->>'email' FROM keap.contacts WHERE id = 100");
+    assert_string_equal(text, "a@example.com");
+    free(text);
+    /* The checkpoint and the ledger went with the page. */
+    assert_int_equal(store_checkpoint_load(s, "contacts", &text, &err), 0);
+    assert_non_null(text);
+    assert_int_equal(q_int("SELECT ('%s'::jsonb = '{\"offset\": 3}'::jsonb)::int", text), 1);
+    free(text);
+    assert_int_equal(store_ledger_get(s, "tenant-a", wall("2024-11-07T00:00:00Z"), &lr, &err), 0);
+    assert_int_equal(lr.spent, 1);
+    assert_true(lr.reserved >= lr.spent);
+    spent0 = lr.spent;
+
+    /* The same page again: every row is "updated" to what it was. */
+    commit_ok(s, &contacts, &rows, 3, "{\"offset\": 6}", &r);
+    assert_int_equal(r.inserted, 0);
+    assert_int_equal(r.updated, 3);
+    assert_int_equal(r.skipped, 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 3);
+    assert_int_equal(store_ledger_get(s, "tenant-a", wall("2024-11-07T23:59:59.999Z"), &lr, &err),
+                     0);
+    assert_int_equal(lr.spent, spent0 + 1);
+
+    /* An empty page still moves the checkpoint and the ledger. */
+    base_buf_reset(&rows);
+    commit_ok(s, &contacts, &rows, 0, "{\"offset\": 9}", &r);
+    assert_int_equal(r.inserted + r.updated + r.skipped, 0);
+    assert_int_equal(q_int("SELECT (state->>'offset')::int FROM keapsync.checkpoints WHERE "
+                           "job = 'contacts'"),
+                     9);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+/* The email stored for id in keap.<table>. */
+static char *email_of(const char *table, int id)
+{
+    return q_text("SELECT email FROM keap.%s WHERE id = %d", table, id);
+}
+
+static void test_newer_wins(void **state)
+{
+    struct store *s = open_store();
+    struct store_page_result r;
+    struct base_buf rows;
+    char *e;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts");
+    base_buf_init(&rows, 1 << 16);
+    row(&rows, "10", "t2@example.com", "Ten", "2024-05-02T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.inserted, 1);
+
+    /* Older: left alone. */
+    base_buf_reset(&rows);
+    row(&rows, "10", "t1@example.com", "Ten", "2024-05-01T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.skipped, 1);
+    assert_int_equal(r.updated + r.inserted, 0);
+    e = email_of("contacts", 10);
+    assert_string_equal(e, "t2@example.com");
+    free(e);
+
+    /* No updated value at all: cannot prove it is newer, so left alone. */
+    base_buf_reset(&rows);
+    row(&rows, "10", "null@example.com", "Ten", NULL);
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.skipped, 1);
+
+    /* Newer: replaces. The same instant in another zone form is equal, and equal rewrites. */
+    base_buf_reset(&rows);
+    row(&rows, "10", "t3@example.com", "Ten", "2024-05-03T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.updated, 1);
+    base_buf_reset(&rows);
+    row(&rows, "10", "t3@example.com", "Ten", "2024-05-03T02:00:00+02:00");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.updated, 1);
+    assert_int_equal(r.skipped, 0);
+    e = email_of("contacts", 10);
+    assert_string_equal(e, "t3@example.com");
+    free(e);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 1);
+
+    /* A stored row without an updated value is overwritten by any version. */
+    base_buf_reset(&rows);
+    row(&rows, "11", "first@example.com", "Eleven", NULL);
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    base_buf_reset(&rows);
+    row(&rows, "11", "second@example.com", "Eleven", "2000-01-01T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.updated, 1);
+    e = email_of("contacts", 11);
+    assert_string_equal(e, "second@example.com");
+    free(e);
+
+    /* A page mixing all three against stored T2 rows counts each kind. */
+    q_run("UPDATE keap.contacts SET updated = '2024-05-02T00:00:00Z'");
+    base_buf_reset(&rows);
+    row(&rows, "10", "old@example.com", "Ten", "2024-05-01T00:00:00Z");
+    row(&rows, "11", "new@example.com", "Eleven", "2024-05-03T00:00:00Z");
+    row(&rows, "12", "ins@example.com", "Twelve", "2024-05-01T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 3, NULL, &r);
+    assert_int_equal(r.inserted, 1);
+    assert_int_equal(r.updated, 1);
+    assert_int_equal(r.skipped, 1);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+static void test_duplicates_in_page(void **state)
+{
+    struct store *s = open_store();
+    struct store_page_result r;
+    struct base_buf rows;
+    char *e;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts; DROP TABLE IF EXISTS keap.notes");
+    base_buf_init(&rows, 1 << 16);
+    /* Newer-wins inside one page: the newest version, wherever it sits. */
+    row(&rows, "20", "t1@example.com", "x", "2024-05-01T00:00:00Z");
+    row(&rows, "20", "t3@example.com", "x", "2024-05-03T00:00:00Z");
+    row(&rows, "21", "only@example.com", "y", "2024-05-01T00:00:00Z");
+    row(&rows, "20", "t2@example.com", "x", "2024-05-02T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 4, NULL, &r);
+    assert_int_equal(r.inserted, 2);
+    assert_int_equal(r.updated, 0);
+    assert_int_equal(r.skipped, 2);
+    e = email_of("contacts", 20);
+    assert_string_equal(e, "t3@example.com");
+    free(e);
+
+    /* Without an updated column the last version in the page wins. */
+    base_buf_reset(&rows);
+    row(&rows, "30", "first@example.com", "x", NULL);
+    row(&rows, "30", "second@example.com", "x", NULL);
+    row(&rows, "30", "last@example.com", "x", NULL);
+    commit_ok(s, &notes, &rows, 3, NULL, &r);
+    assert_int_equal(r.inserted, 1);
+    assert_int_equal(r.skipped, 2);
+    e = email_of("notes", 30);
+    assert_string_equal(e, "last@example.com");
+    free(e);
+    /* ...and an older-looking version still overwrites: there is nothing to compare. */
+    base_buf_reset(&rows);
+    row(&rows, "30", "again@example.com", "x", "1999-01-01T00:00:00Z");
+    commit_ok(s, &notes, &rows, 1, NULL, &r);
+    assert_int_equal(r.updated, 1);
+    e = email_of("notes", 30);
+    assert_string_equal(e, "again@example.com");
+    free(e);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+static void test_page_is_atomic(void **state)
+{
+    struct store *s = open_store();
+    struct store_page_result r = {-7, -7, -7};
+    struct store_ledger_row before, after;
+    struct base_buf rows;
+    struct base_err err;
+    char *cp;
+    const int64_t day = wall("2024-11-07T12:00:00Z");
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts");
+    base_buf_init(&rows, 1 << 16);
+    row(&rows, "40", "ok@example.com", "x", "2024-05-01T00:00:00Z");
+    commit_ok(s, &contacts, &rows, 1, "{\"page\": 1}", &r);
+    assert_int_equal(store_ledger_get(s, "tenant-a", day, &before, &err), 0);
+
+    /* Row 2 of 3 is bad (id is not a bigint): nothing of the page may remain. */
+    base_buf_reset(&rows);
+    row(&rows, "41", "a@example.com", "x", "2024-05-01T00:00:00Z");
+    row(&rows, "x42", "b@example.com", "x", "2024-05-01T00:00:00Z");
+    row(&rows, "43", "c@example.com", "x", "2024-05-01T00:00:00Z");
+    r.inserted = -7;
+    assert_int_equal(commit(s, &contacts, &rows, 3, "{\"page\": 2}", &r, &err), BASE_EDB);
+    assert_int_equal(r.inserted, -7); /* untouched on failure */
+    assert_non_null(strstr(err.msg, "could not commit page of \"contacts\": "));
+    assert_non_null(strstr(err.msg, "line 2"));
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id IN (41, 43)"), 0);
+    assert_int_equal(store_checkpoint_load(s, "contacts", &cp, &err), 0);
+    assert_int_equal(q_int("SELECT ('%s'::jsonb = '{\"page\": 1}'::jsonb)::int", cp), 1);
+    free(cp);
+    assert_int_equal(store_ledger_get(s, "tenant-a", day, &after, &err), 0);
+    assert_int_equal(after.spent, before.spent);
+
+    /* Bad JSON in data: the report still names the row. */
+    base_buf_reset(&rows);
+    row(&rows, "41", "a@example.com", "x", "2024-05-01T00:00:00Z");
+    row(&rows, "42", "b@example.com", "x", "2024-05-01T00:00:00Z");
+    assert_int_equal(base_buf_puts(&rows, "43\tc@example.com\tx\t\\N\t{\"broken\": \n"), 0);
+    assert_int_equal(commit(s, &contacts, &rows, 3, "{\"page\": 2}", &r, &err), BASE_EDB);
+    assert_non_null(strstr(err.msg, "line 3, column data"));
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id IN (41, 42, 43)"), 0);
+
+    /* A bad checkpoint (not JSON) fails the page after its rows were upserted. */
+    base_buf_reset(&rows);
+    row(&rows, "44", "d@example.com", "x", "2024-05-01T00:00:00Z");
+    assert_int_equal(commit(s, &contacts, &rows, 1, "{not json", &r, &err), BASE_EDB);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id = 44"), 0);
+
+    /* A row count that does not match the rows is refused (a row split or merged). */
+    assert_int_equal(commit(s, &contacts, &rows, 2, "{\"page\": 3}", &r, &err), BASE_EPROTO);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE id = 44"), 0);
+    assert_int_equal(store_ledger_get(s, "tenant-a", day, &after, &err), 0);
+    assert_int_equal(after.spent, before.spent);
+
+    /* The connection is still good for the next page. */
+    commit_ok(s, &contacts, &rows, 1, "{\"page\": 3}", &r);
+    assert_int_equal(r.inserted, 1);
+    assert_int_equal(q_int("SELECT (state->>'page')::int FROM keapsync.checkpoints WHERE "
+                           "job = 'contacts'"),
+                     3);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+static void test_checkpoints(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+    char *text = (char *)"sentinel";
+
+    (void)state;
+    migrate(s);
+    assert_int_equal(store_checkpoint_reset(s, "cp-job", &err), 0);
+    assert_int_equal(store_checkpoint_load(s, "cp-job", &text, &err), 0);
+    assert_null(text);
+    assert_int_equal(store_checkpoint_save(s, "cp-job", "{\"a\": [1, 2], \"b\": \"x\"}", &err), 0);
+    assert_int_equal(store_checkpoint_load(s, "cp-job", &text, &err), 0);
+    assert_non_null(text);
+    assert_int_equal(
+        q_int("SELECT ('%s'::jsonb = '{\"b\": \"x\", \"a\": [1, 2]}'::jsonb)::int", text), 1);
+    free(text);
+    assert_int_equal(store_checkpoint_save(s, "cp-job", "{\"a\": 2}", &err), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.checkpoints WHERE job = 'cp-job'"), 1);
+    assert_int_equal(store_checkpoint_save(s, "cp-job", "not json", &err), BASE_EDB);
+    assert_non_null(strstr(err.msg, "could not save the checkpoint of \"cp-job\""));
+    assert_int_equal(store_checkpoint_reset(s, "cp-job", &err), 0);
+    assert_int_equal(store_checkpoint_load(s, "cp-job", &text, &err), 0);
+    assert_null(text);
+    store_close(s);
+}
+
+static void test_ledger_budget(void **state)
+{
+    struct store *a = open_store(), *b = open_store();
+    struct store_ledger_row lr;
+    struct base_err err;
+    int64_t g = -1, total = -1, sum = 0;
+    const int64_t day = wall("2024-11-07T08:00:00Z"), budget = 100;
+
+    (void)state;
+    migrate(a);
+    q_run("DELETE FROM keapsync.quota_ledger");
+    assert_int_equal(store_ledger_reserve(a, "t1", day, budget, 30, &g, &total, &err), 0);
+    assert_int_equal(g, 30);
+    assert_int_equal(total, 30);
+    assert_int_equal(store_ledger_reserve(a, "t1", day, budget, budget, &g, &total, &err), 0);
+    assert_int_equal(g, budget - 30);
+    assert_int_equal(total, budget);
+    assert_int_equal(store_ledger_reserve(a, "t1", day, budget, 5, &g, &total, &err), 0);
+    assert_int_equal(g, 0);
+    assert_int_equal(total, budget);
+    /* A smaller budget than what is reserved grants nothing and takes nothing back. */
+    assert_int_equal(store_ledger_reserve(a, "t1", day, budget / 2, 5, &g, &total, &err), 0);
+    assert_int_equal(g, 0);
+    assert_int_equal(total, budget);
+
+    /* Two connections taking turns on a fresh day never exceed the budget together. */
+    for (int turn = 0; turn < 100; turn++) {
+        struct store *s = turn % 2 ? b : a;
+
+        assert_int_equal(store_ledger_reserve(s, "t1", day + 86400000, budget, 7, &g, &total, &err),
+                         0);
+        assert_true(g >= 0 && g <= 7);
+        assert_true(total <= budget);
+        sum += g;
+        if (g == 0)
+            break;
+    }
+    assert_int_equal(sum, budget);
+    assert_int_equal(store_ledger_get(b, "t1", day + 86400000, &lr, &err), 0);
+    assert_int_equal(lr.reserved, budget);
+    assert_int_equal(lr.spent, 0);
+
+    /* Bad requests. */
+    assert_int_equal(store_ledger_reserve(a, "t1", day, budget, -1, &g, &total, &err), BASE_EINVAL);
+    assert_int_equal(store_ledger_reserve(a, NULL, day, budget, 1, &g, &total, &err), BASE_EINVAL);
+    store_close(a);
+    store_close(b);
+}
+
+#define RACE_THREADS 4
+#define RACE_BUDGET  500
+
+struct race_arg {
+    int seed;
+    int64_t granted;
+    int64_t max_total;
+    int rc;
+};
+
+/* Reserves small random amounts until the day's budget is gone. */
+static void *race_thread(void *p)
+{
+    struct race_arg *a = p;
+    struct store *s = NULL;
+    struct base_err err;
+    unsigned seed = (unsigned)a->seed;
+
+    a->rc = store_connect(&s, test_conninfo, &err);
+    while (a->rc == 0) {
+        int64_t g = 0, total = 0;
+        int64_t want = 1 + rand_r(&seed) % 9;
+
+        a->rc = store_ledger_reserve(s, "race", wall("2024-11-08T00:00:00Z"), RACE_BUDGET, want, &g,
+                                     &total, &err);
+        if (a->rc != 0 || g == 0)
+            break;
+        a->granted += g;
+        if (total > a->max_total)
+            a->max_total = total;
+    }
+    store_close(s);
+    return NULL;
+}
+
+static void test_ledger_race(void **state)
+{
+    struct race_arg args[RACE_THREADS];
+    pthread_t th[RACE_THREADS];
+    int64_t sum = 0;
+    struct store *s = open_store();
+
+    (void)state;
+    migrate(s);
+    q_run("DELETE FROM keapsync.quota_ledger WHERE tenant = 'race'");
+    for (int i = 0; i < RACE_THREADS; i++) {
+        args[i] = (struct race_arg){.seed = i + 1};
+        assert_int_equal(pthread_create(&th[i], NULL, race_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < RACE_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        assert_int_equal(args[i].rc, 0);
+        assert_true(args[i].max_total <= RACE_BUDGET);
+        sum += args[i].granted;
+    }
+    assert_int_equal(sum, RACE_BUDGET);
+    assert_int_equal(q_int("SELECT reserved FROM keapsync.quota_ledger WHERE tenant = 'race'"),
+                     RACE_BUDGET);
+    store_close(s);
+}
+
+static void test_ledger_release_observe(void **state)
+{
+    struct store *s = open_store();
+    struct store_ledger_row lr, other;
+    struct store_page_result r;
+    struct store_page p = {0};
+    struct base_err err;
+    int64_t g, total;
+    const int64_t day = wall("2024-11-09T23:59:59.999Z");
+
+    (void)state;
+    migrate(s);
+    q_run("DELETE FROM keapsync.quota_ledger");
+    ensure_ok(s, &contacts);
+    assert_int_equal(store_ledger_reserve(s, "t2", day, 1000, 50, &g, &total, &err), 0);
+    assert_int_equal(g, 50);
+    /* A page that cost 10 requests spends them. */
+    p.table = &contacts;
+    p.tenant = "t2";
+    p.day_wall = day;
+    p.requests = 10;
+    assert_int_equal(store_commit_page(s, &p, &r, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.spent, p.requests);
+    assert_int_equal(lr.reserved, g);
+
+    /* Handing back more than was reserved stops at what was spent. */
+    assert_int_equal(store_ledger_release(s, "t2", day, 15, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.reserved, g - 15);
+    assert_int_equal(store_ledger_release(s, "t2", day, 1000, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.reserved, p.requests);
+
+    /* The server saw 300 used today (other integrations): reserved rises, never falls. */
+    assert_int_equal(store_ledger_observe(s, "t2", day, 300, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.reserved, 300);
+    assert_int_equal(store_ledger_observe(s, "t2", day, 200, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.reserved, 300);
+    /* Releasing cannot go below what the server counted either. */
+    assert_int_equal(store_ledger_release(s, "t2", day, 1000, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day, &lr, &err), 0);
+    assert_int_equal(lr.reserved, 300);
+    /* ...and reservations see it. */
+    assert_int_equal(store_ledger_reserve(s, "t2", day, 320, 50, &g, &total, &err), 0);
+    assert_int_equal(g, 20);
+    assert_int_equal(total, 320);
+
+    /* One millisecond later is the next UTC day: a separate row. */
+    assert_int_equal(store_ledger_get(s, "t2", day + 1, &other, &err), 0);
+    assert_int_equal(other.reserved, 0);
+    assert_int_equal(other.spent, 0);
+    assert_int_equal(store_ledger_observe(s, "t2", day + 1, 7, &err), 0);
+    assert_int_equal(store_ledger_get(s, "t2", day + 1, &other, &err), 0);
+    assert_int_equal(other.reserved, 7);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.quota_ledger WHERE tenant = 't2'"), 2);
+    store_close(s);
+}
+
+static void test_settings(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+    char *v = (char *)"sentinel";
+
+    (void)state;
+    migrate(s);
+    q_run("DELETE FROM keapsync.settings");
+    assert_int_equal(store_setting_get(s, "tenant", &v, &err), 0);
+    assert_null(v);
+    assert_int_equal(store_setting_put(s, "tenant", "abc123", &err), 0);
+    assert_int_equal(store_setting_get(s, "tenant", &v, &err), 0);
+    assert_string_equal(v, "abc123");
+    free(v);
+    assert_int_equal(store_setting_put(s, "tenant", "it's \"quoted\"\n", &err), 0);
+    assert_int_equal(store_setting_get(s, "tenant", &v, &err), 0);
+    assert_string_equal(v, "it's \"quoted\"\n");
+    free(v);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.settings"), 1);
+    assert_int_equal(store_setting_put(s, "tenant", NULL, &err), BASE_EINVAL);
+    store_close(s);
+}
+
+static void test_runs(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+    int64_t id1 = 0, id2 = 0;
+    char *msg;
+
+    (void)state;
+    migrate(s);
+    assert_int_equal(store_run_begin(s, "contacts,tags", &id1, &err), 0);
+    assert_int_equal(store_run_begin(s, "tags", &id2, &err), 0);
+    assert_true(id2 > id1);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.runs WHERE id = %" PRId64
+                           " AND finished_at IS NULL AND jobs = 'contacts,tags'",
+                           id1),
+                     1);
+    assert_int_equal(store_run_finish(s, id1, 75, 30000, 1234567, "quota spent", &err), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.runs WHERE id = %" PRId64
+                           " AND finished_at >= started_at AND exit_code = 75 AND requests = "
+                           "30000 AND rows = 1234567",
+                           id1),
+                     1);
+    msg = q_text("SELECT message FROM keapsync.runs WHERE id = %" PRId64, id1);
+    assert_string_equal(msg, "quota spent");
+    free(msg);
+    assert_int_equal(store_run_finish(s, id2, 0, 0, 0, NULL, &err), 0);
+    assert_int_equal(store_run_finish(s, id2 + 1000, 0, 0, 0, NULL, &err), BASE_ENOTFOUND);
+    store_close(s);
+}
+
+static void test_exec(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+
+    (void)state;
+    assert_int_equal(store_exec(s, "CREATE TEMP TABLE t_exec (x int)", &err), 0);
+    assert_int_equal(store_exec(s, "SELECT 1", &err), 0);
+    base_err_clear(&err);
+    assert_int_equal(store_exec(s, "SELECT * FROM no_such_table", &err), BASE_EDB);
+    assert_non_null(strstr(err.msg, "could not execute statement: "));
+    assert_non_null(strstr(err.msg, "no_such_table"));
+    store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connect_errors),
+        cmocka_unit_test(test_connect_session),
+        cmocka_unit_test(test_migrate),
+        cmocka_unit_test(test_ensure_table),
+        cmocka_unit_test(test_commit_rows),
+        cmocka_unit_test(test_newer_wins),
+        cmocka_unit_test(test_duplicates_in_page),
+        cmocka_unit_test(test_page_is_atomic),
+        cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_ledger_budget),
+        cmocka_unit_test(test_ledger_race),
+        cmocka_unit_test(test_ledger_release_observe),
+        cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_runs),
+        cmocka_unit_test(test_exec),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
