@@ -67,7 +67,7 @@ requests=$(curl -sf "http://127.0.0.1:$port/__admin/stats" | jq -r .requests)
 rejected=$(curl -sf "http://127.0.0.1:$port/__admin/stats" | jq -r .rejected_429)
 echo
 echo "quickstart: $rows rows in keap.contacts"
-echo "quickstart: this run spent $requests requests ($rejected refused with 429) in $(echo "$end - $start" | bc -l 2>/dev/null | cut -c1-5 || echo "?") s"
+echo "quickstart: this run spent $requests requests ($rejected refused with 429) in $(printf "%.2f" "$(echo "$end - $start" | bc -l)") s"
 echo "quickstart: look at them with"
 echo "    psql '$DATABASE_URL' -c 'select id, given_name, family_name, email, last_updated from keap.contacts order by id limit 10'"
 echo "quickstart: run this script again for an incremental sync; stop the database with deploy/quickstart.sh --stop"

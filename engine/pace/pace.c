@@ -26,10 +26,10 @@
  * a + 60000 + m arrives at a + 60000 + m + l2, which is safe when m > l1 - l2, the latency
  * jitter between two requests. Same-region HTTPS jitter is well under 250 ms, and 250 ms costs
  * 0.42 % of the minute's throughput (60000 / 60250), so the default minute margin is 250 ms.
- * The second window gets no margin: even spacing already puts a whole interval (1000/rate ms)
- * between consecutive sends, the server's SpikeArrest smooths to that same interval, and a
- * margin there would cost a full 1/rate of every second; jitter that still trips the spike
- * arrest is answered by the AIMD rate cut below.
+ * The second window gets only a tiny margin (PACE_SEC_MARGIN_MS below): even spacing already puts a
+ * whole interval (1000/rate ms) between consecutive sends, the server's SpikeArrest smooths to that
+ * same interval, and a margin there would cost a full 1/rate of every second; jitter that still
+ * trips the spike arrest is answered by the AIMD rate cut below.
  *
  * Rate (AIMD). A spike 429 halves the current per-second rate, never below 0.5/s (or the
  * configured rate, if lower). Recovery is additive and time based: every success adds 0.1/s
@@ -61,7 +61,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PACE_SEC_SPAN_MS       1000u
+/*
+ * The second window's span carries a small margin of its own: both ends truncate time to
+ * whole milliseconds, so a send exactly 1000 ms after the one it replaces can land in the
+ * same server-side second (seen against keapsim under faketime). 25 ms covers that and
+ * loopback jitter for 2.4 % of the per-second ceiling, which with Keap's limits never binds
+ * (240/min is 4/s); spacing is stretched to match, so sends stay even.
+ */
+#define PACE_SEC_SPAN_MS       PACE_SECOND_SPAN_MS
 #define PACE_MIN_SPAN_MS       60000u
 #define PACE_RETRY_FLOOR_MS    250
 #define PACE_BACKOFF_BASE_MS   1000
@@ -252,7 +259,7 @@ static void pace_set_rate(struct pace *p, double rate)
     if (rate < lo)
         rate = lo;
     p->rate = rate;
-    p->spacing_us = (uint64_t)ceil(1e6 / rate);
+    p->spacing_us = (uint64_t)ceil(1e3 * PACE_SEC_SPAN_MS / rate);
 }
 
 /* Recomputes the effective second and minute ceilings from cfg, share and the server. */

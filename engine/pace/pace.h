@@ -23,6 +23,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The per-second window's span: one second plus a 25 ms margin (see pace.c). Even spacing is
+ * PACE_SECOND_SPAN_MS / rate. */
+#define PACE_SECOND_SPAN_MS 1025u
+
 struct pace_config {
     double per_sec;          /* spike ceiling, requests per second; 0 = no such window */
     int64_t per_min;         /* rolling 60 s ceiling; 0 = none */

@@ -126,7 +126,12 @@ struct sched_job {
 enum sched_op_kind {
     OP_PAGE,
     OP_RESERVE,
+    OP_HEARTBEAT, /* peer registration and job lease renewal */
 };
+
+#define SCHED_HEARTBEAT_MS 5000
+#define SCHED_PEER_TTL_MS  15000
+#define SCHED_LEASE_TTL_MS 60000
 
 enum sched_op_result {
     OPR_COMMITTED, /* rows and checkpoint committed */
@@ -155,6 +160,8 @@ struct sched_op {
     int64_t want;
     int64_t granted;
     int64_t day_wall;
+    /* OP_HEARTBEAT */
+    int npeers;
     int rc;
     struct base_err err;
 };
@@ -162,7 +169,11 @@ struct sched_op {
 struct sched {
     uv_loop_t loop;
     uv_timer_t timer;
+    uv_timer_t heartbeat;
     uv_signal_t sigint, sigterm;
+    char holder[128]; /* this process among its peers: host:pid:nonce */
+    int npeers;
+    bool heartbeat_queued;
     bool timer_armed;
     uint64_t timer_due;
     const struct sched_options *opt;
@@ -522,14 +533,35 @@ static void op_reserve_work(struct sched_op *op)
                                   &op->granted, &total, &op->err);
 }
 
+static void op_heartbeat_work(struct sched_op *op)
+{
+    struct sched *s = op->s;
+
+    op->rc = store_peer_heartbeat(s->store, op->tenant, s->holder, SCHED_PEER_TTL_MS, &op->npeers,
+                                  &op->err);
+    for (size_t i = 0; op->rc == 0 && i < s->njobs; i++) {
+        bool got = false;
+        char name[128];
+
+        /* job states are only changed on the loop, which waits for this op: reading is safe */
+        if (s->jobs[i].state != SCHED_JOB_PAGING)
+            continue;
+        snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
+        op->rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, NULL,
+                                     &op->err);
+    }
+}
+
 static void op_work_cb(uv_work_t *w)
 {
     struct sched_op *op = container_of(w, struct sched_op, work);
 
     if (op->kind == OP_PAGE)
         op_page_work(op);
-    else
+    else if (op->kind == OP_RESERVE)
         op_reserve_work(op);
+    else
+        op_heartbeat_work(op);
 }
 
 static void op_free(struct sched_op *op)
@@ -638,6 +670,21 @@ static void op_reserve_done(struct sched *s, struct sched_op *op)
     pace_grant(s->pace, op->day_wall, op->granted);
 }
 
+static void op_heartbeat_done(struct sched *s, struct sched_op *op)
+{
+    s->heartbeat_queued = false;
+    if (op->rc < 0) {
+        base_log_warning("%s", op->err.msg);
+        return;
+    }
+    if (op->npeers != s->npeers) {
+        base_log_info("%d keapsync process%s share tenant \"%s\"", op->npeers,
+                      op->npeers == 1 ? "" : "es", op->tenant);
+        s->npeers = op->npeers;
+        pace_set_share(s->pace, op->npeers);
+    }
+}
+
 static void op_after_work_cb(uv_work_t *w, int status)
 {
     struct sched_op *op = container_of(w, struct sched_op, work);
@@ -647,8 +694,10 @@ static void op_after_work_cb(uv_work_t *w, int status)
     s->op_running = false;
     if (op->kind == OP_PAGE)
         op_page_done(s, op);
-    else
+    else if (op->kind == OP_RESERVE)
         op_reserve_done(s, op);
+    else
+        op_heartbeat_done(s, op);
     op_free(op);
     op_start_next(s);
     sched_pump(s);
@@ -743,6 +792,23 @@ static void arm_timer(struct sched *s, uint64_t due_mono)
     uv_timer_start(&s->timer, timer_cb, due_mono > now ? due_mono - now : 0, 0);
 }
 
+static void heartbeat_cb(uv_timer_t *t)
+{
+    struct sched *s = container_of(t, struct sched, heartbeat);
+    struct sched_op *op;
+
+    if (s->closing || s->heartbeat_queued)
+        return;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL || (op->tenant = strdup(s->tenant)) == NULL) {
+        free(op);
+        return;
+    }
+    op->kind = OP_HEARTBEAT;
+    s->heartbeat_queued = true;
+    op_submit(s, op);
+}
+
 static void signal_cb(uv_signal_t *h, int signum)
 {
     struct sched *s = h->data;
@@ -759,7 +825,7 @@ static void close_noop_cb(uv_handle_t *h)
 
 static bool sched_idle(const struct sched *s)
 {
-    return s->inflight == 0 && !s->op_running && s->ops_head == NULL;
+    return s->inflight == 0 && !s->op_running && s->ops_head == NULL && !s->reserving;
 }
 
 static void sched_maybe_finish(struct sched *s)
@@ -786,6 +852,8 @@ static void sched_maybe_finish(struct sched *s)
     s->closing = true;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, close_noop_cb);
+    uv_timer_stop(&s->heartbeat);
+    uv_close((uv_handle_t *)&s->heartbeat, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigint, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigterm, close_noop_cb);
     http_client_close(s->http);
@@ -1268,6 +1336,65 @@ static int sched_setup_tenant(struct sched *s, struct base_err *err)
     return s->tenant ? 0 : base_err_set(err, BASE_ENOMEM, "out of memory");
 }
 
+/*
+ * Joins the tenant's live processes (they split the key's windows) and takes each job's
+ * lease: a job another live process is running is not run twice; it fails with a message.
+ */
+static int sched_setup_leases(struct sched *s, struct base_err *err)
+{
+    char host[64] = "host";
+    int rc;
+
+    gethostname(host, sizeof(host) - 1);
+    snprintf(s->holder, sizeof(s->holder), "%s:%ld:%08x", host, (long)getpid(), (unsigned)rand());
+    rc = store_peer_heartbeat(s->store, s->tenant, s->holder, SCHED_PEER_TTL_MS, &s->npeers, err);
+    if (rc < 0)
+        return rc;
+    if (s->npeers > 1) {
+        base_log_info("%d keapsync processes share tenant \"%s\"", s->npeers, s->tenant);
+        pace_set_share(s->pace, s->npeers);
+    }
+    for (size_t i = 0; i < s->njobs; i++) {
+        struct sched_job *job = &s->jobs[i];
+        char name[128], why[512];
+        char *other = NULL;
+        bool got = false;
+
+        snprintf(name, sizeof(name), "job:%s", job->def->name);
+        rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, &other, err);
+        if (rc < 0)
+            return rc;
+        if (!got) {
+            snprintf(why, sizeof(why),
+                     "job \"%s\" is already being run by another keapsync process (%s); "
+                     "not running it twice",
+                     job->def->name, other ? other : "unknown");
+            base_log_error("%s", why);
+            job_set_state(job, SCHED_JOB_FAILED, why);
+        }
+        free(other);
+    }
+    return 0;
+}
+
+static void sched_release_leases(struct sched *s)
+{
+    struct base_err e2;
+
+    for (size_t i = 0; i < s->njobs; i++) {
+        char name[128];
+        const char *why = s->jobs[i].res->error;
+
+        if (strstr(why, "already being run by another") != NULL)
+            continue; /* not ours */
+        snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
+        if (store_lease_release(s->store, name, s->holder, &e2) < 0)
+            base_log_warning("%s", e2.msg);
+    }
+    if (s->holder[0] != '\0' && store_peer_leave(s->store, s->tenant, s->holder, &e2) < 0)
+        base_log_warning("%s", e2.msg);
+}
+
 static void walk_close_cb(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -1331,9 +1458,13 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     rc = sched_setup_tenant(s, err);
     if (rc == 0)
         rc = sched_setup_jobs(s, set, res, err);
+    if (rc == 0)
+        rc = sched_setup_leases(s, err);
     if (rc < 0)
         goto out_http;
     uv_timer_init(&s->loop, &s->timer);
+    uv_timer_init(&s->loop, &s->heartbeat);
+    uv_timer_start(&s->heartbeat, heartbeat_cb, SCHED_HEARTBEAT_MS, SCHED_HEARTBEAT_MS);
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);
     s->sigint.data = s;
@@ -1354,6 +1485,7 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
             base_log_warning("%s", e2.msg);
     }
 
+    sched_release_leases(s);
     res->requests = s->requests;
     res->rejected_429 = s->rejected_429;
     res->seconds = (double)(now_mono(s) - s->started_mono) / 1000.0;

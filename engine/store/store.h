@@ -125,4 +125,22 @@ int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t req
 /* Runs one SQL statement that returns nothing (for tests and tools). */
 int store_exec(struct store *s, const char *sql, struct base_err *err);
 
+/*
+ * Leases (keapsync.leases): a named lease is held by one holder until it expires.
+ * store_lease_acquire takes name for holder (or renews it) for ttl_ms; *got says whether it
+ * did, and when not, *other (malloc'd, may be NULL) names the holder that has it.
+ */
+int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
+                        bool *got, char **other, struct base_err *err);
+int store_lease_release(struct store *s, const char *name, const char *holder,
+                        struct base_err *err);
+/*
+ * Registers holder as a live process syncing tenant for ttl_ms and counts the live ones
+ * (itself included) into *npeers: they split the key's per-second and per-minute windows.
+ */
+int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder, int ttl_ms,
+                         int *npeers, struct base_err *err);
+int store_peer_leave(struct store *s, const char *tenant, const char *holder,
+                     struct base_err *err);
+
 #endif

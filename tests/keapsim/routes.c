@@ -115,7 +115,7 @@ static void add_keap_headers(struct sim *s, struct MHD_Response *r, const struct
         size_t i;
 
         for (i = 0; i < BASE_ARRAY_SIZE(names); i++)
-            MHD_add_response_header(r, names[i], "");
+            MHD_add_response_header(r, names[i], " "); /* MHD refuses "" */
         return;
     }
     if (v->day_limit > 0) {

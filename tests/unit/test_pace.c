@@ -243,7 +243,7 @@ static void test_even_spacing(void **state)
     for (size_t r = 0; r < BASE_ARRAY_SIZE(rates); r++) {
         struct pace *p = make(rates[r], 0, 0, 0);
         int64_t wall = wall_at("2026-03-10T12:00:00Z");
-        double gap_min = 1000.0 / rates[r];
+        double gap_min = (double)PACE_SECOND_SPAN_MS / rates[r];
         uint64_t now = T0, prev = 0;
         struct pace_stats st;
 
@@ -311,17 +311,17 @@ static void test_all_or_nothing(void **state)
     /* refused by the spike window: no token spent, the minute not counted */
     d = pace_acquire(p, t + 500, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 1000);
+    assert_int_equal(d.retry_mono_ms, t + PACE_SECOND_SPAN_MS);
     assert_int_equal(pace_unspent(p), 1);
-    assert_int_equal(pace_acquire(p, t + 1000, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
     /* refused for want of tokens: the spike window must not have moved */
-    assert_int_equal(pace_acquire(p, t + 2000, wall).verdict, PACE_NEED_GRANT);
+    assert_int_equal(pace_acquire(p, t + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_NEED_GRANT);
     pace_grant(p, wall, 10);
-    assert_int_equal(pace_acquire(p, t + 2000, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 3000, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 4000, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 3 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 4 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
     /* the minute holds exactly 5: the refusals above were not counted in it */
-    d = pace_acquire(p, t + 5000, wall);
+    d = pace_acquire(p, t + 5 * PACE_SECOND_SPAN_MS, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, t + span);
     assert_int_equal(pace_unspent(p), 12 - 5);
@@ -448,32 +448,32 @@ static void test_refund(void **state)
     (void)state;
     pace_grant(p, wall, 10);
     assert_int_equal(pace_acquire(p, t, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 100, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 200, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 300, wall).verdict, PACE_WAIT);
-    pace_refund(p, t + 200, wall);
+    assert_int_equal(pace_acquire(p, t + 103, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 206, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 309, wall).verdict, PACE_WAIT);
+    pace_refund(p, t + 206, wall);
     assert_int_equal(pace_unspent(p), 8);
     pace_get_stats(p, &st);
     assert_int_equal(st.refunded, 1);
     assert_int_equal(st.day_spent, 2);
     assert_int_equal(st.day_left, 100 - 2);
     /* the minute has room again */
-    assert_int_equal(pace_acquire(p, t + 300, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 400, wall);
+    assert_int_equal(pace_acquire(p, t + 309, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 412, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, t + span);
     /* refunding the oldest frees the slot it held, not a later one */
     pace_refund(p, t, wall);
-    assert_int_equal(pace_acquire(p, t + 400, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 400, wall);
+    assert_int_equal(pace_acquire(p, t + 412, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 412, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 100 + span);
+    assert_int_equal(d.retry_mono_ms, t + 103 + span);
     /* the refunded spike slot of the latest admission is given back too */
-    pace_refund(p, t + 400, wall);
-    assert_int_equal(pace_acquire(p, t + 400, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 400, wall);
+    pace_refund(p, t + 412, wall);
+    assert_int_equal(pace_acquire(p, t + 412, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 412, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 100 + span);
+    assert_int_equal(d.retry_mono_ms, t + 103 + span);
     pace_free(p);
 
     /* with only the spike window: the refunded slot is free at once, no spacing lost */
@@ -483,7 +483,7 @@ static void test_refund(void **state)
     assert_int_equal(pace_acquire(p, t, wall).verdict, PACE_GO);
     d = pace_acquire(p, t, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 100);
+    assert_int_equal(d.retry_mono_ms, t + 103);
     pace_free(p);
 }
 
@@ -690,22 +690,22 @@ static void test_throttle_available(void **state)
     /* blank headers change nothing */
     pace_observation_init(&obs);
     pace_observe(p, now, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + 100, wall).verdict, PACE_WAIT);
+    assert_int_equal(pace_acquire(p, now + PACE_SECOND_SPAN_MS, wall).verdict, PACE_WAIT);
     /* the server has room again: the hold goes */
     obs.throttle_available = 200;
-    pace_observe(p, now + 100, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + 100, wall).verdict, PACE_GO);
+    pace_observe(p, now + PACE_SECOND_SPAN_MS, wall, &obs);
+    assert_int_equal(pace_acquire(p, now + PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
     /* a throttle_limit below what the minute holds now lowers the minute window */
     pace_get_stats(p, &st);
     obs.throttle_available = -1;
     obs.throttle_limit = st.admitted;
-    pace_observe(p, now + 1000, wall, &obs);
-    d = pace_acquire(p, now + 1000, wall);
+    pace_observe(p, now + 2 * PACE_SECOND_SPAN_MS, wall, &obs);
+    d = pace_acquire(p, now + 2 * PACE_SECOND_SPAN_MS, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, first + span);
     obs.throttle_limit = st.admitted + 1;
-    pace_observe(p, now + 1000, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + 1000, wall).verdict, PACE_GO);
+    pace_observe(p, now + 2 * PACE_SECOND_SPAN_MS, wall, &obs);
+    assert_int_equal(pace_acquire(p, now + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
     pace_free(p);
 }
 
@@ -733,7 +733,7 @@ static void test_aimd(void **state)
     assert_true(d.retry_mono_ms > now);
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
-    assert_int_equal(b - a, (uint64_t)ceil(1000.0 / expect));
+    assert_int_equal(b - a, (uint64_t)ceil((double)PACE_SECOND_SPAN_MS / expect));
     /* repeated cuts stop at a floor above zero */
     for (int i = 0; i < 20; i++)
         pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
@@ -758,7 +758,9 @@ static void test_aimd(void **state)
     now += 20000 + 3600000;
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
-    assert_int_equal(b - a, (uint64_t)(1000.0 / per_sec));
+    /* 1025 ms / rate may be fractional: consecutive gaps round down or up */
+    assert_true(b - a >= (uint64_t)floor((double)PACE_SECOND_SPAN_MS / per_sec));
+    assert_true(b - a <= (uint64_t)ceil((double)PACE_SECOND_SPAN_MS / per_sec));
     pace_get_stats(p, &st);
     assert_int_equal(st.rejected_429, 22);
     pace_free(p);

@@ -1,0 +1,102 @@
+/*
+ * lease.c: named leases in keapsync.leases, shared by every keapsync process of one
+ * database.
+ *
+ * Words used here:
+ *   holder  a process's name for itself ("host:pid:nonce"), unique while it lives.
+ *   lease   a row (name, holder, expires_at). It is held while expires_at is in the future;
+ *           an expired lease may be taken by anyone, so a process that dies holding one
+ *           frees it after the ttl.
+ *   peer    a lease named "peer:<tenant>:<holder>": one per live process syncing a tenant.
+ *           Counting them tells each process how many split the key's windows.
+ */
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
+                        bool *got, char **other, struct base_err *err)
+{
+    char ttl[32];
+    const char *params[3] = {name, holder, ttl};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    /* Take it if free or expired, renew it if ours; otherwise report who holds it. */
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "INSERT INTO keapsync.leases AS l (name, holder, acquired_at, expires_at) "
+                     "VALUES ($1, $2, now(), clock_timestamp() + $3::int * interval '1 ms') "
+                     "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, "
+                     "acquired_at = CASE WHEN l.holder = EXCLUDED.holder THEN l.acquired_at "
+                     "ELSE now() END, expires_at = EXCLUDED.expires_at "
+                     "WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp() "
+                     "RETURNING holder",
+                     3, params, err, "could not take lease \"%s\"", name);
+    if (rc < 0)
+        return rc;
+    *got = PQntuples(res) == 1;
+    PQclear(res);
+    if (!*got && other != NULL) {
+        const char *p1[1] = {name};
+
+        *other = NULL;
+        if (store_query(s, &res, PGRES_TUPLES_OK,
+                        "SELECT holder FROM keapsync.leases WHERE name = $1", 1, p1, err,
+                        "could not read lease \"%s\"", name) == 0) {
+            if (PQntuples(res) == 1)
+                *other = strdup(PQgetvalue(res, 0, 0));
+            PQclear(res);
+        }
+    }
+    return 0;
+}
+
+int store_lease_release(struct store *s, const char *name, const char *holder, struct base_err *err)
+{
+    const char *params[2] = {name, holder};
+
+    return store_query(s, NULL, PGRES_COMMAND_OK,
+                       "DELETE FROM keapsync.leases WHERE name = $1 AND holder = $2", 2, params,
+                       err, "could not release lease \"%s\"", name);
+}
+
+int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder, int ttl_ms,
+                         int *npeers, struct base_err *err)
+{
+    char ttl[32];
+    const char *params[3] = {tenant, holder, ttl};
+    PGresult *res = NULL;
+    int64_t n;
+    int rc;
+
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "WITH me AS (INSERT INTO keapsync.leases (name, holder, expires_at) "
+                     "VALUES ('peer:' || $1 || ':' || $2, $2, clock_timestamp() + $3::int * "
+                     "interval '1 ms') ON CONFLICT (name) DO UPDATE SET expires_at = "
+                     "EXCLUDED.expires_at, holder = EXCLUDED.holder RETURNING name) "
+                     "SELECT 1 + count(*) FROM keapsync.leases WHERE "
+                     "left(name, length('peer:' || $1 || ':')) = 'peer:' || $1 || ':' "
+                     "AND name <> 'peer:' || $1 || ':' || $2 AND expires_at > clock_timestamp()",
+                     3, params, err, "could not register with the other keapsync processes");
+    if (rc < 0)
+        return rc;
+    rc = base_parse_int64(PQgetvalue(res, 0, 0), &n);
+    PQclear(res);
+    if (rc < 0 || n < 1)
+        return base_err_set(err, BASE_EDB, "could not count keapsync processes");
+    *npeers = (int)n;
+    return 0;
+}
+
+int store_peer_leave(struct store *s, const char *tenant, const char *holder, struct base_err *err)
+{
+    const char *params[2] = {tenant, holder};
+
+    return store_query(s, NULL, PGRES_COMMAND_OK,
+                       "DELETE FROM keapsync.leases WHERE name = 'peer:' || $1 || ':' || $2", 2,
+                       params, err, "could not leave the other keapsync processes");
+}
