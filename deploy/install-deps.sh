@@ -9,6 +9,7 @@ pkgs=(
     libcmocka-dev libmicrohttpd-dev       # unit tests, keapsim
     postgresql postgresql-client          # throwaway clusters for the demo and tests
     faketime jq curl procps bc            # day-boundary tests, test scripts
+    time                                  # GNU time: tests/bench/bench_e2e.sh
 )
 
 missing=()

@@ -47,7 +47,9 @@ static const char *const job_keys[] = {
     "incremental",
     "id",
     "columns",
+    "parent",
 };
+static const char *const parent_keys[] = {"job", "column"};
 static const char *const incremental_keys[] = {
     "since_param", "until_param", "filter_since", "filter_until", "lag_seconds", "overlap_seconds",
 };
@@ -258,11 +260,14 @@ static int check_endpoint(const struct load_ctx *c, const char *ep, enum keap_ap
 
             if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
                 break;
+            if (seg[0] == '{' && !(n == 11 && strncmp(seg, "{parent_id}", 11) == 0))
+                break;
             if (*p == '\0')
                 return BASE_OK;
             seg = p + 1;
         } else if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.')) {
+                     (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '{' ||
+                     *p == '}')) {
             break;
         }
     }
@@ -499,6 +504,49 @@ static int load_updated_field(const struct load_ctx *c, const cJSON *root, struc
     return fail(c, "updated_field", "\"%s\" is not one of the columns", shown(s, buf, sizeof(buf)));
 }
 
+/* The "parent" object of a child stream, checked against the endpoint's {parent_id}. */
+static int load_parent(const struct load_ctx *c, const cJSON *root, const char *endpoint,
+                       struct jobs_job *job)
+{
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "parent");
+    bool templated = strstr(endpoint, "{parent_id}") != NULL;
+    const char *pjob = NULL, *pcol = NULL;
+    int rc;
+
+    if (obj == NULL) {
+        if (templated)
+            return fail(c, "endpoint",
+                        "{parent_id} needs a \"parent\" object naming the parent job");
+        return BASE_OK;
+    }
+    if (!cJSON_IsObject(obj))
+        return fail(c, "parent", "expected an object, found %s", json_type_name(obj));
+    rc = check_keys(c, obj, parent_keys, BASE_ARRAY_SIZE(parent_keys), "parent");
+    if (rc == BASE_OK)
+        rc = get_string(c, obj, "job", "parent.job", true, &pjob);
+    if (rc == BASE_OK)
+        rc = check_identifier(c, "parent.job", pjob);
+    if (rc == BASE_OK)
+        rc = get_string(c, obj, "column", "parent.column", false, &pcol);
+    if (rc == BASE_OK && pcol != NULL)
+        rc = check_identifier(c, "parent.column", pcol);
+    if (rc < 0)
+        return rc;
+    if (pcol != NULL &&
+        (strcmp(pcol, "id") == 0 || strcmp(pcol, "data") == 0 || strcmp(pcol, "synced_at") == 0))
+        return fail(c, "parent.column", "\"%s\" is reserved by keapsync", pcol);
+    if (!templated)
+        return fail(c, "endpoint", "a child stream's endpoint needs a {parent_id} segment");
+    if (strcmp(pjob, job->name) == 0)
+        return fail(c, "parent.job", "a job cannot be its own parent");
+    if (cJSON_GetObjectItemCaseSensitive(root, "incremental") != NULL)
+        return fail(c, "incremental", "a child stream (with \"parent\") cannot be incremental");
+    rc = dup_into(c, pjob, &job->parent_job);
+    if (rc == BASE_OK)
+        rc = dup_into(c, pcol ? pcol : "parent_id", &job->parent_col);
+    return rc;
+}
+
 /* Validates the parsed root into job (zeroed by the caller, freed by it on error). */
 static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
@@ -531,6 +579,10 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
         rc = check_endpoint(c, endpoint, &job->api);
     if (rc == BASE_OK)
         rc = dup_into(c, endpoint, &job->endpoint);
+    if (rc < 0)
+        return rc;
+
+    rc = load_parent(c, root, endpoint, job);
     if (rc < 0)
         return rc;
 
@@ -575,6 +627,9 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
         rc = load_updated_field(c, root, job);
     if (rc == BASE_OK)
         rc = load_incremental(c, root, job);
+    for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
+        if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
+            rc = fail(c, "parent.column", "\"%s\" is also the name of a column", job->parent_col);
     return rc;
 }
 
@@ -687,6 +742,9 @@ void jobs_job_free(struct jobs_job *job)
     free(job->until_param);
     free(job->filter_since);
     free(job->filter_until);
+    free(job->parent_job);
+    free(job->parent_col);
+    free(job->parent_table);
     map_column_free(&job->map.id);
     for (size_t i = 0; i < job->map.ncols; i++)
         map_column_free(&job->map.cols[i]);
@@ -785,6 +843,33 @@ static int check_unique(const struct jobs_set *set, struct base_err *err)
     return BASE_OK;
 }
 
+/* Finds each child stream's parent job and takes its table. */
+static int resolve_parents(struct jobs_set *set, struct base_err *err)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct jobs_job *b = &set->jobs[i];
+        struct load_ctx c = {b->file, err};
+        const struct jobs_job *a = NULL;
+
+        if (b->parent_job == NULL)
+            continue;
+        for (size_t j = 0; j < set->n; j++)
+            if (strcmp(set->jobs[j].name, b->parent_job) == 0)
+                a = &set->jobs[j];
+        if (a == NULL)
+            return fail(&c, "parent.job", "no job is named \"%s\"", b->parent_job);
+        if (a->parent_job != NULL)
+            return fail(&c, "parent.job", "\"%s\" is itself a child stream", a->name);
+        if (a->map.id.type != MAP_BIGINT)
+            return fail(&c, "parent.job", "\"%s\" has no integer ids", a->name);
+        free(b->parent_table);
+        b->parent_table = strdup(a->table);
+        if (b->parent_table == NULL)
+            return base_err_set(err, BASE_ENOMEM, "out of memory");
+    }
+    return BASE_OK;
+}
+
 int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err)
 {
     struct jobs_set set = {NULL, 0};
@@ -821,6 +906,8 @@ int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err)
         set.n = i + 1;
     }
     result = check_unique(&set, err);
+    if (result == BASE_OK)
+        result = resolve_parents(&set, err);
     if (result < 0)
         goto out;
     *out = set;

@@ -22,6 +22,12 @@
  *                   bigint for v1 and text for v2
  *   columns         required array of {"name", "path", "type"}; names are identifiers and
  *                   unique, and none is id, data or synced_at
+ *   parent          optional {"job": "contacts", "column": "contact_id"}: a child stream, read
+ *                   with one list per parent record. endpoint holds the segment {parent_id}
+ *                   (e.g. "/v1/contacts/{parent_id}/tags"), replaced by each id of the parent
+ *                   job's table, in id order; the table's key is (column, id). column
+ *                   defaults to "parent_id". The parent job must exist and have no parent
+ *                   itself; a child job cannot be incremental.
  */
 #ifndef KEAPSYNC_JOBS_H
 #define KEAPSYNC_JOBS_H
@@ -50,6 +56,9 @@ struct jobs_job {
     int lag_s;
     int overlap_s;
     struct map_spec map;
+    char *parent_job;   /* child streams: the parent job's name, or NULL */
+    char *parent_col;   /* the column holding the parent's id */
+    char *parent_table; /* the parent job's table (resolved by jobs_load_dir) */
 };
 
 struct jobs_set {

@@ -17,6 +17,7 @@
 #include "http.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -80,7 +81,21 @@ struct sched_cursor {
     char *page_token; /* v2 */
     uint32_t epoch;
     bool done;
+    /* child streams: every parent up to done_through is complete; parents begun after it
+     * wait in plist, in id order, until those before them complete */
+    unsigned stepback; /* consecutive step-backs: each doubles the distance */
+    bool have_done;
+    int64_t done_through;
+    struct sched_parent *plist;
+    int plist_n, plist_cap;
 };
+
+struct sched_parent {
+    int64_t id;
+    bool complete;
+};
+
+#define SCHED_PARENT_BATCH 1000
 
 struct sched;
 struct sched_job;
@@ -100,6 +115,7 @@ struct sched_page {
     uint64_t admitted_mono;
     int64_t sent_wall;
     int64_t server_used; /* x-keap-product-quota-used of the response, -1 unknown */
+    int64_t parent_id;   /* child streams: whose list this page is */
     struct base_buf body;
 };
 
@@ -119,7 +135,17 @@ struct sched_job {
     bool end_known;          /* the worker saw the window's last page */
     int failures;            /* pages fetched again at the current cursor position */
     struct sched_cursor cur; /* worker-owned (see file comment) */
-    struct base_buf copy;    /* worker-owned COPY buffer */
+    /* child streams (loop-owned): the batch of parent ids being fanned out */
+    bool child;
+    int64_t *pids;
+    int pn, ppos;
+    bool have_after;
+    int64_t after; /* last parent id read into a batch */
+    bool parents_exhausted;
+    bool fetching_parents;
+    bool closing_window;      /* OP_CLOSE queued */
+    struct sched_job *parent; /* the parent's job when it runs in this run too */
+    struct base_buf copy;     /* worker-owned COPY buffer */
     struct sched_job_result *res;
 };
 
@@ -127,6 +153,8 @@ enum sched_op_kind {
     OP_PAGE,
     OP_RESERVE,
     OP_HEARTBEAT, /* peer registration and job lease renewal */
+    OP_PARENTS,   /* the next batch of parent ids of a child stream */
+    OP_CLOSE,     /* a child stream's last parent is done: close its window */
 };
 
 #define SCHED_HEARTBEAT_MS 5000
@@ -162,6 +190,14 @@ struct sched_op {
     int64_t day_wall;
     /* OP_HEARTBEAT */
     int npeers;
+    bool *renew; /* per job: renew its lease (snapshot taken on the loop) */
+    /* OP_PARENTS, OP_CLOSE */
+    struct sched_job *job;
+    int64_t *pids;
+    int pn;
+    /* OP_PAGE of a child stream: the parent needs another page at more_offset */
+    bool more;
+    int64_t more_offset;
     int rc;
     struct base_err err;
 };
@@ -171,7 +207,8 @@ struct sched {
     uv_timer_t timer;
     uv_timer_t heartbeat;
     uv_signal_t sigint, sigterm;
-    char holder[128]; /* this process among its peers: host:pid:nonce */
+    char holder[128];  /* this process among its peers: host:pid:nonce */
+    char *peer_tenant; /* the tenant our peer entry is registered under */
     int npeers;
     bool heartbeat_queued;
     bool timer_armed;
@@ -192,6 +229,7 @@ struct sched {
     char *tenant;
     bool tenant_provisional;
     bool tenant_unsaved; /* learned, not yet written to keapsync.settings */
+    bool naive;          /* KEAPSYNC_PAGING=naive: no overlap, no drift check */
     int64_t carry;       /* granted under the provisional key, to move on switch */
     int64_t budget;      /* day budget after the reserve */
     int64_t grant_day;   /* day start of the last grant */
@@ -212,6 +250,7 @@ static void sched_pump(struct sched *s);
 static void sched_maybe_finish(struct sched *s);
 static void op_submit(struct sched *s, struct sched_op *op);
 static void op_after_work_cb(uv_work_t *w, int status);
+static struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset);
 
 static uint64_t now_mono(const struct sched *s)
 {
@@ -297,6 +336,14 @@ static void job_resync(struct sched_job *job)
     job->next_offset = job->cur.next_offset;
     job->submit_seq = job->next_seq;
     job->depth = 1;
+    if (job->child) {
+        /* Fan out again from the last parent known complete. */
+        job->pn = 0;
+        job->ppos = 0;
+        job->have_after = job->cur.have_done;
+        job->after = job->cur.done_through;
+        job->parents_exhausted = false;
+    }
 }
 
 /* ---- the database worker ---------------------------------------------------------------- */
@@ -316,6 +363,8 @@ static int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
                          c->since_ms, c->until_ms, c->next_offset, c->epoch);
     if (rc == 0 && c->have_last_id)
         rc = base_buf_printf(out, ",\"last_id\":%" PRId64, c->last_id);
+    if (rc == 0 && c->have_done)
+        rc = base_buf_printf(out, ",\"parent_done\":%" PRId64, c->done_through);
     if (rc == 0 && c->page_token != NULL) {
         char *tok = cJSON_PrintUnformatted(cJSON_CreateStringReference(c->page_token));
 
@@ -363,6 +412,125 @@ static int v1_first_new(const struct sched_job *job, const struct sched_page *pg
     return p;
 }
 
+/* The parent's entry in the worker's list of begun parents, added (in id order) if new. */
+static struct sched_parent *cursor_parent(struct sched_cursor *c, int64_t id)
+{
+    int i;
+
+    for (i = 0; i < c->plist_n; i++)
+        if (c->plist[i].id == id)
+            return &c->plist[i];
+    if (c->plist_n == c->plist_cap) {
+        int ncap = c->plist_cap ? c->plist_cap * 2 : 16;
+        struct sched_parent *np = realloc(c->plist, (size_t)ncap * sizeof(*np));
+
+        if (np == NULL)
+            return NULL;
+        c->plist = np;
+        c->plist_cap = ncap;
+    }
+    for (i = c->plist_n; i > 0 && c->plist[i - 1].id > id; i--)
+        c->plist[i] = c->plist[i - 1];
+    c->plist[i].id = id;
+    c->plist[i].complete = false;
+    c->plist_n++;
+    return &c->plist[i];
+}
+
+/*
+ * A child stream's page: its records are rows of parent pg->parent_id. The checkpoint says
+ * which parents are complete (all up to done_through); a parent whose list is longer than a
+ * page asks the loop for its next page (op->more).
+ */
+static void op_child_page_work(struct sched_op *op, struct keap_page *page)
+{
+    struct sched_page *pg = op->page;
+    struct sched_job *job = pg->job;
+    const struct jobs_job *def = job->def;
+    struct sched_cursor *c = &job->cur;
+    struct sched_parent *par;
+    struct map_stats ms = {0};
+    struct store_page sp;
+    struct base_buf ckpt;
+    bool have_done = c->have_done;
+    int64_t done_through = c->done_through;
+    int n = page->nrecords, k = 0, rc;
+
+    base_buf_init(&ckpt, 64 * 1024);
+    base_buf_reset(&job->copy);
+    for (int i = 0; i < n; i++) {
+        size_t mark = job->copy.len;
+
+        rc = base_buf_printf(&job->copy, "%" PRId64 "\t", pg->parent_id);
+        if (rc == 0)
+            rc = map_record_to_copy(&def->map, cJSON_GetArrayItem(page->records, i), &job->copy,
+                                    &ms, &op->err);
+        if (rc == BASE_EPROTO) {
+            base_log_warning("job \"%s\": record %d of parent %" PRId64 " skipped: %s", def->name,
+                             i, pg->parent_id, op->err.msg);
+            base_err_clear(&op->err);
+            job->copy.len = mark;
+            job->copy.data[mark] = '\0';
+            continue;
+        }
+        if (rc < 0) {
+            op->result = OPR_DB_ERROR;
+            if (op->err.msg[0] == '\0')
+                base_err_set(&op->err, rc, "could not map page of \"%s\": %s", def->name,
+                             base_strerror(rc));
+            goto out;
+        }
+        k++;
+    }
+    op->mismatches = ms.mismatches;
+    par = cursor_parent(c, pg->parent_id);
+    if (par == NULL) {
+        op->result = OPR_DB_ERROR;
+        base_err_set(&op->err, BASE_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (n < def->page_size) {
+        par->complete = true;
+    } else {
+        op->more = true;
+        op->more_offset = pg->offset + n;
+    }
+    /* Complete parents at the head of the list are done for good. */
+    {
+        int drop = 0;
+
+        while (drop < c->plist_n && c->plist[drop].complete) {
+            have_done = true;
+            done_through = c->plist[drop].id;
+            drop++;
+        }
+        c->have_done = have_done;
+        c->done_through = done_through;
+        memmove(c->plist, c->plist + drop, (size_t)(c->plist_n - drop) * sizeof(*c->plist));
+        c->plist_n -= drop;
+    }
+    rc = cursor_checkpoint(c, &ckpt);
+    if (rc < 0) {
+        op->result = OPR_DB_ERROR;
+        base_err_set(&op->err, rc, "could not build the checkpoint of \"%s\"", def->name);
+        goto out;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.table = &job->table;
+    sp.rows = job->copy.data ? job->copy.data : "";
+    sp.rows_len = job->copy.len;
+    sp.nrows = k;
+    sp.job = def->name;
+    sp.checkpoint = ckpt.data;
+    sp.tenant = op->tenant;
+    sp.day_wall = pg->sent_wall;
+    sp.requests = pg->requests;
+    rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
+    op->result = rc < 0 ? OPR_DB_ERROR : OPR_COMMITTED;
+out:
+    base_buf_free(&ckpt);
+}
+
 static void op_page_work(struct sched_op *op)
 {
     struct sched_page *pg = op->page;
@@ -386,16 +554,29 @@ static void op_page_work(struct sched_op *op)
                          &page, &op->err);
     if (rc < 0) {
         c->epoch++;
+        c->plist_n = 0; /* child streams restart from the last complete parent */
         op->result = OPR_REFETCH;
         goto out;
     }
     op->nul_replaced = page.nul_replaced;
     n = page.nrecords;
     op->nrecords = n;
+    if (job->child) {
+        op_child_page_work(op, &page);
+        goto observe;
+    }
     if (def->api == KEAP_API_V1) {
         first = v1_first_new(job, pg, page.records, n);
         if (first < 0) {
-            int64_t back = pg->offset - (def->page_size - 1);
+            /* Few records leave a window while one page is read: step back a little first
+             * (more new records per request), then twice as far each time it is not enough. */
+            int64_t step = (int64_t)16 << (c->stepback < 16 ? c->stepback : 16);
+            int64_t back;
+
+            if (step > def->page_size - 1)
+                step = def->page_size - 1;
+            back = pg->offset - step;
+            c->stepback++;
 
             c->next_offset = back > 0 ? back : 0;
             c->epoch++;
@@ -486,9 +667,11 @@ static void op_page_work(struct sched_op *op)
         c->done = next.done;
         c->watermark_ms = next.watermark_ms;
         c->in_window = next.in_window;
+        c->stepback = 0;
         op->result = OPR_COMMITTED;
     }
-    if (pg->server_used >= 0 && op->tenant != NULL) {
+observe:
+    if (op->result == OPR_COMMITTED && pg->server_used >= 0 && op->tenant != NULL) {
         struct base_err e2;
 
         if (store_ledger_observe(op->s->store, op->tenant, pg->sent_wall, pg->server_used, &e2) < 0)
@@ -537,19 +720,51 @@ static void op_heartbeat_work(struct sched_op *op)
 {
     struct sched *s = op->s;
 
+    /* The tenant became known since the last beat: move our peer entry to it. */
+    if (op->tenant_seen != NULL &&
+        store_peer_leave(s->store, op->tenant_seen, s->holder, &op->err) < 0)
+        base_log_warning("%s", op->err.msg);
     op->rc = store_peer_heartbeat(s->store, op->tenant, s->holder, SCHED_PEER_TTL_MS, &op->npeers,
                                   &op->err);
     for (size_t i = 0; op->rc == 0 && i < s->njobs; i++) {
         bool got = false;
         char name[128];
 
-        /* job states are only changed on the loop, which waits for this op: reading is safe */
-        if (s->jobs[i].state != SCHED_JOB_PAGING)
+        if (op->renew == NULL || !op->renew[i])
             continue;
         snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
         op->rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, NULL,
                                      &op->err);
     }
+}
+
+static void op_parents_work(struct sched_op *op)
+{
+    struct sched_job *job = op->job;
+
+    op->pids = malloc(SCHED_PARENT_BATCH * sizeof(*op->pids));
+    if (op->pids == NULL) {
+        op->rc = base_err_set(&op->err, BASE_ENOMEM, "out of memory");
+        return;
+    }
+    op->rc = store_parent_ids(op->s->store, job->def->parent_table, job->have_after, job->after,
+                              SCHED_PARENT_BATCH, op->pids, &op->pn, &op->err);
+}
+
+static void op_close_work(struct sched_op *op)
+{
+    struct sched_job *job = op->job;
+    struct sched_cursor closed = job->cur;
+    struct base_buf ckpt;
+
+    base_buf_init(&ckpt, 4096);
+    closed.in_window = false;
+    op->rc = cursor_checkpoint(&closed, &ckpt);
+    if (op->rc == 0)
+        op->rc = store_checkpoint_save(op->s->store, job->def->name, ckpt.data, &op->err);
+    else
+        base_err_set(&op->err, op->rc, "could not build the checkpoint of \"%s\"", job->def->name);
+    base_buf_free(&ckpt);
 }
 
 static void op_work_cb(uv_work_t *w)
@@ -560,12 +775,18 @@ static void op_work_cb(uv_work_t *w)
         op_page_work(op);
     else if (op->kind == OP_RESERVE)
         op_reserve_work(op);
+    else if (op->kind == OP_PARENTS)
+        op_parents_work(op);
+    else if (op->kind == OP_CLOSE)
+        op_close_work(op);
     else
         op_heartbeat_work(op);
 }
 
 static void op_free(struct sched_op *op)
 {
+    free(op->pids);
+    free(op->renew);
     free(op->tenant);
     free(op->tenant_seen);
     free(op);
@@ -588,6 +809,21 @@ static void op_start_next(struct sched *s)
 
 static void job_check_done(struct sched_job *job)
 {
+    if (job->child && job->state == SCHED_JOB_PAGING && !job->end_known && job->parents_exhausted &&
+        job->ppos >= job->pn && job->npages == 0 && !job->closing_window) {
+        /* Every parent is done: close the window (a later run starts a new fan-out). */
+        struct sched_op *op = calloc(1, sizeof(*op));
+
+        if (op == NULL) {
+            job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+            return;
+        }
+        op->kind = OP_CLOSE;
+        op->job = job;
+        job->closing_window = true;
+        op_submit(job->s, op);
+        return;
+    }
     if (job->state == SCHED_JOB_PAGING && job->end_known && job->npages == 0) {
         job_set_state(job, SCHED_JOB_DONE, NULL);
         base_log_info("job \"%s\": done: %" PRId64 " rows in %" PRId64 " pages, %" PRId64
@@ -610,10 +846,16 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         job->res->skipped += op->pres.skipped;
         job->res->mismatches += op->mismatches;
         job->failures = 0;
-        if (job->cur.done)
+        if (job->child) {
+            /* Parents fan out side by side: the pipeline opens fully after one commit. */
+            job->depth = s->opt->max_depth;
+            if (op->more && job_add_page(job, pg->parent_id, op->more_offset) == NULL)
+                job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+        } else if (job->cur.done) {
             job->end_known = true;
-        else if (op->nrecords >= job->def->page_size && job->depth < s->opt->max_depth)
+        } else if (op->nrecords >= job->def->page_size && job->depth < s->opt->max_depth) {
             job->depth++;
+        }
         break;
     case OPR_DISCARDED:
         break;
@@ -670,6 +912,43 @@ static void op_reserve_done(struct sched *s, struct sched_op *op)
     pace_grant(s->pace, op->day_wall, op->granted);
 }
 
+static void op_parents_done(struct sched *s, struct sched_op *op)
+{
+    struct sched_job *job = op->job;
+
+    (void)s;
+    job->fetching_parents = false;
+    if (op->rc < 0) {
+        job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
+        return;
+    }
+    free(job->pids);
+    job->pids = op->pids;
+    op->pids = NULL;
+    job->pn = op->pn;
+    job->ppos = 0;
+    if (op->pn > 0) {
+        job->have_after = true;
+        job->after = job->pids[op->pn - 1];
+    }
+    if (op->pn < SCHED_PARENT_BATCH)
+        job->parents_exhausted = true;
+    job_check_done(job);
+}
+
+static void op_close_done(struct sched *s, struct sched_op *op)
+{
+    struct sched_job *job = op->job;
+
+    (void)s;
+    if (op->rc < 0) {
+        job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
+        return;
+    }
+    job->end_known = true;
+    job_check_done(job);
+}
+
 static void op_heartbeat_done(struct sched *s, struct sched_op *op)
 {
     s->heartbeat_queued = false;
@@ -696,6 +975,10 @@ static void op_after_work_cb(uv_work_t *w, int status)
         op_page_done(s, op);
     else if (op->kind == OP_RESERVE)
         op_reserve_done(s, op);
+    else if (op->kind == OP_PARENTS)
+        op_parents_done(s, op);
+    else if (op->kind == OP_CLOSE)
+        op_close_done(s, op);
     else
         op_heartbeat_done(s, op);
     op_free(op);
@@ -745,6 +1028,24 @@ static void job_handoff(struct sched *s, struct sched_job *job)
 
 /* ---- stopping ------------------------------------------------------------------------- */
 
+/* Drops the pages of job that wait to be sent: after a stop they never will be. */
+static void job_drop_wanted(struct sched_job *job)
+{
+    struct sched_page **pp = &job->pages;
+
+    while (*pp != NULL) {
+        struct sched_page *pg = *pp;
+
+        if (pg->state == PAGE_WANT) {
+            *pp = pg->next;
+            job->npages--;
+            page_free(pg);
+        } else {
+            pp = &pg->next;
+        }
+    }
+}
+
 static void sched_stop(struct sched *s, enum sched_stop why, const char *msg)
 {
     if (s->stop != STOP_NONE)
@@ -752,23 +1053,10 @@ static void sched_stop(struct sched *s, enum sched_stop why, const char *msg)
     s->stop = why;
     if (msg != NULL)
         snprintf(s->message, sizeof(s->message), "%s", msg);
-    for (size_t i = 0; i < s->njobs; i++) {
-        struct sched_job *job = &s->jobs[i];
-        struct sched_page **pp = &job->pages;
-
-        /* Keep pages in flight and arrived ones (already paid for); drop the rest. */
-        while (*pp != NULL) {
-            struct sched_page *pg = *pp;
-
-            if (pg->state == PAGE_WANT) {
-                *pp = pg->next;
-                job->npages--;
-                page_free(pg);
-            } else {
-                pp = &pg->next;
-            }
-        }
-    }
+    /* Pages in flight and arrived ones are paid for and still land; the rest are dropped
+     * here and in sched_maybe_finish (a page may ask for a follow-up after the stop). */
+    for (size_t i = 0; i < s->njobs; i++)
+        job_drop_wanted(&s->jobs[i]);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -805,6 +1093,14 @@ static void heartbeat_cb(uv_timer_t *t)
         return;
     }
     op->kind = OP_HEARTBEAT;
+    op->renew = calloc(s->njobs, sizeof(*op->renew));
+    for (size_t i = 0; op->renew != NULL && i < s->njobs; i++)
+        op->renew[i] = s->jobs[i].state == SCHED_JOB_PAGING;
+    if (s->peer_tenant != NULL && strcmp(s->peer_tenant, s->tenant) != 0) {
+        /* tenant_seen carries the old peer name to leave */
+        op->tenant_seen = s->peer_tenant;
+        s->peer_tenant = strdup(s->tenant);
+    }
     s->heartbeat_queued = true;
     op_submit(s, op);
 }
@@ -813,6 +1109,14 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
     struct sched *s = h->data;
 
+    if (s->stop == STOP_SIGNAL) {
+        /* A second signal: do not wait. Every committed page is safe in Postgres. */
+        fprintf(stderr,
+                "keapsync: stopped: second signal %d; leaving now, progress up to the "
+                "last committed page is saved\n",
+                signum);
+        _exit(1);
+    }
     base_log_warning("received signal %d: finishing pages in flight, then stopping", signum);
     sched_stop(s, STOP_SIGNAL, "interrupted by a signal; progress up to the last page is saved");
     sched_pump(s);
@@ -837,6 +1141,8 @@ static void sched_maybe_finish(struct sched *s)
     for (size_t i = 0; i < s->njobs; i++) {
         struct sched_job *job = &s->jobs[i];
 
+        if (s->stop != STOP_NONE)
+            job_drop_wanted(job);
         if (!job_terminal(job)) {
             if (s->stop == STOP_NONE)
                 all_terminal = false;
@@ -1003,7 +1309,18 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
 {
     const struct jobs_job *def = job->def;
     const struct sched_cursor *c = &job->cur;
+    char endpoint[1024];
+    const char *ep = def->endpoint;
 
+    if (job->child) {
+        const char *at = strstr(def->endpoint, "{parent_id}");
+
+        if (at == NULL || base_snprintf(endpoint, sizeof(endpoint), "%.*s%" PRId64 "%s",
+                                        (int)(at - def->endpoint), def->endpoint, pg->parent_id,
+                                        at + strlen("{parent_id}")) < 0)
+            return BASE_EINVAL;
+        ep = endpoint;
+    }
     if (def->api == KEAP_API_V1) {
         struct keap_v1_query q = {
             .limit = def->page_size,
@@ -1016,7 +1333,7 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
             .until_ms = def->incremental ? c->until_ms : -1,
             .optional_properties = def->optional_properties,
         };
-        return keap_build_v1_url(url, s->opt->base_url, def->endpoint, &q);
+        return keap_build_v1_url(url, s->opt->base_url, ep, &q);
     } else {
         struct keap_v2_query q = {
             .page_size = def->page_size,
@@ -1028,7 +1345,7 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
             .until_ms = def->incremental && pg->page_token == NULL ? c->until_ms : -1,
             .fields = NULL,
         };
-        return keap_build_v2_url(url, s->opt->base_url, def->endpoint, &q);
+        return keap_build_v2_url(url, s->opt->base_url, ep, &q);
     }
 }
 
@@ -1061,10 +1378,56 @@ static int send_page(struct sched *s, struct sched_page *pg)
     return 0;
 }
 
+/* Appends a new page (WANT) to job's pipeline; NULL when out of memory. */
+static struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset)
+{
+    struct sched_page *pg, **tail;
+
+    pg = calloc(1, sizeof(*pg));
+    if (pg == NULL)
+        return NULL;
+    base_buf_init(&pg->body, SCHED_MAX_BODY);
+    pg->job = job;
+    pg->seq = job->next_seq++;
+    pg->epoch = job->epoch;
+    pg->offset = offset;
+    pg->parent_id = parent_id;
+    pg->server_used = -1;
+    if (job->def->api == KEAP_API_V2 && job->cur.page_token != NULL) {
+        pg->page_token = strdup(job->cur.page_token);
+        if (pg->page_token == NULL) {
+            free(pg);
+            return NULL;
+        }
+    }
+    for (tail = &job->pages; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = pg;
+    job->npages++;
+    return pg;
+}
+
+static void job_fetch_parents(struct sched_job *job)
+{
+    struct sched_op *op;
+
+    if (job->fetching_parents || job->parents_exhausted)
+        return;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+        return;
+    }
+    op->kind = OP_PARENTS;
+    op->job = job;
+    job->fetching_parents = true;
+    op_submit(job->s, op);
+}
+
 /* The next page of job worth sending now, creating one when the pipeline has room. */
 static struct sched_page *job_next_page(struct sched_job *job, uint64_t now, uint64_t *wake)
 {
-    struct sched_page *pg, **tail;
+    struct sched_page *pg;
     int active = 0;
 
     for (pg = job->pages; pg != NULL; pg = pg->next) {
@@ -1078,29 +1441,24 @@ static struct sched_page *job_next_page(struct sched_job *job, uint64_t now, uin
     }
     if (job->end_known || active >= job->depth)
         return NULL;
-    if (job->def->api == KEAP_API_V2 && active > 0)
-        return NULL; /* tokens chain: one page at a time */
-    pg = calloc(1, sizeof(*pg));
-    if (pg == NULL)
-        return NULL;
-    base_buf_init(&pg->body, SCHED_MAX_BODY);
-    pg->job = job;
-    pg->seq = job->next_seq++;
-    pg->epoch = job->epoch;
-    pg->offset = job->next_offset;
-    pg->server_used = -1;
-    if (job->def->api == KEAP_API_V2 && job->cur.page_token != NULL) {
-        pg->page_token = strdup(job->cur.page_token);
-        if (pg->page_token == NULL) {
-            free(pg);
+    if (job->child) {
+        /* Fan out over the parent's rows once the parent itself is synced. */
+        if (job->parent != NULL && !job_terminal(job->parent))
+            return NULL;
+        if (job->ppos >= job->pn) {
+            job_fetch_parents(job);
             return NULL;
         }
+        pg = job_add_page(job, job->pids[job->ppos], 0);
+        if (pg != NULL)
+            job->ppos++;
+        return pg;
     }
-    job->next_offset += job->def->page_size - job->overlap;
-    for (tail = &job->pages; *tail != NULL; tail = &(*tail)->next)
-        ;
-    *tail = pg;
-    job->npages++;
+    if (job->def->api == KEAP_API_V2 && active > 0)
+        return NULL; /* tokens chain: one page at a time */
+    pg = job_add_page(job, 0, job->next_offset);
+    if (pg != NULL)
+        job->next_offset += job->def->page_size - job->overlap;
     return pg;
 }
 
@@ -1235,6 +1593,11 @@ static int cursor_load(struct sched_cursor *c, const char *json, const struct jo
             c->have_last_id = true;
             c->last_id = (int64_t)it->valuedouble;
         }
+        it = cJSON_GetObjectItemCaseSensitive(w, "parent_done");
+        if (cJSON_IsNumber(it)) {
+            c->have_done = true;
+            c->done_through = (int64_t)it->valuedouble;
+        }
         it = cJSON_GetObjectItemCaseSensitive(w, "page_token");
         if (cJSON_IsString(it) && (c->page_token = strdup(it->valuestring)) == NULL) {
             cJSON_Delete(root);
@@ -1284,11 +1647,16 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
         job->res = &res->jobs[i];
         job->res->name = def->name;
         job->depth = 1;
-        job->overlap = def->api == KEAP_API_V1 && def->order && strcmp(def->order, "id") == 0;
+        /* Drift-proof paging needs ids in order. KEAPSYNC_PAGING=naive turns it off: plain
+         * offsets, as most tools page; only for comparing the two in tests and benchmarks. */
+        job->overlap =
+            def->api == KEAP_API_V1 && def->order && strcmp(def->order, "id") == 0 && !s->naive;
         base_buf_init(&job->copy, SCHED_MAX_COPY);
         job->table.table = def->table;
         job->table.map = &def->map;
         job->table.updated_col = def->updated_field;
+        job->table.parent_col = def->parent_col;
+        job->child = def->parent_job != NULL;
         rc = store_ensure_table(s->store, &job->table, err);
         if (rc < 0)
             return rc;
@@ -1302,11 +1670,30 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
         cursor_open_window(&job->cur, def, wall);
         job->epoch = job->cur.epoch;
         job->next_offset = job->cur.next_offset;
+        if (job->child) {
+            job->have_after = job->cur.have_done;
+            job->after = job->cur.done_through;
+            if (job->cur.have_done)
+                base_log_info("job \"%s\": resuming after parent %" PRId64, def->name,
+                              job->cur.done_through);
+        }
         if (job->cur.in_window && job->cur.next_offset > 0)
             base_log_info("job \"%s\": resuming at offset %" PRId64, def->name,
                           job->cur.next_offset);
     }
     return 0;
+}
+
+/* Links each child stream to its parent's job when both run now. */
+static void sched_link_parents(struct sched *s)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        struct sched_job *job = &s->jobs[i];
+
+        for (size_t j = 0; job->child && j < s->njobs; j++)
+            if (strcmp(s->jobs[j].def->name, job->def->parent_job) == 0)
+                job->parent = &s->jobs[j];
+    }
 }
 
 static int sched_setup_tenant(struct sched *s, struct base_err *err)
@@ -1337,8 +1724,56 @@ static int sched_setup_tenant(struct sched *s, struct base_err *err)
 }
 
 /*
+ * Is holder ("host:pid:nonce") a process of this host that no longer exists? Such a holder
+ * was killed (SIGKILL, a crash) and never released what it held.
+ */
+static bool holder_is_dead(const struct sched *s, const char *holder)
+{
+    const char *colon = strchr(s->holder, ':'), *p;
+    size_t hostlen = colon ? (size_t)(colon - s->holder) + 1 : 0;
+    char pidbuf[24];
+    int64_t pid;
+    size_t n;
+
+    if (hostlen == 0 || strncmp(holder, s->holder, hostlen) != 0)
+        return false; /* another host: cannot tell, wait for the lease to expire */
+    p = holder + hostlen;
+    n = strcspn(p, ":");
+    if (n == 0 || n >= sizeof(pidbuf))
+        return false;
+    memcpy(pidbuf, p, n);
+    pidbuf[n] = '\0';
+    if (base_parse_int64(pidbuf, &pid) < 0 || pid <= 0 || pid == (int64_t)getpid())
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Releases the leases (peer entries, job leases) of dead processes of this host. */
+static void sched_reap_dead(struct sched *s, const char *prefix)
+{
+    char **names = NULL, **holders = NULL;
+    struct base_err e2;
+    int n = 0;
+
+    if (store_lease_list(s->store, prefix, &names, &holders, &n, &e2) < 0) {
+        base_log_warning("%s", e2.msg);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!holder_is_dead(s, holders[i]))
+            continue;
+        base_log_info("releasing \"%s\" held by %s, a keapsync process that no longer exists",
+                      names[i], holders[i]);
+        if (store_lease_release(s->store, names[i], holders[i], &e2) < 0)
+            base_log_warning("%s", e2.msg);
+    }
+    store_lease_list_free(names, holders);
+}
+
+/*
  * Joins the tenant's live processes (they split the key's windows) and takes each job's
  * lease: a job another live process is running is not run twice; it fails with a message.
+ * Leases left by dead processes of this host are released first.
  */
 static int sched_setup_leases(struct sched *s, struct base_err *err)
 {
@@ -1347,6 +1782,11 @@ static int sched_setup_leases(struct sched *s, struct base_err *err)
 
     gethostname(host, sizeof(host) - 1);
     snprintf(s->holder, sizeof(s->holder), "%s:%ld:%08x", host, (long)getpid(), (unsigned)rand());
+    sched_reap_dead(s, "job:");
+    sched_reap_dead(s, "peer:");
+    s->peer_tenant = strdup(s->tenant);
+    if (s->peer_tenant == NULL)
+        return base_err_set(err, BASE_ENOMEM, "out of memory");
     rc = store_peer_heartbeat(s->store, s->tenant, s->holder, SCHED_PEER_TTL_MS, &s->npeers, err);
     if (rc < 0)
         return rc;
@@ -1391,7 +1831,7 @@ static void sched_release_leases(struct sched *s)
         if (store_lease_release(s->store, name, s->holder, &e2) < 0)
             base_log_warning("%s", e2.msg);
     }
-    if (s->holder[0] != '\0' && store_peer_leave(s->store, s->tenant, s->holder, &e2) < 0)
+    if (s->peer_tenant != NULL && store_peer_leave(s->store, s->peer_tenant, s->holder, &e2) < 0)
         base_log_warning("%s", e2.msg);
 }
 
@@ -1424,6 +1864,14 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     s->clock = opt.clock;
     s->store = store;
     s->started_mono = now_mono(s);
+    {
+        const char *paging = getenv("KEAPSYNC_PAGING");
+
+        s->naive = paging != NULL && strcmp(paging, "naive") == 0;
+        if (s->naive)
+            base_log_warning("KEAPSYNC_PAGING=naive: offset paging without drift checks; records "
+                             "may be missed");
+    }
     {
         double keep = 1.0 - opt.limits.reserve_fraction;
 
@@ -1460,6 +1908,7 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
         rc = sched_setup_jobs(s, set, res, err);
     if (rc == 0)
         rc = sched_setup_leases(s, err);
+    sched_link_parents(s);
     if (rc < 0)
         goto out_http;
     uv_timer_init(&s->loop, &s->timer);
@@ -1521,6 +1970,8 @@ out_jobs:
     for (size_t i = 0; i < s->njobs; i++) {
         base_buf_free(&s->jobs[i].copy);
         free(s->jobs[i].cur.page_token);
+        free(s->jobs[i].cur.plist);
+        free(s->jobs[i].pids);
         job_drop_pages(&s->jobs[i]);
     }
     free(s->jobs);
@@ -1529,6 +1980,7 @@ out_loop:
         base_log_warning("event loop closed with handles still open");
     keap_headers_free(s->auth_headers);
     pace_free(s->pace);
+    free(s->peer_tenant);
     free(s->tenant);
     free(s);
     return rc;

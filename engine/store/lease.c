@@ -100,3 +100,50 @@ int store_peer_leave(struct store *s, const char *tenant, const char *holder, st
                        "DELETE FROM keapsync.leases WHERE name = 'peer:' || $1 || ':' || $2", 2,
                        params, err, "could not leave the other keapsync processes");
 }
+
+int store_lease_list(struct store *s, const char *prefix, char ***names, char ***holders, int *n,
+                     struct base_err *err)
+{
+    const char *params[1] = {prefix};
+    PGresult *res = NULL;
+    char **nv = NULL, **hv = NULL;
+    int rows, rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT name, holder FROM keapsync.leases WHERE "
+                     "left(name, length($1)) = $1 AND expires_at > clock_timestamp() "
+                     "ORDER BY name LIMIT 1000",
+                     1, params, err, "could not list leases");
+    if (rc < 0)
+        return rc;
+    rows = PQntuples(res);
+    nv = calloc((size_t)rows + 1, sizeof(*nv));
+    hv = calloc((size_t)rows + 1, sizeof(*hv));
+    for (int i = 0; nv != NULL && hv != NULL && i < rows; i++) {
+        nv[i] = strdup(PQgetvalue(res, i, 0));
+        hv[i] = strdup(PQgetvalue(res, i, 1));
+        if (nv[i] == NULL || hv[i] == NULL) {
+            rc = BASE_ENOMEM;
+            break;
+        }
+    }
+    PQclear(res);
+    if (nv == NULL || hv == NULL || rc < 0) {
+        store_lease_list_free(nv, hv);
+        return base_err_set(err, BASE_ENOMEM, "could not list leases: out of memory");
+    }
+    *names = nv;
+    *holders = hv;
+    *n = rows;
+    return 0;
+}
+
+void store_lease_list_free(char **names, char **holders)
+{
+    for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+        free(names[i]);
+    for (size_t i = 0; holders != NULL && holders[i] != NULL; i++)
+        free(holders[i]);
+    free(names);
+    free(holders);
+}

@@ -4,7 +4,8 @@
  * one transaction: COPY into staging, one set-based upsert, the checkpoint, the ledger spend.
  *
  * Words used here (see store.h and store_int.h): target, page, staging, tcache, newer-wins.
- * "cols" are the map's typed columns; every row is id, cols..., data (COPY text format).
+ * "cols" are the map's typed columns; every row is id, cols..., data (COPY text format), led
+ * by the parent's id for a child table, whose key is (parent, id).
  */
 #include "store_int.h"
 
@@ -112,6 +113,20 @@ static int check_table(const struct store_table *t, struct base_err *err)
         if (t->updated_col != NULL && strcmp(t->updated_col, c) == 0)
             found = 1;
     }
+    if (t->parent_col != NULL) {
+        rc = check_ident(t->parent_col, "parent column", err);
+        if (rc < 0)
+            return rc;
+        if (strcmp(t->parent_col, "id") == 0 || strcmp(t->parent_col, "data") == 0 ||
+            strcmp(t->parent_col, "synced_at") == 0)
+            return base_err_set(err, BASE_EINVAL, "parent column \"%s\" is reserved by keapsync",
+                                t->parent_col);
+        for (size_t i = 0; i < m->ncols; i++)
+            if (strcmp(m->cols[i].name, t->parent_col) == 0)
+                return base_err_set(err, BASE_EINVAL,
+                                    "parent column \"%s\" of table \"%s\" is also a column",
+                                    t->parent_col, t->table);
+    }
     if (t->updated_col != NULL && !found)
         return base_err_set(err, BASE_EINVAL,
                             "updated column \"%s\" is not a column of table \"%s\"", t->updated_col,
@@ -125,6 +140,7 @@ static void tcache_free(struct store_tcache *tc)
         return;
     free(tc->table);
     free(tc->updated_col);
+    free(tc->parent_col);
     free(tc->copy_sql);
     free(tc);
 }
@@ -169,6 +185,10 @@ static struct store_tcache *tcache_find(struct store *s, const struct store_tabl
             return NULL;
         if (tc->updated_col != NULL && strcmp(tc->updated_col, t->updated_col) != 0)
             return NULL;
+        if ((tc->parent_col == NULL) != (t->parent_col == NULL))
+            return NULL;
+        if (tc->parent_col != NULL && strcmp(tc->parent_col, t->parent_col) != 0)
+            return NULL;
         return tc;
     }
     return NULL;
@@ -181,10 +201,22 @@ static void sql_target(struct sql *q, const char *table)
     sql_ident(q, table);
 }
 
-/* "id", "c1", ..., "data" */
-static void sql_row_columns(struct sql *q, const struct map_spec *m)
+/* The key: "id", or "parent", "id" for a child table. */
+static void sql_key(struct sql *q, const struct store_table *t)
 {
+    if (t->parent_col != NULL) {
+        sql_ident(q, t->parent_col);
+        sql_puts(q, ", ");
+    }
     sql_ident(q, "id");
+}
+
+/* key, "c1", ..., "data" */
+static void sql_row_columns(struct sql *q, const struct store_table *t)
+{
+    const struct map_spec *m = t->map;
+
+    sql_key(q, t);
     for (size_t i = 0; i < m->ncols; i++) {
         sql_puts(q, ", ");
         sql_ident(q, m->cols[i].name);
@@ -200,17 +232,27 @@ static int build_create(struct sql *q, const struct store_table *t)
     sql_puts(q, "CREATE TABLE IF NOT EXISTS ");
     sql_target(q, t->table);
     sql_puts(q, " (");
+    if (t->parent_col != NULL) {
+        sql_ident(q, t->parent_col);
+        sql_puts(q, " bigint NOT NULL, ");
+    }
     sql_ident(q, "id");
     sql_puts(q, " ");
     sql_puts(q, map_type_sql(m->id.type));
-    sql_puts(q, " PRIMARY KEY");
+    sql_puts(q, t->parent_col != NULL ? " NOT NULL" : " PRIMARY KEY");
     for (size_t i = 0; i < m->ncols; i++) {
         sql_puts(q, ", ");
         sql_ident(q, m->cols[i].name);
         sql_puts(q, " ");
         sql_puts(q, map_type_sql(m->cols[i].type));
     }
-    sql_puts(q, ", data jsonb NOT NULL, synced_at timestamptz NOT NULL DEFAULT now())");
+    sql_puts(q, ", data jsonb NOT NULL, synced_at timestamptz NOT NULL DEFAULT now()");
+    if (t->parent_col != NULL) {
+        sql_puts(q, ", PRIMARY KEY (");
+        sql_key(q, t);
+        sql_puts(q, ")");
+    }
+    sql_puts(q, ")");
     return q->rc;
 }
 
@@ -291,18 +333,24 @@ static int build_upsert(struct sql *q, const struct store_table *t, const char *
     sql_puts(q, "WITH up AS (INSERT INTO ");
     sql_target(q, t->table);
     sql_puts(q, " AS cur (");
-    sql_row_columns(q, m);
-    sql_puts(q, ", synced_at) SELECT DISTINCT ON (id) ");
-    sql_row_columns(q, m);
+    sql_row_columns(q, t);
+    sql_puts(q, ", synced_at) SELECT DISTINCT ON (");
+    sql_key(q, t);
+    sql_puts(q, ") ");
+    sql_row_columns(q, t);
     sql_puts(q, ", now() FROM pg_temp.");
     sql_puts(q, stage);
-    sql_puts(q, " ORDER BY id, ");
+    sql_puts(q, " ORDER BY ");
+    sql_key(q, t);
+    sql_puts(q, ", ");
     if (t->updated_col != NULL) {
         sql_ident(q, t->updated_col);
         sql_puts(q, " DESC NULLS LAST, ");
     }
     /* Staging is emptied at every commit, so ctid order is COPY order. */
-    sql_puts(q, "ctid DESC ON CONFLICT (id) DO UPDATE SET ");
+    sql_puts(q, "ctid DESC ON CONFLICT (");
+    sql_key(q, t);
+    sql_puts(q, ") DO UPDATE SET ");
     for (size_t i = 0; i < m->ncols; i++) {
         sql_ident(q, m->cols[i].name);
         sql_puts(q, " = EXCLUDED.");
@@ -373,7 +421,8 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
 
     tc = calloc(1, sizeof(*tc));
     if (tc == NULL || (tc->table = base_strdup(t->table)) == NULL ||
-        (t->updated_col != NULL && (tc->updated_col = base_strdup(t->updated_col)) == NULL)) {
+        (t->updated_col != NULL && (tc->updated_col = base_strdup(t->updated_col)) == NULL) ||
+        (t->parent_col != NULL && (tc->parent_col = base_strdup(t->parent_col)) == NULL)) {
         rc = base_err_set(err, BASE_ENOMEM, "%s: out of memory", what);
         goto out;
     }
@@ -440,7 +489,7 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
     sql_puts(&q, "COPY pg_temp.");
     sql_puts(&q, stage);
     sql_puts(&q, " (");
-    sql_row_columns(&q, t->map);
+    sql_row_columns(&q, t);
     sql_puts(&q, ") FROM STDIN");
     if (q.rc != BASE_OK) {
         rc = sql_fail(&q, err, what);
@@ -607,5 +656,63 @@ out:
     if (rc < 0)
         store_rollback(s);
     PQclear(pr);
+    return rc;
+}
+
+int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after, int max,
+                     int64_t *ids, int *n, struct base_err *err)
+{
+    char after_s[32], max_s[32];
+    const char *params[3];
+    struct sql q;
+    PGresult *res = NULL;
+    int rc;
+
+    *n = 0;
+    sql_init(&q, s);
+    sql_target(&q, table);
+    if (q.rc != BASE_OK) {
+        rc = sql_fail(&q, err, "could not read parent ids");
+        goto out;
+    }
+    params[0] = q.b.data;
+    rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT to_regclass($1) IS NOT NULL", 1, params, err,
+                     "could not read parent ids from \"%s\"", table);
+    if (rc < 0)
+        goto out;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        /* The parent job has never run: no parents yet. */
+        base_log_warning("table keap.%s does not exist yet: no parents to read", table);
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    base_buf_reset(&q.b);
+    sql_puts(&q, "SELECT id FROM ");
+    sql_target(&q, table);
+    sql_puts(&q, " WHERE $1::bigint IS NULL OR id > $1::bigint ORDER BY id LIMIT $2::int");
+    if (q.rc != BASE_OK) {
+        rc = sql_fail(&q, err, "could not read parent ids");
+        goto out;
+    }
+    snprintf(after_s, sizeof(after_s), "%" PRId64, after);
+    snprintf(max_s, sizeof(max_s), "%d", max);
+    params[0] = have_after ? after_s : NULL;
+    params[1] = max_s;
+    rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 2, params, err,
+                     "could not read parent ids from \"%s\"", table);
+    if (rc < 0)
+        goto out;
+    for (int i = 0; i < PQntuples(res) && i < max; i++) {
+        rc = base_parse_int64(PQgetvalue(res, i, 0), &ids[i]);
+        if (rc < 0) {
+            rc = base_err_set(err, BASE_EDB, "parent table \"%s\" has a non-integer id", table);
+            goto out;
+        }
+        *n = i + 1;
+    }
+out:
+    PQclear(res);
+    base_buf_free(&q.b);
     return rc;
 }

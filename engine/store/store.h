@@ -47,6 +47,8 @@ struct store_table {
     const char *table;          /* in schema keap; a validated identifier */
     const struct map_spec *map; /* id and typed columns */
     const char *updated_col;    /* newer-wins column (one of map's columns) or NULL */
+    const char *parent_col;     /* child tables: the parent's id (bigint), first in each COPY
+                                 * row and part of the primary key (parent_col, id); or NULL */
 };
 
 /*
@@ -54,6 +56,13 @@ struct store_table {
  * Also prepares the per-connection staging table used by store_commit_page.
  */
 int store_ensure_table(struct store *s, const struct store_table *t, struct base_err *err);
+
+/*
+ * Up to max ids of keap.<table>, ascending, greater than after (all when !have_after), into
+ * ids[0..*n). A table that does not exist yet has no ids.
+ */
+int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after, int max,
+                     int64_t *ids, int *n, struct base_err *err);
 
 /* The job's checkpoint JSON text (malloc'd, caller frees), or NULL when there is none. */
 int store_checkpoint_load(struct store *s, const char *job, char **json, struct base_err *err);
@@ -142,5 +151,10 @@ int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder
                          int *npeers, struct base_err *err);
 int store_peer_leave(struct store *s, const char *tenant, const char *holder,
                      struct base_err *err);
+/* Live leases whose names start with prefix: NULL-terminated arrays of names and holders
+ * (free with store_lease_list_free), *n entries. */
+int store_lease_list(struct store *s, const char *prefix, char ***names, char ***holders, int *n,
+                     struct base_err *err);
+void store_lease_list_free(char **names, char **holders);
 
 #endif

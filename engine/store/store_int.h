@@ -45,6 +45,7 @@ struct store_tcache {
     const struct map_spec *map; /* the spec it was prepared for (compared by identity) */
     size_t ncols;
     char *updated_col; /* NULL when the table has none */
+    char *parent_col;  /* NULL unless a child table */
     int seq;           /* names ks_stage_<seq> and ks_upsert_<seq> */
     char *copy_sql;    /* COPY pg_temp.ks_stage_<seq> (id, cols..., data) FROM STDIN */
     char stmt[32];     /* prepared upsert */

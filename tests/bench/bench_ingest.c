@@ -303,7 +303,7 @@ int main(int argc, char **argv)
     int64_t warm = 1000000;
     int64_t npages = 50;
     const char *conninfo;
-    const struct store_table table = {"bench_contacts", &bench_spec, "last_updated"};
+    const struct store_table table = {"bench_contacts", &bench_spec, "last_updated", NULL};
     struct base_buf *resync, *fresh, chunk;
     struct store *s = NULL;
     struct base_err err;

@@ -167,11 +167,13 @@ ks_ok "the rolling minute refuses with QuotaViolation"
 # --- latency and the per-second histogram ----------------------------------------------------
 ks_start Y --seed 3 --size 5 --no-limits --latency 400:100
 start=$(date +%s%N)
+cpids=()
 for i in $(seq 1 10); do
     curl -sS -o /dev/null -w '%{time_total}\n' -H "X-Keap-API-Key: $KS_KEY" \
         "http://127.0.0.1:$Y/crm/rest/v1/contacts" >"$KS_TMP/lat.$i" &
+    cpids+=($!)
 done
-wait
+wait "${cpids[@]}"
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 cat "$KS_TMP"/lat.* | awk '$1 < 0.29 || $1 > 2 {bad++} END {exit bad > 0}' || ks_fail "a delay outside 400+-100 ms"
 [ "$elapsed" -lt 2500 ] || ks_fail "10 parallel delayed requests took $elapsed ms: delays stall each other"

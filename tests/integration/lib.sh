@@ -59,11 +59,13 @@ it_done() {
 }
 
 # it_make_db: creates a database of this test's own and points DATABASE_URL at it.
+IT_NDB=0
 it_make_db() {
-    local db="it_${IT_NAME//[^a-z0-9_]/_}_$$"
-    psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    IT_ADMIN_URL=$DATABASE_URL
-    DATABASE_URL="${DATABASE_URL%/*}/$db"
+    IT_ADMIN_URL=${IT_ADMIN_URL:-$DATABASE_URL}
+    IT_NDB=$((IT_NDB + 1))
+    local db="it_${IT_NAME//[^a-z0-9_]/_}_$$_$IT_NDB"
+    psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+    DATABASE_URL="${IT_ADMIN_URL%/*}/$db"
     export DATABASE_URL
 }
 
@@ -96,4 +98,41 @@ ksim_truth_to_pg() {
     # CSV with quote and delimiter bytes that never occur in JSON text: each line is one value.
     psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 \
         -c "\\copy truth_$res (doc) FROM '$IT_TMP/truth.$res.jsonl' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+}
+
+# The libfaketime library (faketime(1) itself forks, so killing it would leave its child).
+it_faketime_lib() {
+    local lib
+    for lib in /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1; do
+        [ -f "$lib" ] && { echo "$lib"; return 0; }
+    done
+    echo "libfaketime not found (apt-get install faketime)" >&2
+    return 1
+}
+
+# it_faketime OFFSET COMMAND...: runs COMMAND with its wall clock moved by OFFSET ("+1d").
+# Monotonic clocks are left alone.
+it_faketime() {
+    local off=$1 lib
+    shift
+    lib=$(it_faketime_lib) || return 1
+    LD_PRELOAD="$lib" FAKETIME="$off" DONT_FAKE_MONOTONIC=1 "$@"
+}
+
+# it_keapsim_at OFFSET PORT ARGS...: a keapsim whose clock is OFFSET ahead, on PORT; waits
+# until it answers. Sets KSIM_PID (the keapsim process itself).
+it_keapsim_at() {
+    local off=$1 port=$2 lib i
+    shift 2
+    lib=$(it_faketime_lib) || return 1
+    LD_PRELOAD="$lib" FAKETIME="$off" DONT_FAKE_MONOTONIC=1 "$KSIM" --port "$port" "$@" \
+        >"$IT_TMP/keapsim.$port.out" 2>&1 &
+    KSIM_PID=$!
+    IT_PIDS+=("$KSIM_PID")
+    for i in $(seq 1 200); do
+        curl -sf "http://127.0.0.1:$port/__admin/stats" >/dev/null && return 0
+        sleep 0.05
+    done
+    echo "keapsim (clock $off) did not start on port $port" >&2
+    return 1
 }

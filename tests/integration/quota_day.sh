@@ -40,12 +40,9 @@ eq "run 2 (same day) sends nothing" "$budget" "$(ksim_stat .requests)"
 
 # The next UTC day, for keapsim and keapsync alike.
 kill "$KSIM_PID"; wait "$KSIM_PID" 2>/dev/null || true
-export DONT_FAKE_MONOTONIC=1
-faketime -f "+1d" "$KSIM" --port "$port" --seed 11 --size 5000 --api-key "$KEAP_API_KEY" \
-    --limits "20/s,1200/min,$day/day" >"$IT_TMP/ksim2.out" 2>&1 &
-IT_PIDS+=($!)
-for _ in $(seq 1 100); do curl -sf "$KSIM_URL/__admin/stats" >/dev/null && break; sleep 0.05; done
-rc=0; faketime -f "+1d" "$KS" run >"$IT_TMP/run3.out" 2>"$IT_TMP/run3.err" || rc=$?
+it_keapsim_at "+1d" "$port" --seed 11 --size 5000 --api-key "$KEAP_API_KEY" \
+    --limits "20/s,1200/min,$day/day"
+rc=0; it_faketime "+1d" "$KS" run >"$IT_TMP/run3.out" 2>"$IT_TMP/run3.err" || rc=$?
 cat "$IT_TMP/run3.out" >&2
 eq "run 3 (next day) stops at the budget again" 75 "$rc"
 sent=$(ksim_stat .requests)

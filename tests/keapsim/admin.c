@@ -1,6 +1,6 @@
 /*
- * admin.c: keapsim's control surface (everything under /__admin/, no key, not rate limited) and the OAuth2
- * token endpoint (/token).
+ * admin.c: keapsim's control surface (everything under /__admin/, no key, not rate limited) and the
+ * OAuth2 token endpoint (/token).
  *
  * Admin endpoints (tests/keapsim/README.md has the full list):
  *   GET  /__admin/stats                 counters, windows, per-key stats, histogram
@@ -153,8 +153,7 @@ static int admin_stats(struct sim *s, struct base_buf *body)
     return body_json(body, o);
 }
 
-static int admin_truth(struct sim *s, struct MHD_Connection *c, int *status,
-                       struct base_buf *body)
+static int admin_truth(struct sim *s, struct MHD_Connection *c, int *status, struct base_buf *body)
 {
     const char *res = qarg(c, "resource"), *ver = qarg(c, "version");
     bool v2 = ver != NULL && strcmp(ver, "v2") == 0;
@@ -198,8 +197,7 @@ static int count_arg(struct MHD_Connection *c, const char *name, size_t *out)
     return 0;
 }
 
-static int admin_mutate(struct sim *s, struct MHD_Connection *c, int *status,
-                        struct base_buf *body)
+static int admin_mutate(struct sim *s, struct MHD_Connection *c, int *status, struct base_buf *body)
 {
     size_t cr, up, de;
     int rc;
@@ -235,8 +233,8 @@ static int admin_clock(struct sim *s, struct MHD_Connection *c, const char *meth
     if (base_time_format(wall, iso, sizeof(iso)) < 0)
         iso[0] = '\0';
     *status = 200;
-    return base_buf_printf(body, "{\"offset_ms\":%" PRId64 ",\"now_ms\":%" PRId64 ",\"now\":\"%s\"}",
-                           v, wall, iso);
+    return base_buf_printf(
+        body, "{\"offset_ms\":%" PRId64 ",\"now_ms\":%" PRId64 ",\"now\":\"%s\"}", v, wall, iso);
 }
 
 static int admin_faults(struct sim *s, struct MHD_Connection *c, const char *method, int *status,
@@ -279,8 +277,7 @@ static int admin_faults(struct sim *s, struct MHD_Connection *c, const char *met
     return body_json(body, arr);
 }
 
-static int admin_revoke(struct sim *s, struct MHD_Connection *c, int *status,
-                        struct base_buf *body)
+static int admin_revoke(struct sim *s, struct MHD_Connection *c, int *status, struct base_buf *body)
 {
     const char *key = qarg(c, "key"), *delay = qarg(c, "delay_ms");
     int64_t d = s->cfg.revoke_delay_ms;
@@ -334,9 +331,8 @@ static int admin_oauth_code(struct sim *s, int *status, struct base_buf *body)
     return base_buf_printf(body, "{\"code\":\"%s\"}", code);
 }
 
-int sim_admin_handle(struct sim *s, const char *method, const char *path,
-                     struct MHD_Connection *c, const char *upload, size_t upload_len,
-                     int *status, struct base_buf *body)
+int sim_admin_handle(struct sim *s, const char *method, const char *path, struct MHD_Connection *c,
+                     const char *upload, size_t upload_len, int *status, struct base_buf *body)
 {
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 
@@ -391,8 +387,8 @@ static bool form_get(const char *form, size_t len, const char *name, char *out, 
             for (k = i + nlen + 1; k < end && o + 1 < n; k++) {
                 if (form[k] == '+') {
                     out[o++] = ' ';
-                } else if (form[k] == '%' && k + 2 < end &&
-                           hexval(form[k + 1]) >= 0 && hexval(form[k + 2]) >= 0) {
+                } else if (form[k] == '%' && k + 2 < end && hexval(form[k + 1]) >= 0 &&
+                           hexval(form[k + 2]) >= 0) {
                     out[o++] = (char)(hexval(form[k + 1]) * 16 + hexval(form[k + 2]));
                     k += 2;
                 } else {
@@ -475,15 +471,15 @@ static int issue_tokens(struct sim *s, int *status, struct base_buf *body)
     t->access_expiry_ms = sim_wall_ms_locked(s) + s->cfg.access_ttl_s * 1000;
     t->live = true;
     *status = 200;
-    return base_buf_printf(body,
-                           "{\"access_token\":\"%s\",\"token_type\":\"bearer\",\"expires_in\":%" PRId64
-                           ",\"refresh_token\":\"%s\",\"scope\":\"full|ks%" PRIu64
-                           ".infusionsoft.com\"}",
-                           t->access, s->cfg.access_ttl_s, t->refresh, s->cfg.seed);
+    return base_buf_printf(
+        body,
+        "{\"access_token\":\"%s\",\"token_type\":\"bearer\",\"expires_in\":%" PRId64
+        ",\"refresh_token\":\"%s\",\"scope\":\"full|ks%" PRIu64 ".infusionsoft.com\"}",
+        t->access, s->cfg.access_ttl_s, t->refresh, s->cfg.seed);
 }
 
-int sim_token_handle(struct sim *s, struct MHD_Connection *c, const char *upload,
-                     size_t upload_len, int *status, struct base_buf *body)
+int sim_token_handle(struct sim *s, struct MHD_Connection *c, const char *upload, size_t upload_len,
+                     int *status, struct base_buf *body)
 {
     char grant[64], id[128] = "", secret[128] = "", code[64], refresh[64];
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");

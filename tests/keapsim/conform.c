@@ -153,8 +153,7 @@ static void check(struct ctx *cx, const cJSON *schema, const cJSON *v, const cha
             bool found = false;
 
             cJSON_ArrayForEach(e, en) if (cJSON_IsString(e) &&
-                                          strcmp(e->valuestring, v->valuestring) == 0) found =
-                true;
+                                          strcmp(e->valuestring, v->valuestring) == 0) found = true;
             if (!found) {
                 snprintf(sub, sizeof(sub), "\"%.200s\" is not in the enum", v->valuestring);
                 problem(cx, where, sub);
@@ -222,8 +221,8 @@ int main(int argc, char **argv)
         goto out;
     }
     cx.spec = spec;
-    schema = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "paths"),
-                                              argv[2]);
+    schema =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "paths"), argv[2]);
     schema = cJSON_GetObjectItemCaseSensitive(schema, "get");
     schema = cJSON_GetObjectItemCaseSensitive(schema, "responses");
     schema = cJSON_GetObjectItemCaseSensitive(schema, "200");

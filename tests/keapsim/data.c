@@ -24,29 +24,30 @@
 #define RECORD_MAX      (256 * 1024)
 
 static const char *const given_names[] = {
-    "Erica", "John",   "Maria",   "Wei",    "Aisha",  "Lars",  "Sofia",  "Mateo",
-    "Yuki",  "Fatima", "Olivia",  "Noah",   "Priya",  "Liam",  "Chen",   "Amara",
-    "Ivan",  "Grace",  "Diego",   "Hannah", "Omar",   "Elena", "Kofi",   "Mia",
-    "Ravi",  "Zoe",    "Tomasz",  "Leila",  "Hugo",   "Nora",  "Kenji",  "Ines",
+    "Erica", "John",   "Maria",  "Wei",    "Aisha", "Lars",  "Sofia", "Mateo",
+    "Yuki",  "Fatima", "Olivia", "Noah",   "Priya", "Liam",  "Chen",  "Amara",
+    "Ivan",  "Grace",  "Diego",  "Hannah", "Omar",  "Elena", "Kofi",  "Mia",
+    "Ravi",  "Zoe",    "Tomasz", "Leila",  "Hugo",  "Nora",  "Kenji", "Ines",
 };
 static const char *const family_names[] = {
-    "Lewis",  "Doe",     "Garcia",   "Zhang",  "Khan",    "Nielsen", "Rossi",  "Lopez",
-    "Sato",   "Haddad",  "Smith",    "Brown",  "Patel",   "Murphy",  "Li",     "Okafor",
-    "Petrov", "Wilson",  "Fernandez", "Muller", "Hassan", "Ivanova", "Mensah", "Dubois",
-    "Sharma", "Walker",  "Nowak",    "Karimi", "Martin",  "Berg",    "Tanaka", "Silva",
+    "Lewis",  "Doe",    "Garcia",    "Zhang",  "Khan",   "Nielsen", "Rossi",  "Lopez",
+    "Sato",   "Haddad", "Smith",     "Brown",  "Patel",  "Murphy",  "Li",     "Okafor",
+    "Petrov", "Wilson", "Fernandez", "Muller", "Hassan", "Ivanova", "Mensah", "Dubois",
+    "Sharma", "Walker", "Nowak",     "Karimi", "Martin", "Berg",    "Tanaka", "Silva",
 };
-static const char *const domains[] = {"gmail.com", "yahoo.com", "example.com", "outlook.com",
-                                      "acme.io", "fastmail.fm"};
-static const char *const companies[] = {"Acme Corp", "Globex", "Initech", "Umbrella Ltd",
-                                        "Hooli", "Stark Industries", "Wayne Enterprises"};
+static const char *const domains[] = {"gmail.com",   "yahoo.com", "example.com",
+                                      "outlook.com", "acme.io",   "fastmail.fm"};
+static const char *const companies[] = {"Acme Corp",        "Globex", "Initech",
+                                        "Umbrella Ltd",     "Hooli",  "Stark Industries",
+                                        "Wayne Enterprises"};
 static const char *const cities[][3] = {
-    {"Phoenix", "AZ", "85001"}, {"Austin", "TX", "73301"}, {"Denver", "CO", "80014"},
+    {"Phoenix", "AZ", "85001"},  {"Austin", "TX", "73301"},  {"Denver", "CO", "80014"},
     {"Portland", "OR", "97035"}, {"Madison", "WI", "53703"}, {"Boise", "ID", "83702"},
 };
 static const char *const statuses_optin[] = {"UnengagedMarketable", "SingleOptIn", "Confirmed",
                                              "DoubleOptin"};
-static const char *const statuses_optout[] = {"NonMarketable", "UnengagedNonMarketable",
-                                              "Bounce", "HardBounce", "Lockdown"};
+static const char *const statuses_optout[] = {"NonMarketable", "UnengagedNonMarketable", "Bounce",
+                                              "HardBounce", "Lockdown"};
 
 /* The generated fields of one record; strings point into the tables above or into bufs. */
 struct fields {
@@ -56,7 +57,7 @@ struct fields {
     const char *company_name;
     int opted_in;
     const char *email_status;
-    int score; /* -1: null */
+    int score;        /* -1: null */
     int64_t owner_id; /* 0: null */
     int nemail;
     char email[2][96];
@@ -206,13 +207,13 @@ static int render_v1(const struct sim_contact *r, const struct fields *f, struct
         rc = base_buf_puts(body, "null");
     }
     if (rc == 0)
-        rc = base_buf_printf(body,
-                             ",\"email_opted_in\":%s,\"email_status\":\"%s\",\"date_created\":\"%s\","
-                             "\"last_updated\":\"%s\",\"ScoreValue\":",
-                             f->opted_in ? "true" : "false", f->email_status, created, updated);
+        rc = base_buf_printf(
+            body,
+            ",\"email_opted_in\":%s,\"email_status\":\"%s\",\"date_created\":\"%s\","
+            "\"last_updated\":\"%s\",\"ScoreValue\":",
+            f->opted_in ? "true" : "false", f->email_status, created, updated);
     if (rc == 0)
-        rc = f->score < 0 ? base_buf_puts(body, "null")
-                          : base_buf_printf(body, "\"%d\"", f->score);
+        rc = f->score < 0 ? base_buf_puts(body, "null") : base_buf_printf(body, "\"%d\"", f->score);
     if (rc == 0)
         rc = base_buf_printf(body, ",\"last_updated_utc_millis\":%" PRId64 ",\"email_addresses\":[",
                              r->updated_ms);
@@ -226,12 +227,12 @@ static int render_v1(const struct sim_contact *r, const struct fields *f, struct
     if (rc == 0)
         rc = base_buf_puts(body, "],\"addresses\":[");
     if (rc == 0 && f->has_address)
-        rc = base_buf_printf(body,
-                             "{\"country_code\":\"USA\",\"field\":\"BILLING\",\"line1\":\"%d Main St\","
-                             "\"line2\":\"\",\"locality\":\"%s\",\"postal_code\":\"\",\"region\":\"%s\","
-                             "\"zip_code\":\"%s\",\"zip_four\":\"\"}",
-                             f->street_no, cities[f->city][0], cities[f->city][1],
-                             cities[f->city][2]);
+        rc = base_buf_printf(
+            body,
+            "{\"country_code\":\"USA\",\"field\":\"BILLING\",\"line1\":\"%d Main St\","
+            "\"line2\":\"\",\"locality\":\"%s\",\"postal_code\":\"\",\"region\":\"%s\","
+            "\"zip_code\":\"%s\",\"zip_four\":\"\"}",
+            f->street_no, cities[f->city][0], cities[f->city][1], cities[f->city][2]);
     if (rc == 0)
         rc = base_buf_puts(body, "],\"phone_numbers\":[");
     if (rc == 0 && f->has_phone)
@@ -304,8 +305,8 @@ static int render_v2(const struct sim_contact *r, const struct fields *f, struct
         rc = base_buf_puts(out, "null");
     }
     if (rc == 0)
-        rc = base_buf_printf(out, ",\"create_time\":\"%s\",\"custom_fields\":[{\"id\":\"2\",\"content\":",
-                             created);
+        rc = base_buf_printf(
+            out, ",\"create_time\":\"%s\",\"custom_fields\":[{\"id\":\"2\",\"content\":", created);
     if (rc == 0)
         rc = f->cf2 ? sim_json_str(out, f->cf2) : base_buf_puts(out, "null");
     if (rc == 0)

@@ -15,12 +15,18 @@
 #include <string.h>
 
 static const char *const fault_names[SIM_FAULT_KIND_MAX] = {
-    [SIM_FAULT_LATENCY] = "latency",         [SIM_FAULT_5XX] = "5xx",
-    [SIM_FAULT_RESET] = "reset",             [SIM_FAULT_TRUNCATE] = "truncate",
-    [SIM_FAULT_MALFORMED] = "malformed",     [SIM_FAULT_HTML] = "html",
-    [SIM_FAULT_DRIP] = "drip",               [SIM_FAULT_BARE429] = "429-bare",
-    [SIM_FAULT_NOHEADERS] = "no-headers",    [SIM_FAULT_BLANKHEADERS] = "blank-headers",
-    [SIM_FAULT_NUL] = "nul",                 [SIM_FAULT_UTF8] = "utf8",
+    [SIM_FAULT_LATENCY] = "latency",
+    [SIM_FAULT_5XX] = "5xx",
+    [SIM_FAULT_RESET] = "reset",
+    [SIM_FAULT_TRUNCATE] = "truncate",
+    [SIM_FAULT_MALFORMED] = "malformed",
+    [SIM_FAULT_HTML] = "html",
+    [SIM_FAULT_DRIP] = "drip",
+    [SIM_FAULT_BARE429] = "429-bare",
+    [SIM_FAULT_NOHEADERS] = "no-headers",
+    [SIM_FAULT_BLANKHEADERS] = "blank-headers",
+    [SIM_FAULT_NUL] = "nul",
+    [SIM_FAULT_UTF8] = "utf8",
     [SIM_FAULT_LONGSTR] = "long-string",
 };
 

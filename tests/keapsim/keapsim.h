@@ -27,15 +27,15 @@
 
 struct MHD_Connection;
 
-#define SIM_MAX_KEYS        16
-#define SIM_WIN_MS          60000 /* the longest rolling window */
-#define SIM_BODY_MAX        (64 * 1024)
-#define SIM_PAGE_MAX        1000
-#define SIM_DEFAULT_KEY     "keapsim-test-key"
-#define SIM_CONTENT_TYPE    "application/json;charset=UTF-8"
-#define SIM_MAX_FAULTS      32
-#define SIM_MAX_TOKENS      256
-#define SIM_HIST_SECONDS    120
+#define SIM_MAX_KEYS     16
+#define SIM_WIN_MS       60000 /* the longest rolling window */
+#define SIM_BODY_MAX     (64 * 1024)
+#define SIM_PAGE_MAX     1000
+#define SIM_DEFAULT_KEY  "keapsim-test-key"
+#define SIM_CONTENT_TYPE "application/json;charset=UTF-8"
+#define SIM_MAX_FAULTS   32
+#define SIM_MAX_TOKENS   256
+#define SIM_HIST_SECONDS 120
 
 /* Rolling window: per-ms buckets of accepted requests over the last SIM_WIN_MS. */
 struct sim_win {
@@ -136,9 +136,9 @@ enum sim_fault_kind {
     SIM_FAULT_BARE429,   /* 429 without x-keap headers or body */
     SIM_FAULT_NOHEADERS, /* x-keap headers missing */
     SIM_FAULT_BLANKHEADERS,
-    SIM_FAULT_NUL,      /* \u0000 inside a record string */
-    SIM_FAULT_UTF8,     /* 4-byte UTF-8 inside a record string */
-    SIM_FAULT_LONGSTR,  /* a very long string inside a record */
+    SIM_FAULT_NUL,     /* \u0000 inside a record string */
+    SIM_FAULT_UTF8,    /* 4-byte UTF-8 inside a record string */
+    SIM_FAULT_LONGSTR, /* a very long string inside a record */
     SIM_FAULT_KIND_MAX,
 };
 
@@ -166,12 +166,12 @@ struct sim_config {
     size_t size;
     struct sim_limits lim;
     int64_t latency_ms, jitter_ms;
-    double mutate_rate;        /* mutations per second by a background thread; 0: none */
-    int64_t token_ttl_s;       /* v2 page tokens */
-    int64_t access_ttl_s;      /* OAuth2 access tokens */
-    int64_t revoke_delay_ms;   /* default delay of /__admin/revoke */
-    int retry_after;           /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
-    const char *client_id;     /* OAuth2 client */
+    double mutate_rate;      /* mutations per second by a background thread; 0: none */
+    int64_t token_ttl_s;     /* v2 page tokens */
+    int64_t access_ttl_s;    /* OAuth2 access tokens */
+    int64_t revoke_delay_ms; /* default delay of /__admin/revoke */
+    int retry_after;         /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
+    const char *client_id;   /* OAuth2 client */
     const char *client_secret;
 };
 
@@ -183,8 +183,8 @@ struct sim_stats {
     uint64_t rej_second, rej_minute, rej_day, rej_tenant;
     uint64_t faults;
     uint64_t max_in_1s, max_in_60s;
-    int64_t hist_start_s;                 /* sim-clock second of hist[0] */
-    uint32_t hist[SIM_HIST_SECONDS];      /* accepted per second, the last SIM_HIST_SECONDS */
+    int64_t hist_start_s;            /* sim-clock second of hist[0] */
+    uint32_t hist[SIM_HIST_SECONDS]; /* accepted per second, the last SIM_HIST_SECONDS */
 };
 
 /* The whole simulator. One instance, shared by every connection thread. */
@@ -192,7 +192,7 @@ struct sim {
     struct sim_config cfg;
     struct sim_data data;
 
-    pthread_mutex_t mu; /* guards everything below */
+    pthread_mutex_t mu;                    /* guards everything below */
     struct sim_key keys[SIM_MAX_KEYS + 1]; /* the last slot is the OAuth principal */
     size_t nkeys;
     struct sim_win tenant_win;
@@ -280,13 +280,12 @@ int sim_http_start(struct sim *s, int port, int *bound_port, void **daemon);
 void sim_http_stop(void *daemon);
 
 /* admin.c: requests under /__admin; fills *status and body (a malloc'd string). */
-int sim_admin_handle(struct sim *s, const char *method, const char *path,
-                     struct MHD_Connection *c, const char *upload, size_t upload_len,
-                     int *status, struct base_buf *body);
+int sim_admin_handle(struct sim *s, const char *method, const char *path, struct MHD_Connection *c,
+                     const char *upload, size_t upload_len, int *status, struct base_buf *body);
 
 /* oauth (admin.c): POST /token */
-int sim_token_handle(struct sim *s, struct MHD_Connection *c, const char *upload,
-                     size_t upload_len, int *status, struct base_buf *body);
+int sim_token_handle(struct sim *s, struct MHD_Connection *c, const char *upload, size_t upload_len,
+                     int *status, struct base_buf *body);
 /* Finds the principal for a bearer token; NULL if unknown or expired (expired set). */
 struct sim_key *sim_token_lookup(struct sim *s, const char *token, bool *expired);
 

@@ -170,8 +170,7 @@ static void hist_add(struct sim_stats *st, int64_t sec)
     st->hist[sec - st->hist_start_s]++;
 }
 
-static void fill_view(struct sim *s, struct sim_key *key, int64_t wall,
-                      struct sim_quota_view *view)
+static void fill_view(struct sim *s, struct sim_key *key, int64_t wall, struct sim_quota_view *view)
 {
     const struct sim_limits *lim = &s->cfg.lim;
 

@@ -268,7 +268,7 @@ int main(int argc, char **argv)
     if (s.cfg.nkeys == 0) {
         if (add_key(&s.cfg, SIM_DEFAULT_KEY) < 0)
             goto out;
-        base_log_info("no --api-key given: accepting the key \"%s\"", SIM_DEFAULT_KEY);
+        base_log_warning("no --api-key given: accepting the key \"%s\"", SIM_DEFAULT_KEY);
     }
     s.nkeys = s.cfg.nkeys;
     for (i = 0; i < s.nkeys; i++) {

@@ -21,9 +21,9 @@
 #define TAG_FIRST 91
 #define TAG_COUNT 30
 
-static const char *const tag_words[] = {"Nurture Subscriber", "Customer", "Lead", "Webinar",
-                                        "VIP", "Newsletter", "Trial", "Churned", "Partner",
-                                        "Event 2023"};
+static const char *const tag_words[] = {
+    "Nurture Subscriber", "Customer", "Lead",    "Webinar", "VIP",
+    "Newsletter",         "Trial",    "Churned", "Partner", "Event 2023"};
 static const char *const tag_categories[] = {"Lifecycle", "Marketing", "Sales"};
 
 static const char *qarg(struct MHD_Connection *c, const char *name)
@@ -76,11 +76,12 @@ static int tag_v2(struct base_buf *b, int64_t id)
     size_t w = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_words);
     size_t cat = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_categories);
 
-    return base_buf_printf(b,
-                           "{\"id\":\"%" PRId64 "\",\"name\":\"%s %" PRId64 "\",\"description\":\"\","
-                           "\"category\":{\"id\":\"%zu\"},\"create_time\":\"2018-06-01T12:00:00.000Z\","
-                           "\"update_time\":\"2018-06-01T12:00:00.000Z\"}",
-                           id, tag_words[w], id, 10 + 2 * cat);
+    return base_buf_printf(
+        b,
+        "{\"id\":\"%" PRId64 "\",\"name\":\"%s %" PRId64 "\",\"description\":\"\","
+        "\"category\":{\"id\":\"%zu\"},\"create_time\":\"2018-06-01T12:00:00.000Z\","
+        "\"update_time\":\"2018-06-01T12:00:00.000Z\"}",
+        id, tag_words[w], id, 10 + 2 * cat);
 }
 
 int sim_res_tags(struct sim *s, struct MHD_Connection *c, bool v2, int *status,
@@ -206,8 +207,9 @@ static int contact_emails(struct MHD_Connection *c, int64_t id, const struct sim
         if (rc == 0)
             rc = sim_format_v1_time(at + 7200 * 1000, opened, sizeof(opened));
         if (rc == 0)
-            rc = base_buf_printf(body, "%s{\"clicked_date\":null,\"contact_id\":%" PRId64
-                                       ",\"headers\":null,\"id\":%" PRId64 ",\"opened_date\":",
+            rc = base_buf_printf(body,
+                                 "%s{\"clicked_date\":null,\"contact_id\":%" PRId64
+                                 ",\"headers\":null,\"id\":%" PRId64 ",\"opened_date\":",
                                  i > offset ? "," : "", id, id * 10 + (int64_t)i);
         if (rc == 0)
             rc = (i % 2 == 0) ? base_buf_printf(body, "\"%s\"", opened)

@@ -30,31 +30,31 @@
 #include <string.h>
 #include <time.h>
 
-#define PAGE_BUF_MAX  ((size_t)1 << 30)
-#define DRIP_CHUNK    64
-#define LONG_STR_LEN  (1024 * 1024)
+#define PAGE_BUF_MAX ((size_t)1 << 30)
+#define DRIP_CHUNK   64
+#define LONG_STR_LEN (1024 * 1024)
 
 /* Per-request state, kept in MHD's con_cls between calls. */
 struct req {
     struct base_buf upload;
-    int64_t arrival_mono;
+    int64_t arrival_us; /* CLOCK_MONOTONIC, microseconds */
 };
 
 struct reply {
     int status;
     struct base_buf body;
-    bool keap_headers;             /* add the x-keap-* headers from view */
+    bool keap_headers; /* add the x-keap-* headers from view */
     struct sim_quota_view view;
-    int64_t retry_after_s;         /* -1: no Retry-After header */
-    struct sim_fault fault;        /* kind SIM_FAULT_KIND_MAX: none */
+    int64_t retry_after_s;  /* -1: no Retry-After header */
+    struct sim_fault fault; /* kind SIM_FAULT_KIND_MAX: none */
 };
 
 /* A body served through a content reader (faults that need to control the bytes on the wire). */
 struct stream {
     char *data;
-    size_t len;       /* bytes to serve before the ending below */
-    bool end_error;   /* close the connection instead of ending cleanly */
-    int64_t drip_ms;  /* pause between chunks; 0 none */
+    size_t len;      /* bytes to serve before the ending below */
+    bool end_error;  /* close the connection instead of ending cleanly */
+    int64_t drip_ms; /* pause between chunks; 0 none */
 };
 
 static const char spike_fmt[] =
@@ -74,14 +74,22 @@ static const char html_body[] =
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 "
     "Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body></html>\n";
 
-static void sleep_ms(int64_t ms)
+static int64_t mono_us(void)
 {
     struct timespec ts;
 
-    if (ms <= 0)
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_us(int64_t us)
+{
+    struct timespec ts;
+
+    if (us <= 0)
         return;
-    ts.tv_sec = (time_t)(ms / 1000);
-    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    ts.tv_sec = (time_t)(us / 1000000);
+    ts.tv_nsec = (long)(us % 1000000) * 1000L;
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -108,10 +116,10 @@ static void add_keap_headers(struct sim *s, struct MHD_Response *r, const struct
     snprintf(tenant, sizeof(tenant), "ks%" PRIu64 ".infusionsoft.com", s->cfg.seed);
     if (blank) {
         static const char *const names[] = {
-            "x-keap-product-quota-limit",      "x-keap-product-quota-available",
-            "x-keap-product-quota-used",       "x-keap-product-quota-expiry-time",
-            "x-keap-product-throttle-limit",   "x-keap-product-throttle-available",
-            "x-keap-product-throttle-used",    "x-keap-tenant-id"};
+            "x-keap-product-quota-limit",    "x-keap-product-quota-available",
+            "x-keap-product-quota-used",     "x-keap-product-quota-expiry-time",
+            "x-keap-product-throttle-limit", "x-keap-product-throttle-available",
+            "x-keap-product-throttle-used",  "x-keap-tenant-id"};
         size_t i;
 
         for (i = 0; i < BASE_ARRAY_SIZE(names); i++)
@@ -158,12 +166,11 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n;
 
     if (pos >= st->len)
-        return st->end_error ? MHD_CONTENT_READER_END_WITH_ERROR
-                             : MHD_CONTENT_READER_END_OF_STREAM;
+        return st->end_error ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     n = st->len - (size_t)pos;
     if (st->drip_ms > 0) {
         if (pos > 0)
-            sleep_ms(st->drip_ms);
+            sleep_us(st->drip_ms * 1000);
         if (n > DRIP_CHUNK)
             n = DRIP_CHUNK;
     }
@@ -182,8 +189,8 @@ static void stream_free_cb(void *cls)
 }
 
 /* A response whose body comes from a content reader; takes data (malloc'd) in all cases. */
-static struct MHD_Response *stream_response(char *data, size_t len, size_t announce,
-                                            bool end_error, int64_t drip_ms)
+static struct MHD_Response *stream_response(char *data, size_t len, size_t announce, bool end_error,
+                                            int64_t drip_ms)
 {
     struct stream *st = calloc(1, sizeof(*st));
     struct MHD_Response *r;
@@ -412,8 +419,7 @@ struct contact_query {
  * page (emit appends to out). Sets *total to the number that matched.
  */
 static int contacts_select(struct sim *s, const struct contact_query *q, bool v2, bool cf,
-                           struct base_buf *out, size_t *total, size_t *served,
-                           int64_t *last_id)
+                           struct base_buf *out, size_t *total, size_t *served, int64_t *last_id)
 {
     struct sim_data *d = &s->data;
     const struct sim_contact **sel = NULL;
@@ -511,8 +517,8 @@ int sim_v1_links(struct base_buf *b, struct MHD_Connection *c, const char *path,
     for (i = 0; rc == 0 && i < BASE_ARRAY_SIZE(kept); i++)
         rc = append_param(b, kept[i], arg(c, kept[i]));
     if (rc == 0)
-        rc = base_buf_printf(b, "\",\"previous\":\"http://%s/crm/rest%s/?limit=%zu&offset=%zu", host,
-                             path, limit, offset > limit ? offset - limit : 0);
+        rc = base_buf_printf(b, "\",\"previous\":\"http://%s/crm/rest%s/?limit=%zu&offset=%zu",
+                             host, path, limit, offset > limit ? offset - limit : 0);
     for (i = 0; rc == 0 && i < BASE_ARRAY_SIZE(kept); i++)
         rc = append_param(b, kept[i], arg(c, kept[i]));
     if (rc == 0)
@@ -833,9 +839,8 @@ static void api_request(struct sim *s, struct MHD_Connection *c, const char *met
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct sim *s = cls;
     struct req *rq = *con_cls;
@@ -847,7 +852,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (rq == NULL)
             return MHD_NO;
         base_buf_init(&rq->upload, SIM_BODY_MAX);
-        rq->arrival_mono = sim_mono_ms();
+        rq->arrival_us = mono_us();
         *con_cls = rq;
         return MHD_YES;
     }
@@ -880,15 +885,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             pthread_mutex_lock(&s->mu);
             delay = s->cfg.latency_ms;
             if (s->cfg.jitter_ms > 0)
-                delay += (int64_t)(sim_rng_next(&s->fault_rng) %
-                                   (uint64_t)(2 * s->cfg.jitter_ms + 1)) -
-                         s->cfg.jitter_ms;
+                delay +=
+                    (int64_t)(sim_rng_next(&s->fault_rng) % (uint64_t)(2 * s->cfg.jitter_ms + 1)) -
+                    s->cfg.jitter_ms;
             pthread_mutex_unlock(&s->mu);
         }
         if (rp.fault.kind == SIM_FAULT_LATENCY)
             delay += rp.fault.param ? rp.fault.param : 2000;
         /* counted at arrival, then delayed */
-        sleep_ms(delay - (sim_mono_ms() - rq->arrival_mono));
+        sleep_us(delay * 1000 - (mono_us() - rq->arrival_us));
     } else {
         reply_v1_error(&rp, 404, "Not found");
     }

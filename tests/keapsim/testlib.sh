@@ -3,6 +3,7 @@
 # trap kills it, whatever happens to the script.
 #
 #   ks_start VAR [keapsim flags...]   start keapsim on --port 0; VAR gets the port
+#                                     (environment from the KS_ENV array)
 #   ks_get PORT PATH [curl args...]   GET http://127.0.0.1:PORT/PATH with the default key
 #   ks_ok MESSAGE / ks_fail MESSAGE   report a check
 
@@ -11,15 +12,26 @@ KEAPSIM_BIN="$KEAPSYNC_BUILD/keapsim"
 KS_KEY="keapsim-test-key"
 KS_TMP=$(mktemp -d /tmp/keapsim-test.XXXXXX)
 KS_PIDS=()
+KS_ENV=()   # extra VAR=value for the next ks_start (e.g. LD_PRELOAD for faketime)
 KS_CHECKS=0
 
 ks_cleanup() {
-    local p
+    local p bad=0 f
     for p in "${KS_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
+    # a sanitizer build reports on stderr; never let a report vanish with the temp dir
+    for f in "$KS_TMP"/*.err; do
+        [ -e "$f" ] || continue
+        if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$f"; then
+            echo "FAIL: keapsim reported a sanitizer error:" >&2
+            head -n 40 "$f" >&2
+            bad=1
+        fi
+    done
     rm -rf "$KS_TMP"
+    [ "$bad" = 0 ] || exit 1
 }
 trap ks_cleanup EXIT
 
@@ -38,7 +50,7 @@ ks_start() {
     shift
     [ -x "$KEAPSIM_BIN" ] || ks_fail "no keapsim binary at $KEAPSIM_BIN"
     out="$KS_TMP/sim.$RANDOM.$RANDOM"
-    "$KEAPSIM_BIN" --port 0 --quiet "$@" >"$out.out" 2>"$out.err" &
+    env "${KS_ENV[@]}" "$KEAPSIM_BIN" --port 0 --quiet "$@" >"$out.out" 2>"$out.err" &
     KS_PIDS+=($!)
     for i in $(seq 1 100); do
         line=$(head -n 1 "$out.out" 2>/dev/null || true)

@@ -126,9 +126,9 @@ static const struct map_spec spec_v1 = {
     .id = {.name = n_id, .type = MAP_BIGINT}, .cols = cols_v2, .ncols = 3};
 static const struct map_spec spec_v2 = {
     .id = {.name = n_id, .type = MAP_BIGINT}, .cols = cols_v2, .ncols = 4};
-static const struct store_table contacts = {"contacts", &spec_v1, "updated"};
+static const struct store_table contacts = {"contacts", &spec_v1, "updated", NULL};
 /* The same shape without a newer-wins column. */
-static const struct store_table notes = {"notes", &spec_v1, NULL};
+static const struct store_table notes = {"notes", &spec_v1, NULL, NULL};
 
 /* Appends one COPY line for the v1 shape; given_name NULL and updated NULL become \N. data
  * repeats id and email (plain text in the tests, so no JSON escaping is needed). */
@@ -458,7 +458,7 @@ static void test_ensure_table(void **state)
     row(&rows, "1", "a@example.com", "Ann", "2024-01-01T00:00:00Z");
     commit_ok(s, &contacts, &rows, 1, NULL, &r);
     {
-        const struct store_table wide = {"contacts", &spec_v2, "updated"};
+        const struct store_table wide = {"contacts", &spec_v2, "updated", NULL};
 
         ensure_ok(s, &wide);
         assert_col_type("contacts", "score", MAP_BIGINT);
@@ -484,9 +484,9 @@ static void test_ensure_table(void **state)
         struct map_column clash[] = {{.name = n_data, .type = MAP_TEXT}};
         const struct map_spec bad_spec = {
             .id = {.name = n_id, .type = MAP_BIGINT}, .cols = clash, .ncols = 1};
-        const struct store_table bad1 = {"bad", &bad_spec, NULL};
-        const struct store_table bad2 = {"bad", &spec_v1, "nope"};
-        const struct store_table bad3 = {"", &spec_v1, NULL};
+        const struct store_table bad1 = {"bad", &bad_spec, NULL, NULL};
+        const struct store_table bad2 = {"bad", &spec_v1, "nope", NULL};
+        const struct store_table bad3 = {"", &spec_v1, NULL, NULL};
 
         assert_int_equal(store_ensure_table(s, &bad1, &err), BASE_EINVAL);
         assert_non_null(strstr(err.msg, "\"data\""));
@@ -564,6 +564,59 @@ static void test_commit_rows(void **state)
     assert_int_equal(q_int("SELECT (state->>'offset')::int FROM keapsync.checkpoints WHERE "
                            "job = 'contacts'"),
                      9);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+/* A child table: key (contact_id, id); the same id under two parents is two rows. */
+static void test_child_table(void **state)
+{
+    const struct store_table tags = {"contact_tags", &spec_v1, "updated", "contact_id"};
+    struct store *s = open_store();
+    struct store_page_result r = {-1, -1, -1};
+    struct base_buf rows;
+    int64_t ids[4];
+    int n = -1;
+    struct base_err err;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contact_tags; DROP TABLE IF EXISTS keap.contacts");
+    ensure_ok(s, &tags);
+    assert_int_equal(q_int("SELECT count(*) FROM pg_index i JOIN pg_attribute a ON "
+                           "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
+                           "i.indrelid = 'keap.contact_tags'::regclass AND i.indisprimary"),
+                     2);
+    base_buf_init(&rows, 1 << 16);
+    assert_int_equal(base_buf_puts(&rows, "7\t1\ta@x\tAnn\t2024-01-01T00:00:00Z\t{}\n"
+                                          "8\t1\tb@x\tBo\t2024-01-01T00:00:00Z\t{}\n"),
+                     0);
+    commit_ok(s, &tags, &rows, 2, NULL, &r);
+    assert_int_equal(r.inserted, 2);
+    /* Again, one of them newer: an update of (8, 1), not a new row. */
+    base_buf_reset(&rows);
+    assert_int_equal(base_buf_puts(&rows, "8\t1\tb@y\tBo\t2024-02-01T00:00:00Z\t{}\n"), 0);
+    commit_ok(s, &tags, &rows, 1, NULL, &r);
+    assert_int_equal(r.inserted, 0);
+    assert_int_equal(r.updated, 1);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE id = 1"), 2);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE contact_id = 8 AND "
+                           "email = 'b@y'"),
+                     1);
+
+    /* Parent ids are read in order, after a given one, in batches; none before the table is. */
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, 4, ids, &n, &err), 0);
+    assert_int_equal(n, 0);
+    ensure_ok(s, &contacts);
+    q_run("INSERT INTO keap.contacts (id, data) SELECT g, '{}' FROM generate_series(1, 9) g");
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, 4, ids, &n, &err), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[3], 4);
+    assert_int_equal(store_parent_ids(s, "contacts", true, 7, 4, ids, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], 8);
+    assert_int_equal(ids[1], 9);
     base_buf_free(&rows);
     store_close(s);
 }
@@ -1035,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_migrate),
         cmocka_unit_test(test_ensure_table),
         cmocka_unit_test(test_commit_rows),
+        cmocka_unit_test(test_child_table),
         cmocka_unit_test(test_newer_wins),
         cmocka_unit_test(test_duplicates_in_page),
         cmocka_unit_test(test_page_is_atomic),

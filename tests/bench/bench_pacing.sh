@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# bench_pacing.sh: how much of Keap's binding window keapsync uses, with zero 429s, against a
+# reactive baseline that behaves like common ELT tools, all measured by keapsim in one run.
+#
+#   tests/bench/bench_pacing.sh [BUILD_DIR]        (default: build; needs keapsync, keapsim,
+#                                                   bench_reactive built there)
+#
+# Phases, one after the other (they would share the CPU if run at once), each against a fresh
+# keapsim started with the same flags (--limits BENCH_LIMITS, --latency BENCH_LATENCY):
+#   paced     one keapsync process syncing contacts (page size BENCH_PAGE, so many requests).
+#   shared    two keapsync processes sharing the key, the tenant and the database, each running
+#             its own job (contacts_a, contacts_b): they split the key's windows via peer leases.
+#   reactive  bench_reactive: BENCH_INFLIGHT requests in flight (default: the per-second limit),
+#             exponential back-off with jitter on 429, honouring Retry-After (see reactive.c).
+#
+# Words used here:
+#   t_first     the keapsim second of the phase's first accepted request.
+#   window      [t_first, t_first + k * 60 s), k = floor(BENCH_SECONDS / 60): whole minutes.
+#   allowance   the most any client could have been admitted in the window: k * per-minute
+#               limit (each 60 s slice is one rolling minute; the per-second limit allows more).
+#               For BENCH_SECONDS < 60 (a smoke run) it is min(per-minute, per-second * S).
+#   utilization admitted in the window / allowance, from keapsim's per-second histogram of
+#               accepted requests (polled every 15 s, as keapsim keeps only 120 s of it).
+#   useful      an accepted (non-429) request: a page the sync needed.
+#
+# Environment: BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
+# (50:30, ms:jitter), BENCH_PAGE (10), BENCH_SIZE (20000 contacts), BENCH_INFLIGHT,
+# BENCH_SEED (7), BENCH_RETRY_AFTER (off; on or 0: keapsim's --retry-after), BENCH_PHASES ("paced shared reactive"), BENCH_KEEP=1 to keep the work folder
+# (client logs, keapsim snapshots) for a post-mortem; KEAPSYNC_LOG_LEVEL passes through.
+# Talks only to 127.0.0.1; starts its own throwaway Postgres and removes everything at exit.
+# Exit 0 when it ran (whether or not a goal was met: the verdict is printed), 1 when it could not.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=$(cd "${1:-$SRC/build}" && pwd)
+BENCH_SECONDS=${BENCH_SECONDS:-130}
+BENCH_LIMITS=${BENCH_LIMITS:-20/s,300/min,30000/day}
+BENCH_LATENCY=${BENCH_LATENCY:-50:30}
+BENCH_PAGE=${BENCH_PAGE:-10}
+BENCH_SIZE=${BENCH_SIZE:-20000}
+BENCH_SEED=${BENCH_SEED:-7}
+BENCH_RETRY_AFTER=${BENCH_RETRY_AFTER:-off}
+BENCH_PHASES=${BENCH_PHASES:-paced shared reactive}
+GOAL_PCT=99
+
+KS="$BUILD/keapsync"
+KSIM="$BUILD/keapsim"
+REACTIVE="$BUILD/bench_reactive"
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench_pacing: %s\n' "$*" >&2; exit 1; }
+
+for b in "$KS" "$KSIM" "$REACTIVE"; do
+    [ -x "$b" ] || die "could not find $b; build the targets keapsync keapsim bench_reactive"
+done
+case $BENCH_SECONDS in '' | *[!0-9]*) die "BENCH_SECONDS must be a whole number of seconds" ;; esac
+[ "$BENCH_SECONDS" -ge 10 ] || die "BENCH_SECONDS must be at least 10"
+
+# limit_of UNIT: the number before /UNIT in BENCH_LIMITS (s|sec|second, min|minute), 0 if none.
+limit_of() {
+    local item n u
+    for item in ${BENCH_LIMITS//,/ }; do
+        n=${item%%/*}
+        u=${item#*/}
+        case "$1:$u" in
+        s:s | s:sec | s:second | min:min | min:minute)
+            echo "$n"
+            return
+            ;;
+        esac
+    done
+    echo 0
+}
+PER_S=$(limit_of s)
+PER_MIN=$(limit_of min)
+[ "$PER_MIN" -gt 0 ] || die "BENCH_LIMITS must name a per-minute limit (the binding window)"
+BENCH_INFLIGHT=${BENCH_INFLIGHT:-$((PER_S > 0 ? PER_S : 10))}
+
+K=$((BENCH_SECONDS / 60))
+if [ "$K" -ge 1 ]; then
+    SPAN=$((K * 60))
+    ALLOWANCE=$((K * PER_MIN))
+    ALLOWANCE_WHY="$K x $PER_MIN/min"
+else
+    SPAN=$BENCH_SECONDS
+    ALLOWANCE=$PER_MIN
+    ALLOWANCE_WHY="one minute's $PER_MIN (smoke run shorter than 60 s)"
+    if [ "$PER_S" -gt 0 ] && [ $((PER_S * SPAN)) -lt "$ALLOWANCE" ]; then
+        ALLOWANCE=$((PER_S * SPAN))
+        ALLOWANCE_WHY="$SPAN s x $PER_S/s (smoke run shorter than 60 s)"
+    fi
+fi
+
+TMP=$(mktemp -d /tmp/ks-bench-pacing.XXXXXX)
+chmod 711 "$TMP" # the throwaway cluster runs as postgres when we are root
+PIDS=()
+PG_STARTED=0
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]:-}"; do
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+    done
+    wait 2>/dev/null || true
+    if [ "$PG_STARTED" -eq 1 ]; then
+        pg_throwaway_stop "$TMP/pg"
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench_pacing: kept $TMP (the key file in it is throwaway)" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=../../deploy/lib/pg.sh
+. "$SRC/deploy/lib/pg.sh"
+pg_throwaway_start "$TMP/pg" >/dev/null || die "could not start a throwaway PostgreSQL"
+PG_STARTED=1
+ADMIN_URL=$DATABASE_URL
+
+# The key: random, handed to clients through the environment only.
+KEAP_API_KEY="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' \n')"
+export KEAP_API_KEY
+printf '%s\n' "$KEAP_API_KEY" >"$TMP/key"
+chmod 600 "$TMP/key"
+export KEAPSYNC_LIMITS="$BENCH_LIMITS"
+export KEAPSYNC_LOG_LEVEL=${KEAPSYNC_LOG_LEVEL:-info}
+export PGOPTIONS="-c client_min_messages=warning"
+
+# Job files: contacts with small pages, and two copies with their own tables for "shared".
+mkdir -p "$TMP/jobs-paced" "$TMP/jobs-shared"
+jq --argjson p "$BENCH_PAGE" '.page_size = $p' "$SRC/jobs/contacts.json" \
+    >"$TMP/jobs-paced/contacts.json"
+for j in contacts_a contacts_b; do
+    jq --argjson p "$BENCH_PAGE" --arg n "$j" '.page_size = $p | .name = $n | .table = $n' \
+        "$SRC/jobs/contacts.json" >"$TMP/jobs-shared/$j.json"
+done
+
+# ksim_start NAME: a fresh keapsim with the phase-independent flags; sets KSIM_URL.
+ksim_start() {
+    local out="$TMP/$1.keapsim.out" port=""
+    "$KSIM" --port 0 --seed "$BENCH_SEED" --size "$BENCH_SIZE" --api-key-file "$TMP/key" \
+        --limits "$BENCH_LIMITS" --latency "$BENCH_LATENCY" --retry-after "$BENCH_RETRY_AFTER" --quiet >"$out" 2>"$out.err" &
+    KSIM_PID=$!
+    PIDS+=("$KSIM_PID")
+    for _ in $(seq 1 200); do
+        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" | head -1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    [ -n "$port" ] || { cat "$out.err" >&2; die "keapsim did not start"; }
+    KSIM_URL="http://127.0.0.1:$port"
+    export KEAP_BASE_URL="$KSIM_URL/crm/rest"
+}
+
+ksim_stats() { curl -sf --max-time 5 "$KSIM_URL/__admin/stats"; }
+
+# make_db NAME: a fresh database for a phase, migrated; points DATABASE_URL at it.
+make_db() {
+    local db="bench_pacing_$1"
+    psql "$ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" \
+        -c "CREATE DATABASE $db" >/dev/null
+    export DATABASE_URL="${ADMIN_URL%/*}/$db"
+    "$KS" migrate >"$TMP/$1.migrate.out" 2>&1 || { cat "$TMP/$1.migrate.out" >&2; die "could not migrate"; }
+}
+
+# run_phase NAME COMMAND...: COMMAND starts the phase's clients in the background and appends
+# their pids to CLIENTS. Waits for keapsim's first accepted request, lets the clients run
+# BENCH_SECONDS more, stops them (SIGTERM, then SIGKILL after 30 s), and leaves keapsim's
+# snapshots in $TMP/NAME.stats.jsonl.
+run_phase() {
+    local name=$1 p early=0 snap="$TMP/$1.stats.jsonl" poller
+    shift
+    ksim_start "$name"
+    CLIENTS=()
+    "$@"
+    for _ in $(seq 1 1200); do
+        [ "$(ksim_stats | jq -r .accepted)" -gt 0 ] && break
+        sleep 0.05
+    done
+    (
+        while :; do
+            ksim_stats >>"$snap" && echo >>"$snap"
+            sleep 15
+        done
+    ) &
+    poller=$!
+    PIDS+=("$poller")
+    sleep "$BENCH_SECONDS"
+    for p in "${CLIENTS[@]}"; do
+        kill -0 "$p" 2>/dev/null || early=1
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${CLIENTS[@]}"; do
+        for _ in $(seq 1 300); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    kill "$poller" 2>/dev/null || true
+    wait "$poller" 2>/dev/null || true
+    sleep 1.2 # keapsim's histogram ends at the last completed second
+    ksim_stats >>"$snap"
+    echo >>"$snap"
+    kill "$KSIM_PID" 2>/dev/null || true
+    wait "$KSIM_PID" 2>/dev/null || true
+    EARLY=$early
+}
+
+# analyse NAME: one JSON object of the phase's figures (see "Words used here").
+analyse() {
+    jq -s --argjson span "$SPAN" --argjson allowance "$ALLOWANCE" \
+        '(map(select(type == "object"))) as $snaps
+        | (reduce ($snaps[] | .per_second | select(.start_s > 0) as $h
+                   | range(0; $h.counts | length) as $i | [$h.start_s + $i, $h.counts[$i]])
+              as $e ({}; .[$e[0] | tostring] = ([.[$e[0] | tostring] // 0, $e[1]] | max))) as $hist
+        | ($hist | to_entries | map(select(.value > 0) | .key | tonumber) | min) as $t0
+        | ($snaps[-1]) as $last
+        | {
+            t_first: $t0,
+            admitted: ([$hist | to_entries[] | select((.key | tonumber) >= $t0
+                          and (.key | tonumber) < $t0 + $span) | .value] | add // 0),
+            per_window: [range(0; ($span / 60 | floor)) as $w
+                          | [$hist | to_entries[] | select((.key | tonumber) >= $t0 + $w * 60
+                              and (.key | tonumber) < $t0 + ($w + 1) * 60) | .value] | add // 0],
+            hist_total: ([$hist[]] | add // 0),
+            requests: $last.requests,
+            accepted: $last.accepted,
+            rejected_429: $last.rejected_429,
+            by_window: $last.rejected_429_by_window,
+            faults: $last.faults,
+            max_in_1s: $last.max_in_1s,
+            max_in_60s: $last.max_in_60s
+          }
+        | .utilization = (.admitted / $allowance)' "$TMP/$1.stats.jsonl"
+}
+
+pct() { awk -v n="$1" -v d="$2" 'BEGIN { if (d == 0) print "n/a"; else printf "%.2f %%", 100 * n / d }'; }
+ratio() { awk -v n="$1" -v d="$2" 'BEGIN { if (d == 0) print "n/a"; else printf "%.2f", n / d }'; }
+
+# report NAME TITLE: prints the phase's figures, each beside what it is compared with.
+report() {
+    local a="$TMP/$1.json" u goal
+    analyse "$1" >"$a"
+    u=$(jq -r .admitted "$a")
+    goal="goal met"
+    if [ $((u * 100)) -lt $((ALLOWANCE * GOAL_PCT)) ] || [ "$(jq -r .rejected_429 "$a")" -ne 0 ]; then
+        goal="GOAL MISSED"
+    fi
+    say ""
+    say "== $1: $2"
+    say "  window              [t_first, t_first + $SPAN s), t_first = keapsim second $(jq -r .t_first "$a")"
+    say "  admitted in window  $u of an allowance of $ALLOWANCE ($ALLOWANCE_WHY): $(pct "$u" "$ALLOWANCE")"
+    [ "$K" -lt 1 ] || say "  per 60 s slice      $(jq -r '.per_window | map(tostring) | join(" ")' "$a") (allowance $PER_MIN each)"
+    say "  429s                $(jq -r .rejected_429 "$a") (second $(jq -r .by_window.second "$a"), minute $(jq -r .by_window.minute "$a"), day $(jq -r .by_window.day "$a"), tenant $(jq -r .by_window.tenant "$a"))"
+    say "  max in any 1 s      $(jq -r .max_in_1s "$a") (limit $PER_S/s)"
+    say "  max in any 60 s     $(jq -r .max_in_60s "$a") (limit $PER_MIN/min): $(pct "$(jq -r .max_in_60s "$a")" "$PER_MIN")"
+    say "  whole phase         $(jq -r .requests "$a") requests, $(jq -r .accepted "$a") accepted (histogram sum $(jq -r .hist_total "$a"))"
+    [ "$EARLY" -eq 0 ] || say "  WARNING: a client exited before the end of the phase; see its output below"
+    say "  verdict             $goal (>= $GOAL_PCT % of the allowance, zero 429s)"
+}
+
+start_paced() {
+    make_db paced
+    KEAPSYNC_JOBS="$TMP/jobs-paced" "$KS" run >"$TMP/paced.out" 2>&1 &
+    CLIENTS+=($!)
+    PIDS+=($!)
+}
+
+start_shared() {
+    make_db shared
+    KEAPSYNC_JOBS="$TMP/jobs-shared" "$KS" run --only contacts_a >"$TMP/shared.a.out" 2>&1 &
+    CLIENTS+=($!)
+    PIDS+=($!)
+    KEAPSYNC_JOBS="$TMP/jobs-shared" "$KS" run --only contacts_b >"$TMP/shared.b.out" 2>&1 &
+    CLIENTS+=($!)
+    PIDS+=($!)
+}
+
+start_reactive() {
+    "$REACTIVE" --inflight "$BENCH_INFLIGHT" --page-size "$BENCH_PAGE" \
+        --seconds $((BENCH_SECONDS + 120)) --seed "$BENCH_SEED" >"$TMP/reactive.out" 2>&1 &
+    CLIENTS+=($!)
+    PIDS+=($!)
+}
+
+# client_lines FILE...: what each client said about its own run.
+client_lines() {
+    local f
+    for f in "$@"; do
+        say "  client $(basename "$f" .out): $(grep -E '^(run:|reactive:)|share tenant|could not' "$f" |
+            tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+    done
+}
+
+say "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_LIMITS=$BENCH_LIMITS BENCH_LATENCY=$BENCH_LATENCY" \
+    "BENCH_PAGE=$BENCH_PAGE BENCH_SIZE=$BENCH_SIZE BENCH_INFLIGHT=$BENCH_INFLIGHT" \
+    "BENCH_SEED=$BENCH_SEED BENCH_RETRY_AFTER=$BENCH_RETRY_AFTER BENCH_PHASES=\"$BENCH_PHASES\" $0 $BUILD"
+say "keapsim: --limits $BENCH_LIMITS --latency $BENCH_LATENCY --retry-after $BENCH_RETRY_AFTER --size $BENCH_SIZE --seed $BENCH_SEED" \
+    "(a fresh process per phase); keapsync: KEAPSYNC_LIMITS=$BENCH_LIMITS, page size $BENCH_PAGE"
+say "each phase runs $BENCH_SECONDS s after keapsim accepts its first request; figures are keapsim's"
+
+for phase in $BENCH_PHASES; do
+    case $phase in
+    paced)
+        run_phase paced start_paced
+        report paced "keapsync, one process"
+        client_lines "$TMP/paced.out"
+        ;;
+    shared)
+        run_phase shared start_shared
+        report shared "keapsync, two processes sharing the key, tenant and database"
+        client_lines "$TMP/shared.a.out" "$TMP/shared.b.out"
+        ;;
+    reactive)
+        run_phase reactive start_reactive
+        report reactive "reactive baseline, $BENCH_INFLIGHT in flight, back-off on 429"
+        client_lines "$TMP/reactive.out"
+        ;;
+    *) die "unknown phase \"$phase\" (paced, shared, reactive)" ;;
+    esac
+done
+
+if [ -f "$TMP/paced.json" ] && [ -f "$TMP/reactive.json" ]; then
+    pu=$(jq -r .admitted "$TMP/paced.json")
+    ru=$(jq -r .admitted "$TMP/reactive.json")
+    p4=$(jq -r .rejected_429 "$TMP/paced.json")
+    r4=$(jq -r .rejected_429 "$TMP/reactive.json")
+    pa=$(jq -r .accepted "$TMP/paced.json")
+    ra=$(jq -r .accepted "$TMP/reactive.json")
+    say ""
+    say "== keapsync (paced, one process) against the reactive baseline, same run"
+    say "  useful requests in the window  keapsync $pu, reactive $ru: ratio $(ratio "$pu" "$ru") (keapsync / reactive)"
+    if [ "$p4" -eq 0 ]; then
+        say "  429s over the phase            keapsync 0, reactive $r4: no finite ratio (keapsync had none)"
+    else
+        say "  429s over the phase            keapsync $p4, reactive $r4: ratio $(ratio "$r4" "$p4") (reactive / keapsync)"
+    fi
+    say "  useful over the whole phase    keapsync $pa, reactive $ra: ratio $(ratio "$pa" "$ra") (same $BENCH_SECONDS s from the first accepted request)"
+    say "  429s per useful request        keapsync $(ratio "$p4" "$pa"), reactive $(ratio "$r4" "$ra")"
+fi
