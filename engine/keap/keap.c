@@ -696,6 +696,112 @@ static void keys_list(const cJSON *root, char *dst, size_t n)
         base_snprintf(dst, n, "none");
 }
 
+/*
+ * A small JSON scanner for record spans. It trusts that cJSON already accepted the text, so
+ * it only has to find where values begin and end: strings (with escapes) and nesting.
+ */
+static size_t scan_ws(const char *b, size_t i, size_t len)
+{
+    while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Index just past the string starting at b[i] == '"', or len on error. */
+static size_t scan_string(const char *b, size_t i, size_t len)
+{
+    for (i++; i < len; i++) {
+        if (b[i] == '\\')
+            i++;
+        else if (b[i] == '"')
+            return i + 1;
+    }
+    return len;
+}
+
+/* Index just past the value starting at b[i], or len on error. */
+static size_t scan_value(const char *b, size_t i, size_t len)
+{
+    int depth = 0;
+
+    if (i >= len)
+        return len;
+    if (b[i] == '"')
+        return scan_string(b, i, len);
+    if (b[i] != '{' && b[i] != '[') {
+        while (i < len && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' &&
+               b[i] != '\t' && b[i] != '\n' && b[i] != '\r')
+            i++;
+        return i;
+    }
+    for (; i < len; i++) {
+        if (b[i] == '"') {
+            i = scan_string(b, i, len) - 1;
+        } else if (b[i] == '{' || b[i] == '[') {
+            depth++;
+        } else if (b[i] == '}' || b[i] == ']') {
+            if (--depth == 0)
+                return i + 1;
+        }
+    }
+    return len;
+}
+
+/* The spans of the n elements of the top-level array under key; NULL if not found. */
+static struct keap_span *scan_record_spans(const char *b, size_t len, const char *key, int n)
+{
+    size_t klen = strlen(key), i = scan_ws(b, 0, len);
+    struct keap_span *spans;
+
+    if (i >= len || b[i] != '{')
+        return NULL;
+    i++;
+    for (;;) {
+        size_t kstart, kend;
+
+        i = scan_ws(b, i, len);
+        if (i >= len || b[i] != '"')
+            return NULL;
+        kstart = i + 1;
+        kend = scan_string(b, i, len);
+        if (kend >= len)
+            return NULL;
+        i = scan_ws(b, kend, len);
+        if (i >= len || b[i] != ':')
+            return NULL;
+        i = scan_ws(b, i + 1, len);
+        if (kend - 1 - kstart == klen && memcmp(b + kstart, key, klen) == 0 && b[i] == '[')
+            break;
+        i = scan_ws(b, scan_value(b, i, len), len);
+        if (i >= len || b[i] != ',')
+            return NULL;
+        i++;
+    }
+    spans = calloc(n > 0 ? (size_t)n : 1, sizeof(*spans));
+    if (spans == NULL)
+        return NULL;
+    i++; /* past '[' */
+    for (int k = 0; k < n; k++) {
+        size_t end;
+
+        i = scan_ws(b, i, len);
+        end = scan_value(b, i, len);
+        if (end >= len) {
+            free(spans);
+            return NULL;
+        }
+        spans[k].off = i;
+        spans[k].len = end - i;
+        i = scan_ws(b, end, len);
+        if (i >= len || (b[i] != ',' && !(b[i] == ']' && k == n - 1))) {
+            free(spans);
+            return NULL;
+        }
+        i++;
+    }
+    return spans;
+}
+
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err)
 {
@@ -738,6 +844,8 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
         goto fail;
     }
     page.nrecords = cJSON_GetArraySize(page.records);
+    /* Duplicate keys: cJSON takes the first, so does the scanner. */
+    page.spans = scan_record_spans(body, len, array_key, page.nrecords);
     tok = cJSON_GetObjectItemCaseSensitive(page.root, "next_page_token");
     if (cJSON_IsString(tok) && tok->valuestring != NULL && tok->valuestring[0] != '\0') {
         page.next_page_token = strdup(tok->valuestring);
@@ -751,6 +859,7 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
 
 fail:
     cJSON_Delete(page.root);
+    free(page.spans);
     return result;
 }
 
@@ -759,6 +868,8 @@ void keap_page_free(struct keap_page *page)
     if (page == NULL)
         return;
     cJSON_Delete(page->root);
+    free(page->spans);
+    page->spans = NULL;
     free(page->next_page_token);
     page->root = NULL;
     page->records = NULL;

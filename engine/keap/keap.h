@@ -65,8 +65,8 @@ struct keap_v1_query {
 /* A v2 list request (page tokens). */
 struct keap_v2_query {
     int page_size;
-    const char *page_token; /* NULL on the first page */
-    const char *order_by;   /* e.g. "update_time asc" */
+    const char *page_token;         /* NULL on the first page */
+    const char *order_by;           /* e.g. "update_time asc" */
     const char *filter_since_field; /* e.g. "start_update_time" */
     int64_t since_ms;
     const char *filter_until_field; /* e.g. "end_update_time" */
@@ -111,20 +111,29 @@ void keap_classify_api(const struct http_response *resp, enum keap_api api, int6
 /* Reads the x-keap-* headers. Blank or malformed values read as missing (-1). */
 void keap_read_headers(const struct http_response *resp, struct pace_observation *obs);
 
+/* Where one record's JSON text lies in the (NUL-rule-applied) body. */
+struct keap_span {
+    size_t off;
+    size_t len;
+};
+
 /* One parsed list page. */
 struct keap_page {
-    cJSON *root;           /* owns everything */
-    cJSON *records;        /* borrowed: the array under the array key */
+    cJSON *root;    /* owns everything */
+    cJSON *records; /* borrowed: the array under the array key */
     int nrecords;
-    char *next_page_token; /* v2: NULL or "" when done (owned) */
-    int64_t nul_replaced;  /* \u0000 escapes replaced before parsing (see keap_page_parse) */
+    char *next_page_token;   /* v2: NULL or "" when done (owned) */
+    int64_t nul_replaced;    /* \u0000 escapes replaced before parsing (see keap_page_parse) */
+    struct keap_span *spans; /* nrecords spans into the body, so a record can be stored exactly
+                              * as received; NULL if the body could not be scanned (then the
+                              * parsed record is printed instead) */
 };
 
 /*
- * Parses a list body. NUL characters (\u0000 escapes) cannot be stored by Postgres text or
- * jsonb; they are replaced by U+FFFD (the Unicode replacement character) before parsing, and
- * counted. body is modified in place; len is its length. Errors: BASE_EPROTO with err naming
- * what is wrong (not JSON, no array under array_key).
+ * Parses a list body. The body must outlive the page when spans are used. NUL characters (\u0000
+ * escapes) cannot be stored by Postgres text or jsonb; they are replaced by U+FFFD (the Unicode
+ * replacement character) before parsing, and counted. body is modified in place; len is its length.
+ * Errors: BASE_EPROTO with err naming what is wrong (not JSON, no array under array_key).
  */
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err);

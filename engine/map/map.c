@@ -577,6 +577,13 @@ static int put_column(struct base_buf *out, const struct map_column *col, const 
 int map_record_to_copy(const struct map_spec *spec, const cJSON *record, struct base_buf *out,
                        struct map_stats *st, struct base_err *err)
 {
+    return map_record_to_copy_raw(spec, record, NULL, 0, out, st, err);
+}
+
+int map_record_to_copy_raw(const struct map_spec *spec, const cJSON *record, const char *raw,
+                           size_t raw_len, struct base_buf *out, struct map_stats *st,
+                           struct base_err *err)
+{
     size_t len0;
     char id[256];
     int64_t mismatches = 0;
@@ -600,7 +607,7 @@ int map_record_to_copy(const struct map_spec *spec, const cJSON *record, struct 
     if (result == BASE_OK)
         result = base_buf_append(out, "\t", 1);
     if (result == BASE_OK)
-        result = put_json(out, record);
+        result = raw != NULL ? put_escaped(out, raw, raw_len) : put_json(out, record);
     if (result == BASE_OK)
         result = base_buf_append(out, "\n", 1);
     if (result == BASE_ETOOBIG)

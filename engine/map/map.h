@@ -22,14 +22,14 @@
 #include <stdint.h>
 
 enum map_type {
-    MAP_TEXT = 1,     /* strings; numbers and booleans are written as their JSON text */
-    MAP_BIGINT,       /* integral JSON numbers, or strings holding one (v2 ids) */
-    MAP_DOUBLE,       /* double precision */
-    MAP_NUMERIC,      /* numeric, written from the JSON number's text */
-    MAP_BOOLEAN,      /* true/false */
-    MAP_TIMESTAMPTZ,  /* ISO-8601 strings in any of Keap's forms; written in UTC */
-    MAP_DATE,         /* "YYYY-MM-DD" or a timestamp's date */
-    MAP_JSONB,        /* any JSON value, written compact */
+    MAP_TEXT = 1,    /* strings; numbers and booleans are written as their JSON text */
+    MAP_BIGINT,      /* integral JSON numbers, or strings holding one (v2 ids) */
+    MAP_DOUBLE,      /* double precision */
+    MAP_NUMERIC,     /* numeric, written from the JSON number's text */
+    MAP_BOOLEAN,     /* true/false */
+    MAP_TIMESTAMPTZ, /* ISO-8601 strings in any of Keap's forms; written in UTC */
+    MAP_DATE,        /* "YYYY-MM-DD" or a timestamp's date */
+    MAP_JSONB,       /* any JSON value, written compact */
 };
 
 /* "text", "bigint", "double precision", ... */
@@ -41,8 +41,8 @@ int map_type_from_name(const char *name, enum map_type *out);
 #define MAP_MAX_PATH_PARTS 8
 
 struct map_column {
-    char *name;             /* SQL identifier, already validated */
-    char *path;             /* as written in the job file */
+    char *name; /* SQL identifier, already validated */
+    char *path; /* as written in the job file */
     enum map_type type;
     /* parsed path; filled by map_column_compile */
     int nparts;
@@ -63,8 +63,8 @@ int map_column_compile(struct map_column *col);
 void map_column_free(struct map_column *col);
 
 struct map_spec {
-    struct map_column id;      /* name "id"; type MAP_BIGINT (v1) or MAP_TEXT (v2) */
-    struct map_column *cols;   /* typed columns, in table order */
+    struct map_column id;    /* name "id"; type MAP_BIGINT (v1) or MAP_TEXT (v2) */
+    struct map_column *cols; /* typed columns, in table order */
     size_t ncols;
 };
 
@@ -85,6 +85,14 @@ const cJSON *map_lookup(const cJSON *record, const struct map_column *col);
  */
 int map_record_to_copy(const struct map_spec *spec, const cJSON *record, struct base_buf *out,
                        struct map_stats *st, struct base_err *err);
+
+/*
+ * The same, with data taken from raw (raw_len bytes: the record's JSON text exactly as
+ * received) instead of printing record again; raw NULL means print.
+ */
+int map_record_to_copy_raw(const struct map_spec *spec, const cJSON *record, const char *raw,
+                           size_t raw_len, struct base_buf *out, struct map_stats *st,
+                           struct base_err *err);
 
 /* The id of a record as text (for checkpoints and overlap checks); 0 on success. */
 int map_record_id(const struct map_spec *spec, const cJSON *record, char *buf, size_t n);

@@ -458,13 +458,17 @@ static void op_child_page_work(struct sched_op *op, struct keap_page *page)
 
     base_buf_init(&ckpt, 64 * 1024);
     base_buf_reset(&job->copy);
-    for (int i = 0; i < n; i++) {
+    const cJSON *rec = page->records->child;
+
+    for (int i = 0; i < n && rec != NULL; i++, rec = rec->next) {
         size_t mark = job->copy.len;
 
         rc = base_buf_printf(&job->copy, "%" PRId64 "\t", pg->parent_id);
-        if (rc == 0)
-            rc = map_record_to_copy(&def->map, cJSON_GetArrayItem(page->records, i), &job->copy,
-                                    &ms, &op->err);
+        if (rc == 0 && page->spans != NULL)
+            rc = map_record_to_copy_raw(&def->map, rec, pg->body.data + page->spans[i].off,
+                                        page->spans[i].len, &job->copy, &ms, &op->err);
+        else if (rc == 0)
+            rc = map_record_to_copy(&def->map, rec, &job->copy, &ms, &op->err);
         if (rc == BASE_EPROTO) {
             base_log_warning("job \"%s\": record %d of parent %" PRId64 " skipped: %s", def->name,
                              i, pg->parent_id, op->err.msg);
@@ -543,6 +547,7 @@ static void op_page_work(struct sched_op *op)
     struct store_page sp;
     int64_t new_last = c->last_id;
     bool have_new_last = c->have_last_id;
+    const cJSON *rec;
     int first, n, rc;
 
     base_buf_init(&ckpt, 64 * 1024);
@@ -589,10 +594,16 @@ static void op_page_work(struct sched_op *op)
     }
 
     base_buf_reset(&job->copy);
-    for (int i = first; i < n; i++) {
-        const cJSON *rec = cJSON_GetArrayItem(page.records, i);
-
-        rc = map_record_to_copy(&def->map, rec, &job->copy, &ms, &op->err);
+    rec = page.records->child;
+    for (int i = 0; i < first && rec != NULL; i++)
+        rec = rec->next;
+    for (int i = first; i < n && rec != NULL; i++, rec = rec->next) {
+        /* data is the record's text as received (page.spans), not a reprint */
+        if (page.spans != NULL)
+            rc = map_record_to_copy_raw(&def->map, rec, pg->body.data + page.spans[i].off,
+                                        page.spans[i].len, &job->copy, &ms, &op->err);
+        else
+            rc = map_record_to_copy(&def->map, rec, &job->copy, &ms, &op->err);
         if (rc == BASE_EPROTO) {
             base_log_warning("job \"%s\": record %d at offset %" PRId64 " skipped: %s", def->name,
                              i, pg->offset, op->err.msg);

@@ -730,6 +730,55 @@ static void test_page_nul(void **state)
     keap_page_free(&page);
 }
 
+/* Each span is the record's text: parsed alone it equals the parsed record. */
+static void assert_spans_match(const char *body, const struct keap_page *page)
+{
+    const cJSON *rec = page->records->child;
+
+    assert_non_null(page->spans);
+    for (int i = 0; i < page->nrecords; i++, rec = rec->next) {
+        cJSON *alone = cJSON_ParseWithLength(body + page->spans[i].off, page->spans[i].len);
+
+        assert_non_null(alone);
+        assert_true(cJSON_Compare(alone, rec, true));
+        cJSON_Delete(alone);
+    }
+}
+
+static void test_page_spans(void **state)
+{
+    static const char *const fixtures[] = {"v1-contacts-page.json", "v1-opportunities-page.json"};
+    static const char *const keys[] = {"contacts", "opportunities"};
+    /* Brackets and quotes inside strings, nested arrays, the key also used inside another
+     * member, numbers whose text a reprint would change, odd whitespace. */
+    char tricky[] =
+        "{ \"meta\" : {\"rows\": [9, [8]]}, \"s\": \"rows ] } [\\\" {\",\n"
+        "  \"rows\" :\t[ {\"id\":1, \"n\": 1.50, \"t\": \"a]\\\\\"},\n"
+        "  {\"id\": 2, \"x\": [[], {}], \"big\": 12345678901234567890} , 3, \"s]\", null ] }";
+    struct keap_page page = {0};
+    struct base_err err;
+
+    (void)state;
+    for (size_t f = 0; f < BASE_ARRAY_SIZE(fixtures); f++) {
+        size_t len;
+        char *body = read_fixture(fixtures[f], &len);
+
+        assert_int_equal(keap_page_parse(body, len, keys[f], &page, &err), 0);
+        assert_spans_match(body, &page);
+        keap_page_free(&page);
+        free(body);
+    }
+    assert_int_equal(keap_page_parse(tricky, strlen(tricky), "rows", &page, &err), 0);
+    assert_int_equal(page.nrecords, 5);
+    assert_spans_match(tricky, &page);
+    /* The exact text is kept: 1.50 stays 1.50, the big integer keeps every digit. */
+    assert_non_null(strstr(tricky + page.spans[0].off, "1.50"));
+    assert_true(page.spans[0].len < 50);
+    assert_memory_equal(tricky + page.spans[1].off + page.spans[1].len - 21,
+                        "12345678901234567890}", 21);
+    keap_page_free(&page);
+}
+
 static void test_page_errors(void **state)
 {
     struct keap_page page;
@@ -771,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_page_tokens_end),
         cmocka_unit_test(test_page_nul),
         cmocka_unit_test(test_page_errors),
+        cmocka_unit_test(test_page_spans),
     };
 
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

@@ -714,6 +714,35 @@ static void test_type_names(void **state)
     assert_int_equal(t, MAP_JSONB);
 }
 
+/* data from the raw text: kept byte for byte (COPY-escaped), not reprinted by cJSON. */
+static void test_raw_data(void **state)
+{
+    static const char *const names[] = {"n"};
+    static const char *const paths[] = {"n"};
+    static const enum map_type types[] = {MAP_NUMERIC};
+    const char raw[] = "{\"id\": 5,\t\"n\": 1.50, \"big\": 12345678901234567890}";
+    struct map_spec spec;
+    struct map_stats st = {0, 0};
+    struct base_buf out;
+    struct base_err err;
+    cJSON *rec = cJSON_Parse(raw);
+
+    (void)state;
+    spec_init(&spec, MAP_BIGINT, 1, names, paths, types);
+    base_buf_init(&out, 1 << 16);
+    assert_int_equal(map_record_to_copy_raw(&spec, rec, raw, strlen(raw), &out, &st, &err), 0);
+    assert_string_equal(out.data,
+                        "5\t1.5\t{\"id\": 5,\\t\"n\": 1.50, \"big\": 12345678901234567890}\n");
+    base_buf_reset(&out);
+    /* Without raw text the record is printed: the digits a double cannot hold are lost. */
+    assert_int_equal(map_record_to_copy(&spec, rec, &out, &st, &err), 0);
+    assert_null(strstr(out.data, "12345678901234567890"));
+    assert_int_equal(st.rows, 2);
+    cJSON_Delete(rec);
+    base_buf_free(&out);
+    spec_free(&spec);
+}
+
 static void test_id_errors(void **state)
 {
     static const char *const names[] = {"x"};
@@ -824,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_compile),
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_id_errors),
+        cmocka_unit_test(test_raw_data),
         cmocka_unit_test(test_cap),
     };
     /* Mismatch warnings of the other tests would clutter the output: test_mismatch_log
