@@ -184,7 +184,8 @@ struct sched_op {
     char *tenant;      /* ledger key at submit time */
     char *tenant_seen; /* x-keap-tenant-id to remember, or NULL */
     /* OP_RESERVE */
-    int64_t carry; /* tokens already spent under a provisional key, moved to tenant */
+    int64_t carry;  /* tokens already spent under a provisional key, moved to tenant */
+    int64_t budget; /* the day's budget when the op was queued */
     int64_t want;
     int64_t granted;
     int64_t day_wall;
@@ -714,7 +715,7 @@ static void op_reserve_work(struct sched_op *op)
     if (op->carry > 0) {
         int64_t moved = 0;
 
-        op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, s->budget, op->carry,
+        op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, op->budget, op->carry,
                                       &moved, &total, &op->err);
         if (op->rc < 0)
             return;
@@ -723,7 +724,7 @@ static void op_reserve_work(struct sched_op *op)
             return;
         }
     }
-    op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, s->budget, op->want,
+    op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, op->budget, op->want,
                                   &op->granted, &total, &op->err);
 }
 
@@ -1237,6 +1238,18 @@ static void response_cb(struct http_response *resp, void *data)
     s->inflight--;
     keap_read_headers(resp, &obs);
     pace_observe(s->pace, now, wall, &obs);
+    if (obs.quota_limit > 0 && s->opt->limits.per_day > 0 &&
+        obs.quota_limit > s->opt->limits.per_day) {
+        /* The server's quota is the truth (one real response said 150000): budget by it. */
+        int64_t b = (int64_t)((double)obs.quota_limit * (1.0 - s->opt->limits.reserve_fraction));
+
+        if (b > s->budget) {
+            base_log_info("Keap reports a daily quota of %" PRId64 "; budgeting %" PRId64,
+                          obs.quota_limit, b);
+            s->budget = b;
+            s->ledger_exhausted = false;
+        }
+    }
     pg->server_used = obs.quota_used;
     keap_classify_api(resp, job->def->api, wall, &v);
     if (v.outcome == KEAP_OUTCOME_OK)
@@ -1512,6 +1525,7 @@ static void request_grant(struct sched *s)
         want = 100;
     op->kind = OP_RESERVE;
     op->want = want;
+    op->budget = s->budget;
     op->carry = s->carry;
     s->carry = 0;
     op->day_wall = now_wall(s);
