@@ -612,7 +612,10 @@ static void pace_observe_minute(struct pace *p, uint64_t now, const struct pace_
         avail = o->tenant_throttle_available;
     if (avail < 0)
         return;
-    avail /= p->share; /* every process of the key sees the same figure */
+    /* Not divided by the share: each process's own windows already hold it to its part of
+     * the key, and dividing starved the process whose minute ran behind its peer's (it held
+     * itself to half of a figure that was mostly its peer's room). This clamps only when the
+     * server is fuller than our own windows say: another client of the key. */
     if (p->min_eff > 0) {
         pace_ring_prune(&p->min, now, p->min_span);
         room = p->min_eff - (int64_t)p->min.len;

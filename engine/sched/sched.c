@@ -157,8 +157,8 @@ enum sched_op_kind {
     OP_CLOSE,     /* a child stream's last parent is done: close its window */
 };
 
-#define SCHED_HEARTBEAT_MS 5000
-#define SCHED_PEER_TTL_MS  15000
+#define SCHED_HEARTBEAT_MS 2000
+#define SCHED_PEER_TTL_MS  8000
 #define SCHED_LEASE_TTL_MS 60000
 
 enum sched_op_result {
@@ -208,8 +208,9 @@ struct sched {
     uv_timer_t timer;
     uv_timer_t heartbeat;
     uv_signal_t sigint, sigterm;
-    char holder[128];  /* this process among its peers: host:pid:nonce */
-    char *peer_tenant; /* the tenant our peer entry is registered under */
+    char holder[128];     /* this process among its peers: host:pid:nonce */
+    char peer_group[512]; /* processes sharing this key's windows: "<base url>#<key id>" */
+    uint64_t join_until;  /* joined running peers: send nothing before (mono ms) */
     int npeers;
     bool heartbeat_queued;
     bool timer_armed;
@@ -732,12 +733,8 @@ static void op_heartbeat_work(struct sched_op *op)
 {
     struct sched *s = op->s;
 
-    /* The tenant became known since the last beat: move our peer entry to it. */
-    if (op->tenant_seen != NULL &&
-        store_peer_leave(s->store, op->tenant_seen, s->holder, &op->err) < 0)
-        base_log_warning("%s", op->err.msg);
-    op->rc = store_peer_heartbeat(s->store, op->tenant, s->holder, SCHED_PEER_TTL_MS, &op->npeers,
-                                  &op->err);
+    op->rc = store_peer_heartbeat(s->store, s->peer_group, s->holder, SCHED_PEER_TTL_MS,
+                                  &op->npeers, &op->err);
     for (size_t i = 0; op->rc == 0 && i < s->njobs; i++) {
         bool got = false;
         char name[128];
@@ -969,8 +966,8 @@ static void op_heartbeat_done(struct sched *s, struct sched_op *op)
         return;
     }
     if (op->npeers != s->npeers) {
-        base_log_info("%d keapsync process%s share tenant \"%s\"", op->npeers,
-                      op->npeers == 1 ? "" : "es", op->tenant);
+        base_log_info("%d keapsync process%s share this key", op->npeers,
+                      op->npeers == 1 ? "" : "es");
         s->npeers = op->npeers;
         pace_set_share(s->pace, op->npeers);
     }
@@ -1108,11 +1105,6 @@ static void heartbeat_cb(uv_timer_t *t)
     op->renew = calloc(s->njobs, sizeof(*op->renew));
     for (size_t i = 0; op->renew != NULL && i < s->njobs; i++)
         op->renew[i] = s->jobs[i].state == SCHED_JOB_PAGING;
-    if (s->peer_tenant != NULL && strcmp(s->peer_tenant, s->tenant) != 0) {
-        /* tenant_seen carries the old peer name to leave */
-        op->tenant_seen = s->peer_tenant;
-        s->peer_tenant = strdup(s->tenant);
-    }
     s->heartbeat_queued = true;
     op_submit(s, op);
 }
@@ -1547,6 +1539,10 @@ static void sched_pump(struct sched *s)
         if (s->ledger_exhausted && base_time_day_start(wall) != s->grant_day && s->grant_day != 0) {
             s->ledger_exhausted = false;
         }
+        if (now < s->join_until) {
+            arm_timer(s, s->join_until);
+            break;
+        }
         pg = pick_page(s, now, &wake);
         if (pg == NULL) {
             if (wake != 0)
@@ -1749,6 +1745,22 @@ static int sched_setup_tenant(struct sched *s, struct base_err *err)
 }
 
 /*
+ * The peer group: processes that share one key's per-second and per-minute windows, so the
+ * API root and an identifier of the credential. The identifier is 32 bits of FNV-1a of the
+ * key: enough to tell a tenant's keys apart, far too little to say anything of the key.
+ */
+static void sched_peer_group(struct sched *s, const struct keap_credential *cred)
+{
+    const char *secret = cred->api_key ? cred->api_key : cred->access_token;
+    uint64_t h = 14695981039346656037ull;
+
+    for (const char *p = secret ? secret : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(s->peer_group, sizeof(s->peer_group), "%s#%08x", s->opt->base_url,
+             (unsigned)((h >> 32) ^ h));
+}
+
+/*
  * Is holder ("host:pid:nonce") a process of this host that no longer exists? Such a holder
  * was killed (SIGKILL, a crash) and never released what it held.
  */
@@ -1809,15 +1821,16 @@ static int sched_setup_leases(struct sched *s, struct base_err *err)
     snprintf(s->holder, sizeof(s->holder), "%s:%ld:%08x", host, (long)getpid(), (unsigned)rand());
     sched_reap_dead(s, "job:");
     sched_reap_dead(s, "peer:");
-    s->peer_tenant = strdup(s->tenant);
-    if (s->peer_tenant == NULL)
-        return base_err_set(err, BASE_ENOMEM, "out of memory");
-    rc = store_peer_heartbeat(s->store, s->tenant, s->holder, SCHED_PEER_TTL_MS, &s->npeers, err);
+    rc = store_peer_heartbeat(s->store, s->peer_group, s->holder, SCHED_PEER_TTL_MS, &s->npeers,
+                              err);
     if (rc < 0)
         return rc;
     if (s->npeers > 1) {
-        base_log_info("%d keapsync processes share tenant \"%s\"", s->npeers, s->tenant);
+        base_log_info("%d keapsync processes share this key", s->npeers);
         pace_set_share(s->pace, s->npeers);
+        /* The others learn of us at their next heartbeat; until then they still use the
+         * whole key. */
+        s->join_until = now_mono(s) + SCHED_HEARTBEAT_MS + 500;
     }
     for (size_t i = 0; i < s->njobs; i++) {
         struct sched_job *job = &s->jobs[i];
@@ -1856,7 +1869,7 @@ static void sched_release_leases(struct sched *s)
         if (store_lease_release(s->store, name, s->holder, &e2) < 0)
             base_log_warning("%s", e2.msg);
     }
-    if (s->peer_tenant != NULL && store_peer_leave(s->store, s->peer_tenant, s->holder, &e2) < 0)
+    if (s->holder[0] != '\0' && store_peer_leave(s->store, s->peer_group, s->holder, &e2) < 0)
         base_log_warning("%s", e2.msg);
 }
 
@@ -1916,6 +1929,7 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     /* Processes sharing a key must not retry in step. */
     pace_set_seed(s->pace, (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_wall(s));
     srand((unsigned)getpid() ^ (unsigned)now_wall(s));
+    sched_peer_group(s, cred);
     rc = keap_auth_headers(cred, &s->auth_headers);
     if (rc < 0) {
         base_err_set(err, rc, "could not build request headers: %s", base_strerror(rc));
@@ -2005,7 +2019,6 @@ out_loop:
         base_log_warning("event loop closed with handles still open");
     keap_headers_free(s->auth_headers);
     pace_free(s->pace);
-    free(s->peer_tenant);
     free(s->tenant);
     free(s);
     return rc;

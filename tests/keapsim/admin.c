@@ -5,7 +5,9 @@
  * Admin endpoints (tests/keapsim/README.md has the full list):
  *   GET  /__admin/stats                 counters, windows, per-key stats, histogram
  *   POST /__admin/reset                 zero the stats and every window and the day
- *   GET  /__admin/truth?resource=contacts[&version=v2]   JSON lines, the current records
+ *   GET  /__admin/truth?resource=R[&version=v2][&meta=1]   JSON lines, the current records
+ *                                       (meta: id and times of every record, lists.c)
+ *   GET  /__admin/lists                 every list lists.c serves, with its filter fields
  *   POST /__admin/mutate?creates=&updates=&deletes=
  *   GET|POST /__admin/clock[?offset_ms=N]  read or set the offset of the sim clock
  *   GET|POST|DELETE /__admin/faults[?spec=kind:rate[:endpoint]]
@@ -160,8 +162,17 @@ static int admin_truth(struct sim *s, struct MHD_Connection *c, int *status, str
     size_t i;
     int rc = 0;
 
-    if (res == NULL || strcmp(res, "contacts") != 0)
+    if (res == NULL)
         return body_msg(body, status, 400, "unknown resource");
+    if (strcmp(res, "contacts") != 0) {
+        const char *meta = qarg(c, "meta");
+
+        *status = 200;
+        rc = sim_lists_truth(s, res, v2, meta != NULL && strcmp(meta, "1") == 0, body);
+        if (rc == BASE_ENOTFOUND)
+            return body_msg(body, status, 400, "unknown resource");
+        return rc;
+    }
     *status = 200;
     pthread_rwlock_rdlock(&s->data.lock);
     for (i = 0; rc == 0 && i < s->data.n; i++) {
@@ -345,6 +356,10 @@ int sim_admin_handle(struct sim *s, const char *method, const char *path, struct
     }
     if (strcmp(path, "/__admin/truth") == 0 && get)
         return admin_truth(s, c, status, body);
+    if (strcmp(path, "/__admin/lists") == 0 && get) {
+        *status = 200;
+        return sim_lists_index(s, body);
+    }
     if (strcmp(path, "/__admin/mutate") == 0 && post)
         return admin_mutate(s, c, status, body);
     if (strcmp(path, "/__admin/clock") == 0 && (get || post))

@@ -4,13 +4,14 @@
  *   keapsim_conform SPEC.json API_PATH PAGE.json [--allow-extra name,name,...]
  *
  * Finds paths[API_PATH].get.responses["200"] application/json schema in SPEC and walks PAGE
- * beside it: every value must have the schema's JSON type (integer: a whole number), strings
- * with an enum must be one of it, arrays are checked item by item, objects property by
- * property. null is accepted anywhere (Keap serves null for unset fields). An object schema
- * without properties (the specs' "content": {"type": "object"}) accepts any value. A property
- * the schema does not name is an error unless listed in --allow-extra (v1 contacts carry
- * tag_ids and last_updated_utc_millis, which the spec omits). Prints one line per problem and
- * a summary; exits 0 when there is none, 1 otherwise, 2 on bad usage or unreadable input.
+ * beside it ("$ref" followed, "allOf" parts merged): every value must have the schema's JSON
+ * type (integer: a whole number), strings with an enum must be one of it, arrays are checked
+ * item by item, objects property by property. null is accepted anywhere (Keap serves null for unset
+ * fields). An object schema without properties (the specs' "content": {"type": "object"}) accepts
+ * any value. A property the schema does not name is an error unless listed in --allow-extra (v1
+ * contacts carry tag_ids and last_updated_utc_millis, which the spec omits). Prints one line per
+ * problem and a summary; exits 0 when there is none, 1 otherwise, 2 on bad usage or unreadable
+ * input.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -98,17 +99,42 @@ static void problem(struct ctx *cx, const char *where, const char *what)
 
 static void check(struct ctx *cx, const cJSON *schema, const cJSON *v, const char *where);
 
+/* The schema of property name in schema, looking into "allOf" parts too; NULL if none. */
+static const cJSON *find_prop(const struct ctx *cx, const cJSON *schema, const char *name,
+                              int depth)
+{
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(schema, "properties"), name);
+    const cJSON *part;
+
+    if (ps != NULL || depth > 8)
+        return ps;
+    cJSON_ArrayForEach(part, cJSON_GetObjectItemCaseSensitive(schema, "allOf"))
+    {
+        const cJSON *r = resolve(cx, part);
+
+        if (r != NULL && (ps = find_prop(cx, r, name, depth + 1)) != NULL)
+            return ps;
+    }
+    return NULL;
+}
+
+static bool has_props(const cJSON *schema)
+{
+    return cJSON_GetObjectItemCaseSensitive(schema, "properties") != NULL ||
+           cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(schema, "allOf"));
+}
+
 static void check_object(struct ctx *cx, const cJSON *schema, const cJSON *v, const char *where)
 {
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
     const cJSON *item;
     char sub[512];
 
-    if (props == NULL)
+    if (!has_props(schema))
         return; /* a free-form object: anything goes */
     cJSON_ArrayForEach(item, v)
     {
-        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, item->string);
+        const cJSON *ps = find_prop(cx, schema, item->string, 0);
 
         snprintf(sub, sizeof(sub), "%s.%s", where, item->string);
         if (ps == NULL) {
@@ -137,7 +163,7 @@ static void check(struct ctx *cx, const cJSON *schema, const cJSON *v, const cha
     type = cJSON_GetObjectItemCaseSensitive(schema, "type");
     t = cJSON_IsString(type) ? type->valuestring : NULL;
     if (t == NULL) {
-        if (cJSON_GetObjectItemCaseSensitive(schema, "properties") != NULL)
+        if (has_props(schema))
             t = "object";
         else
             return; /* untyped: anything */
@@ -183,7 +209,7 @@ static void check(struct ctx *cx, const cJSON *schema, const cJSON *v, const cha
                 check(cx, items, e, sub);
         }
     } else if (strcmp(t, "object") == 0) {
-        if (cJSON_GetObjectItemCaseSensitive(schema, "properties") == NULL)
+        if (!has_props(schema))
             return; /* "content": {"type": "object"} holds strings and numbers too */
         if (!cJSON_IsObject(v)) {
             problem(cx, where, "want an object");

@@ -49,6 +49,11 @@ static const char *const statuses_optin[] = {"UnengagedMarketable", "SingleOptIn
 static const char *const statuses_optout[] = {"NonMarketable", "UnengagedNonMarketable", "Bounce",
                                               "HardBounce", "Lockdown"};
 
+const char *sim_company_name(size_t c)
+{
+    return c < BASE_ARRAY_SIZE(companies) ? companies[c] : NULL;
+}
+
 /* The generated fields of one record; strings point into the tables above or into bufs. */
 struct fields {
     const char *given, *family, *middle; /* middle may be NULL */

@@ -14,6 +14,8 @@
  *              day and stamps mutations. Rolling windows use CLOCK_MONOTONIC.
  *   record     one contact: its ordering keys and its v1 JSON, rendered once when the record is
  *              created or changed ("body" without the closing brace, "cf" the custom fields).
+ *   list       every other resource of KEAP_API.md's table (lists.c): records computed on
+ *              demand from (seed, resource, index) and rendered from the spec's schema (gen.c).
  */
 #ifndef KEAPSIM_H
 #define KEAPSIM_H
@@ -26,6 +28,7 @@
 #include "base.h"
 
 struct MHD_Connection;
+struct sim_lists;
 
 #define SIM_MAX_KEYS     16
 #define SIM_WIN_MS       60000 /* the longest rolling window */
@@ -36,6 +39,8 @@ struct MHD_Connection;
 #define SIM_MAX_FAULTS   32
 #define SIM_MAX_TOKENS   256
 #define SIM_HIST_SECONDS 120
+#define SIM_TAG_FIRST    91 /* tag ids are 91..120, the ones contacts' tag_ids use */
+#define SIM_TAG_COUNT    30
 
 /* Rolling window: per-ms buckets of accepted requests over the last SIM_WIN_MS. */
 struct sim_win {
@@ -206,7 +211,8 @@ struct sim {
     struct sim_token tokens[SIM_MAX_TOKENS];
     size_t ntokens_next;
     uint64_t token_rng;
-    char auth_codes[8][48]; /* issued by /__admin/authorize, single use */
+    char auth_codes[8][48];  /* issued by /__admin/authorize, single use */
+    struct sim_lists *lists; /* every list but contacts (lists.c) */
 };
 
 /* clock.c-like helpers (limits.c) */
@@ -251,10 +257,82 @@ int sim_format_v1_time(int64_t ms, char *buf, size_t n);
 /* Appends s as a JSON string literal (quotes included). */
 int sim_json_str(struct base_buf *b, const char *s);
 
-/* resources.c: lists other than contacts. path is below /crm/rest; return 0 with *status and
- * body set (errors included), or a negative code when the body could not be built. */
-int sim_res_tags(struct sim *s, struct MHD_Connection *c, bool v2, int *status,
-                 struct base_buf *body);
+/* gen.c: the spec-driven generator (see its file header). */
+enum sim_gen_ov {
+    SIM_OV_NONE = 0,
+    SIM_OV_ID,        /* the record's id */
+    SIM_OV_CREATED,   /* its created time */
+    SIM_OV_UPDATED,   /* its last-updated time (what the incremental filters read) */
+    SIM_OV_EXTRA,     /* its third time (due, sent-opened, next bill, ...) */
+    SIM_OV_EXTRA_END, /* an hour after EXTRA */
+    SIM_OV_CONTACT,   /* the contact it belongs to */
+    SIM_OV_USER,      /* a user's id */
+    SIM_OV_PRODUCT,   /* a product's id */
+    SIM_OV_ORDER,     /* the order it pays */
+    SIM_OV_NAME,
+    SIM_OV_EMAIL,
+    SIM_OV_GIVEN,
+    SIM_OV_FAMILY,
+    SIM_OV_STATUS,
+    SIM_OV_NULL,
+};
+
+struct sim_gen_override {
+    const char *path; /* "id", "contact.id", ... (NULL ends a table) */
+    enum sim_gen_ov ov;
+};
+
+/* One record as the generator sees it. Ids, links and times <= 0 render as null. */
+struct sim_gen_rec {
+    uint64_t rng; /* the stream every other value comes from */
+    bool v2;      /* v2 forms: string ids by schema, "...Z" times */
+    bool cf;      /* include custom_fields where the list makes them optional */
+    int64_t id, created, updated, extra;
+    int64_t contact, user, product, order;
+    const char *name, *email, *given, *family, *status;
+};
+
+struct sim_gen;
+struct sim_gen_node;
+/* Parses the embedded schemas.json. */
+int sim_gen_open(struct sim_gen **out);
+void sim_gen_close(struct sim_gen *g);
+/* Compiles schemas.json entry name ("v1/orders") with its overrides; *key is the list's array
+ * property (owned by g). BASE_ENOTFOUND when there is no such entry. */
+int sim_gen_compile(const struct sim_gen *g, const char *name, const struct sim_gen_override *ovs,
+                    struct sim_gen_node **out, const char **key);
+void sim_gen_free_node(struct sim_gen_node *n);
+/* Appends one record's JSON; advances r->rng. */
+int sim_gen_render(const struct sim_gen_node *n, struct sim_gen_rec *r, struct base_buf *out);
+
+/* lists.c: every list but contacts (README.md has the table). */
+int sim_lists_init(struct sim *s);
+void sim_lists_free(struct sim *s);
+/* Answers GET path (below /crm/rest) if it is a list lists.c serves: 0 with *status and body
+ * set (errors included); BASE_ENOTFOUND if the path is not one of them; < 0 on failure. */
+int sim_lists_handle(struct sim *s, struct MHD_Connection *c, const char *path, int *status,
+                     struct base_buf *body);
+/* /__admin/truth for a resource other than contacts: one line per record as the default list
+ * serves it (v1 with custom fields), or {"id","created_ms","updated_ms","extra_ms"} with meta.
+ * BASE_ENOTFOUND for an unknown resource or version. */
+int sim_lists_truth(struct sim *s, const char *resource, bool v2, bool meta, struct base_buf *body);
+/* /__admin/lists: [{resource, version, path, key, page_cap, filters: {name: {key, until}}}],
+ * every list lists.c serves, for tests that must walk them all. */
+int sim_lists_index(struct sim *s, struct base_buf *body);
+
+/* resources.c: tags and sent emails, the two lists whose records have a fixed shape. */
+int sim_tag_json(struct base_buf *b, int64_t id, bool v2, int64_t created_ms, int64_t updated_ms);
+/* Sent email i of a contact (its id, first address and created time), v1 shape. */
+int sim_email_v1_json(struct base_buf *b, int64_t contact_id, const char *to, int64_t created_ms,
+                      size_t i);
+/* How many sent emails a contact has, and email i's sent time. */
+size_t sim_email_count(int64_t contact_id, const char *to);
+int64_t sim_email_sent_ms(int64_t created_ms, size_t i);
+/* The company name contacts use for company index c (0..6), or NULL. */
+const char *sim_company_name(size_t c);
+
+/* resources.c: /v1/contacts/{id}[/tags|/emails]. path is below /crm/rest; return 0 with
+ * *status and body set (errors included), or a negative code when the body could not be built. */
 int sim_res_contact_sub(struct sim *s, struct MHD_Connection *c, const char *path, int *status,
                         struct base_buf *body);
 /* Formats v1 next/previous links (as unreliable as Keap's, see routes.c). */

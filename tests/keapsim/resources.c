@@ -1,7 +1,10 @@
 /*
- * resources.c: keapsim's lists other than /v1|v2/contacts.
+ * resources.c: the records with a fixed, hand-written shape, and the per-contact lists.
  *
- *   /v1/tags, /v2/tags                  a fixed tag set (the ids contacts' tag_ids use)
+ *   tags                                a fixed tag set (the ids contacts' tag_ids use), served
+ *                                       by lists.c as /v1/tags and /v2/tags
+ *   sent emails                         0..3 per contact with an email address, served here per
+ *                                       contact and by lists.c as /v1/emails (same bytes)
  *   /v1/contacts/{id}                   one contact (optional_properties=custom_fields)
  *   /v1/contacts/{id}/tags              tag applications with date_applied
  *   /v1/contacts/{id}/emails            sent emails, 0..3 per contact, fixed past dates
@@ -18,8 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TAG_FIRST 91
-#define TAG_COUNT 30
+#define TAG_FIRST SIM_TAG_FIRST
 
 static const char *const tag_words[] = {
     "Nurture Subscriber", "Customer", "Lead",    "Webinar", "VIP",
@@ -60,91 +62,30 @@ static int v1_paging(struct MHD_Connection *c, size_t *limit, size_t *offset)
     return 0;
 }
 
-static int tag_v1(struct base_buf *b, int64_t id)
+int sim_tag_json(struct base_buf *b, int64_t id, bool v2, int64_t created_ms, int64_t updated_ms)
 {
     size_t w = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_words);
     size_t cat = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_categories);
-
-    return base_buf_printf(b,
-                           "{\"id\":%" PRId64 ",\"name\":\"%s %" PRId64 "\",\"description\":\"\","
-                           "\"category\":{\"id\":%zu,\"name\":\"%s\",\"description\":\"\"}}",
-                           id, tag_words[w], id, 10 + 2 * cat, tag_categories[cat]);
-}
-
-static int tag_v2(struct base_buf *b, int64_t id)
-{
-    size_t w = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_words);
-    size_t cat = (size_t)(id - TAG_FIRST) % BASE_ARRAY_SIZE(tag_categories);
-
-    return base_buf_printf(
-        b,
-        "{\"id\":\"%" PRId64 "\",\"name\":\"%s %" PRId64 "\",\"description\":\"\","
-        "\"category\":{\"id\":\"%zu\"},\"create_time\":\"2018-06-01T12:00:00.000Z\","
-        "\"update_time\":\"2018-06-01T12:00:00.000Z\"}",
-        id, tag_words[w], id, 10 + 2 * cat);
-}
-
-int sim_res_tags(struct sim *s, struct MHD_Connection *c, bool v2, int *status,
-                 struct base_buf *body)
-{
-    size_t limit, offset, i, end;
+    char created[40], updated[40];
     int rc;
 
-    *status = 200;
-    base_buf_reset(body);
-    if (v2) {
-        const char *ps = qarg(c, "page_size"), *tok = qarg(c, "page_token");
-        uint64_t qhash, off = 0;
-        int64_t n = SIM_PAGE_MAX;
-        char next[64] = "";
-
-        if (ps != NULL && (base_parse_int64(ps, &n) < 0 || n < 1 || n > SIM_PAGE_MAX))
-            n = SIM_PAGE_MAX;
-        qhash = sim_hash_str(0x7A65ULL, "v2tags") ^ (uint64_t)n;
-        if (tok != NULL && *tok != '\0') {
-            rc = sim_page_token_read(s, tok, qhash, &off);
-            if (rc < 0) {
-                *status = 400;
-                return base_buf_printf(body,
-                                       "{\"code\":400,\"message\":\"%s\",\"status\":"
-                                       "\"INVALID_ARGUMENT\",\"details\":[]}",
-                                       rc == BASE_ERANGE ? "Page token has expired"
-                                                         : "Invalid page token");
-            }
-        }
-        rc = base_buf_puts(body, "{\"tags\":[");
-        end = off + (uint64_t)n < TAG_COUNT ? (size_t)off + (size_t)n : TAG_COUNT;
-        for (i = (size_t)off; rc == 0 && i < end; i++) {
-            if (i > off)
-                rc = base_buf_puts(body, ",");
-            if (rc == 0)
-                rc = tag_v2(body, TAG_FIRST + (int64_t)i);
-        }
-        if (end < TAG_COUNT)
-            sim_page_token_make(s, qhash, end, next, sizeof(next));
-        if (rc == 0)
-            rc = base_buf_printf(body, "],\"next_page_token\":\"%s\"}", next);
+    if (!v2)
+        return base_buf_printf(b,
+                               "{\"id\":%" PRId64 ",\"name\":\"%s %" PRId64
+                               "\",\"description\":\"\","
+                               "\"category\":{\"id\":%zu,\"name\":\"%s\",\"description\":\"\"}}",
+                               id, tag_words[w], id, 10 + 2 * cat, tag_categories[cat]);
+    rc = base_time_format(created_ms, created, sizeof(created));
+    if (rc == 0)
+        rc = base_time_format(updated_ms, updated, sizeof(updated));
+    if (rc < 0)
         return rc;
-    }
-    if (v1_paging(c, &limit, &offset) < 0) {
-        *status = 400;
-        return base_buf_puts(body, "{\"message\":\"Invalid limit or offset\"}");
-    }
-    rc = base_buf_puts(body, "{\"tags\":[");
-    end = offset < TAG_COUNT ? (TAG_COUNT - offset < limit ? TAG_COUNT : offset + limit) : offset;
-    for (i = offset; rc == 0 && i < end; i++) {
-        if (i > offset)
-            rc = base_buf_puts(body, ",");
-        if (rc == 0)
-            rc = tag_v1(body, TAG_FIRST + (int64_t)i);
-    }
-    if (rc == 0)
-        rc = base_buf_printf(body, "],\"count\":%d,", TAG_COUNT);
-    if (rc == 0)
-        rc = sim_v1_links(body, c, "/v1/tags", end > offset ? end - offset : 0, offset, limit);
-    if (rc == 0)
-        rc = base_buf_puts(body, "}");
-    return rc;
+    return base_buf_printf(b,
+                           "{\"id\":\"%" PRId64 "\",\"name\":\"%s %" PRId64
+                           "\",\"description\":\"\","
+                           "\"category\":{\"id\":\"%zu\"},\"create_time\":\"%s\","
+                           "\"update_time\":\"%s\"}",
+                           id, tag_words[w], id, 10 + 2 * cat, created, updated);
 }
 
 static int contact_tags(struct MHD_Connection *c, int64_t id, const struct sim_contact_info *in,
@@ -186,11 +127,56 @@ static int contact_tags(struct MHD_Connection *c, int64_t id, const struct sim_c
     return rc;
 }
 
+size_t sim_email_count(int64_t contact_id, const char *to)
+{
+    return to != NULL && to[0] != '\0' ? (size_t)(contact_id % 4) : 0;
+}
+
+int64_t sim_email_sent_ms(int64_t created_ms, size_t i)
+{
+    return created_ms + (int64_t)(i + 1) * 86400 * 1000;
+}
+
+int sim_email_v1_json(struct base_buf *b, int64_t contact_id, const char *to, int64_t created_ms,
+                      size_t i)
+{
+    int64_t at = sim_email_sent_ms(created_ms, i);
+    char sent[40], opened[40];
+    int rc;
+
+    rc = sim_format_v1_time(at, sent, sizeof(sent));
+    if (rc == 0)
+        rc = sim_format_v1_time(at + 7200 * 1000, opened, sizeof(opened));
+    if (rc == 0)
+        rc = base_buf_printf(b,
+                             "{\"clicked_date\":null,\"contact_id\":%" PRId64
+                             ",\"headers\":null,\"id\":%" PRId64 ",\"opened_date\":",
+                             contact_id, contact_id * 10 + (int64_t)i);
+    if (rc == 0)
+        rc = (i % 2 == 0) ? base_buf_printf(b, "\"%s\"", opened) : base_buf_puts(b, "null");
+    if (rc == 0)
+        rc = base_buf_printf(b,
+                             ",\"original_provider\":\"INFUSIONSOFT\",\"original_provider_id\":"
+                             "null,\"received_date\":\"%s\",\"sent_date\":\"%s\","
+                             "\"sent_from_address\":\"news@keapsim.example\","
+                             "\"sent_from_reply_address\":\"news@keapsim.example\","
+                             "\"sent_to_address\":",
+                             sent, sent);
+    if (rc == 0)
+        rc = sim_json_str(b, to);
+    if (rc == 0)
+        rc = base_buf_printf(b,
+                             ",\"sent_to_bcc_addresses\":null,\"sent_to_cc_addresses\":null,"
+                             "\"subject\":\"Update %zu\"}",
+                             i + 1);
+    return rc;
+}
+
 static int contact_emails(struct MHD_Connection *c, int64_t id, const struct sim_contact_info *in,
                           int *status, struct base_buf *body)
 {
-    size_t limit, offset, i, end, n = in->email[0] ? (size_t)(id % 4) : 0;
-    char sent[40], opened[40], path[64];
+    size_t limit, offset, i, end, n = sim_email_count(id, in->email);
+    char path[64];
     int rc;
 
     if (v1_paging(c, &limit, &offset) < 0) {
@@ -201,34 +187,9 @@ static int contact_emails(struct MHD_Connection *c, int64_t id, const struct sim
     rc = base_buf_printf(body, "{\"count\":%zu,\"emails\":[", n);
     end = offset < n ? (n - offset < limit ? n : offset + limit) : offset;
     for (i = offset; rc == 0 && i < end; i++) {
-        int64_t at = in->created_ms + (int64_t)(i + 1) * 86400 * 1000;
-
-        rc = sim_format_v1_time(at, sent, sizeof(sent));
+        rc = base_buf_puts(body, i > offset ? "," : "");
         if (rc == 0)
-            rc = sim_format_v1_time(at + 7200 * 1000, opened, sizeof(opened));
-        if (rc == 0)
-            rc = base_buf_printf(body,
-                                 "%s{\"clicked_date\":null,\"contact_id\":%" PRId64
-                                 ",\"headers\":null,\"id\":%" PRId64 ",\"opened_date\":",
-                                 i > offset ? "," : "", id, id * 10 + (int64_t)i);
-        if (rc == 0)
-            rc = (i % 2 == 0) ? base_buf_printf(body, "\"%s\"", opened)
-                              : base_buf_puts(body, "null");
-        if (rc == 0)
-            rc = base_buf_printf(body,
-                                 ",\"original_provider\":\"INFUSIONSOFT\",\"original_provider_id\":"
-                                 "null,\"received_date\":\"%s\",\"sent_date\":\"%s\","
-                                 "\"sent_from_address\":\"news@keapsim.example\","
-                                 "\"sent_from_reply_address\":\"news@keapsim.example\","
-                                 "\"sent_to_address\":",
-                                 sent, sent);
-        if (rc == 0)
-            rc = sim_json_str(body, in->email);
-        if (rc == 0)
-            rc = base_buf_printf(body,
-                                 ",\"sent_to_bcc_addresses\":null,\"sent_to_cc_addresses\":null,"
-                                 "\"subject\":\"Update %zu\"}",
-                                 i + 1);
+            rc = sim_email_v1_json(body, id, in->email, in->created_ms, i);
     }
     if (rc == 0)
         rc = base_buf_puts(body, "],");

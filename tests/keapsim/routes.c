@@ -760,19 +760,23 @@ static void api_route(struct sim *s, struct MHD_Connection *c, const char *metho
         reply_v1_error(rp, 405, "Method not allowed");
         return;
     }
-    if (strcmp(path, "/v1/contacts") == 0 || strcmp(path, "/v1/contacts/") == 0)
+    if (strcmp(path, "/v1/contacts") == 0 || strcmp(path, "/v1/contacts/") == 0) {
         v1_contacts(s, c, rp);
-    else if (strcmp(path, "/v2/contacts") == 0 || strcmp(path, "/v2/contacts/") == 0)
+        return;
+    }
+    if (strcmp(path, "/v2/contacts") == 0 || strcmp(path, "/v2/contacts/") == 0) {
         v2_contacts(s, c, rp);
-    else if (strcmp(path, "/v1/tags") == 0 || strcmp(path, "/v2/tags") == 0)
-        rc = sim_res_tags(s, c, path[2] == '2', &rp->status, &rp->body);
-    else if (strncmp(path, "/v1/contacts/", 13) == 0)
+        return;
+    }
+    if (strncmp(path, "/v1/contacts/", 13) == 0)
         rc = sim_res_contact_sub(s, c, path, &rp->status, &rp->body);
-    else if (strncmp(path, "/v2/", 4) == 0)
-        reply_v2_error(rp, 404, "NOT_FOUND", "Not found");
     else
+        rc = sim_lists_handle(s, c, path, &rp->status, &rp->body); /* the other lists */
+    if (rc == BASE_ENOTFOUND && strncmp(path, "/v2/", 4) == 0)
+        reply_v2_error(rp, 404, "NOT_FOUND", "Not found");
+    else if (rc == BASE_ENOTFOUND)
         reply_v1_error(rp, 404, "Not found");
-    if (rc < 0)
+    else if (rc < 0)
         reply_v1_error(rp, 500, "An error occurred while processing the request");
 }
 
