@@ -134,6 +134,7 @@ struct sched_job {
     uint64_t submit_seq;
     bool end_known;          /* the worker saw the window's last page */
     int failures;            /* pages fetched again at the current cursor position */
+    int token_restarts;      /* v2 windows restarted for a refused page token, this run */
     struct sched_cursor cur; /* worker-owned (see file comment) */
     /* child streams (loop-owned): the batch of parent ids being fanned out */
     bool child;
@@ -368,11 +369,12 @@ static int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
     if (rc == 0 && c->have_done)
         rc = base_buf_printf(out, ",\"parent_done\":%" PRId64, c->done_through);
     if (rc == 0 && c->page_token != NULL) {
-        char *tok = cJSON_PrintUnformatted(cJSON_CreateStringReference(c->page_token));
+        cJSON *item = cJSON_CreateStringReference(c->page_token);
+        char *tok = item ? cJSON_PrintUnformatted(item) : NULL;
 
-        /* cJSON_CreateStringReference leaks nothing: the item owns no string. */
         rc = tok ? base_buf_printf(out, ",\"page_token\":%s", tok) : BASE_ENOMEM;
         cJSON_free(tok);
+        cJSON_Delete(item); /* frees the item, not the referenced token */
     }
     if (rc == 0)
         rc = base_buf_puts(out, "}}");
@@ -855,6 +857,8 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         job->res->skipped += op->pres.skipped;
         job->res->mismatches += op->mismatches;
         job->failures = 0;
+        if (pg->page_token != NULL)
+            job->token_restarts = 0; /* a token worked: refusals are expiry, not a loop */
         if (job->child) {
             /* Parents fan out side by side: the pipeline opens fully after one commit. */
             job->depth = s->opt->max_depth;
@@ -883,6 +887,7 @@ static void op_page_done(struct sched *s, struct sched_op *op)
             snprintf(why, sizeof(why),
                      "could not parse page at offset %" PRId64 " of \"%s\" after %d attempts: %s",
                      pg->offset, job->def->name, job->failures, op->err.msg);
+            base_log_error("%s", why);
             job_set_state(job, SCHED_JOB_FAILED, why);
         } else {
             job_resync(job);
@@ -1214,6 +1219,8 @@ static void job_fail_page(struct sched_job *job, struct sched_page *pg, const ch
     snprintf(why, sizeof(why), "could not fetch page at offset %" PRId64 " of \"%s\": %s",
              pg->offset, job->def->name, reason);
     base_log_error("%s", why);
+    /* Its response is in hand: let job_drop_pages free it rather than wait for one. */
+    pg->state = PAGE_WANT;
     job_set_state(job, SCHED_JOB_FAILED, why);
 }
 
@@ -1281,7 +1288,17 @@ static void response_cb(struct http_response *resp, void *data)
     case KEAP_OUTCOME_RETRY:
         if (v.outcome == KEAP_OUTCOME_BAD_TOKEN && job->def->api == KEAP_API_V2 &&
             pg->page_token != NULL) {
-            /* The saved page token expired: read the window again from its start. */
+            /* The saved page token expired: read the window again from its start. A token
+             * refused again and again is not expiry: stop rather than loop. */
+            if (++job->token_restarts > s->opt->max_attempts) {
+                char why[300];
+
+                snprintf(why, sizeof(why),
+                         "page tokens keep being refused (%s), %d restarts of the window", v.reason,
+                         job->token_restarts - 1);
+                job_fail_page(job, pg, why);
+                break;
+            }
             base_log_warning("job \"%s\": %s; restarting the window", job->def->name, v.reason);
             free(job->cur.page_token);
             job->cur.page_token = NULL;
@@ -1356,9 +1373,11 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
             .page_token = pg->page_token,
             .order_by = def->order,
             .filter_since_field = def->filter_since,
-            .since_ms = def->incremental && pg->page_token == NULL ? c->since_ms : -1,
+            /* Every page repeats the query the token was minted for (as Google-style
+             * page tokens require); only the token changes. */
+            .since_ms = def->incremental ? c->since_ms : -1,
             .filter_until_field = def->filter_until,
-            .until_ms = def->incremental && pg->page_token == NULL ? c->until_ms : -1,
+            .until_ms = def->incremental ? c->until_ms : -1,
             .fields = NULL,
         };
         return keap_build_v2_url(url, s->opt->base_url, ep, &q);
@@ -1380,6 +1399,7 @@ static int send_page(struct sched *s, struct sched_page *pg)
     }
     req.method = "GET";
     req.url = url.data;
+    base_log_debug("job \"%s\": GET %s", job->def->name, url.data);
     req.headers = (const char *const *)s->auth_headers;
     rc = http_send(s->http, &req, response_cb, pg);
     base_buf_free(&url);

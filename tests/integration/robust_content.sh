@@ -37,7 +37,7 @@ run_phase() {
     KEAPSYNC_JOBS="$2" "$KS" run >"$OUT" 2>"$ERR" || RC=$?
     FIRED=$(($(ksim_stat .faults) - before))
     cat "$OUT" >&2
-    grep -v ' INFO: ' "$ERR" | head -5 >&2 || true
+    grep -vE ' (INFO|WARNING): ' "$ERR" | head -20 >&2 || true
     NUL=$(sed -n 's/^job .*, \([0-9][0-9]*\) NUL characters replaced.*/\1/p' "$OUT")
     NUL=${NUL:-0}
     it_log "$name: keapsim injected $FIRED faults"

@@ -46,6 +46,7 @@ phase() {
     t1=$(date +%s%N)
     fired=$(($(ksim_stat .faults) - before))
     cat "$IT_TMP/$name.out" >&2
+    grep -vE ' (INFO|WARNING): ' "$IT_TMP/$name.err" | head -20 >&2 || true
     it_log "$name: $fired faults injected, $(( (t1 - t0) / 1000000 )) ms"
     eq "$name: run exits 0" 0 "$rc"
     check "$name: keapsim injected the fault ($fired times)" test "$fired" -gt 0
@@ -63,13 +64,13 @@ phase() {
        "$(sql "SELECT state->'window' FROM keapsync.checkpoints WHERE job = '$job'")"
 }
 
-rate=0.2
+rate=0.25
 phase malformed v1 "malformed:$rate"
 phase truncate v1 "truncate:$rate"
 phase html v1 "html:$rate"
 phase reset v1 "reset:$rate"
 phase 5xx v1 "5xx=503:$rate"
-phase 429-bare v1 "429-bare:0.1"
+phase 429-bare v1 "429-bare:0.2"
 phase no-headers v1 "no-headers:$rate"
 phase blank-headers v1 "blank-headers:$rate"
 phase drip v1 "drip=2:$rate"
