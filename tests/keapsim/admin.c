@@ -317,6 +317,41 @@ static int admin_revoke(struct sim *s, struct MHD_Connection *c, int *status, st
     return base_buf_printf(body, "{\"revoked\":true,\"delay_ms\":%" PRId64 "}", d);
 }
 
+/* GET: the limits in force. POST ?limits=A/s,B/min,C/day[&tenant=D/min]: change them now
+ * (windows keep their counts; a lower ceiling applies from the next request). */
+static int admin_limits(struct sim *s, struct MHD_Connection *c, bool post, int *status,
+                        struct base_buf *body)
+{
+    const char *spec = qarg(c, "limits"), *tenant = qarg(c, "tenant");
+    struct sim_limits next;
+
+    pthread_mutex_lock(&s->mu);
+    next = s->cfg.lim;
+    pthread_mutex_unlock(&s->mu);
+    if (post) {
+        if (spec == NULL && tenant == NULL)
+            return body_msg(body, status, 400, "limits or tenant is required");
+        if (spec != NULL && sim_limits_parse(spec, &next) < 0)
+            return body_msg(body, status, 400,
+                            "limits must look like 10/s,240/min,30000/day (0 turns one off)");
+        if (tenant != NULL) {
+            struct sim_limits t = {0, 0, 0, 0};
+
+            if (sim_limits_parse(tenant, &t) < 0)
+                return body_msg(body, status, 400, "tenant must look like 10000/min");
+            next.tenant_per_min = t.per_min;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->cfg.lim = next;
+        pthread_mutex_unlock(&s->mu);
+    }
+    *status = 200;
+    return base_buf_printf(body,
+                           "{\"per_second\":%" PRId64 ",\"per_minute\":%" PRId64
+                           ",\"per_day\":%" PRId64 ",\"tenant_per_minute\":%" PRId64 "}",
+                           next.per_s, next.per_min, next.per_day, next.tenant_per_min);
+}
+
 static void random_token(struct sim *s, const char *prefix, char *out, size_t n)
 {
     uint64_t a = sim_rng_next(&s->token_rng), b = sim_rng_next(&s->token_rng);
@@ -366,6 +401,8 @@ int sim_admin_handle(struct sim *s, const char *method, const char *path, struct
         return admin_clock(s, c, method, status, body);
     if (strcmp(path, "/__admin/faults") == 0)
         return admin_faults(s, c, method, status, body);
+    if (strcmp(path, "/__admin/limits") == 0 && (get || post))
+        return admin_limits(s, c, post, status, body);
     if (strcmp(path, "/__admin/revoke") == 0 && post)
         return admin_revoke(s, c, status, body);
     if (strcmp(path, "/__admin/oauth/code") == 0 && post)
