@@ -39,13 +39,13 @@ fi
 echo "== keapsim with $size contacts"
 # A made-up key for the simulator; a real one would come from Keap's developer settings.
 export KEAP_API_KEY="quickstart-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-rm -f "$state/keapsim.out"
-build/keapsim --port 0 --seed 2024 --size "$size" --api-key "$KEAP_API_KEY" >"$state/keapsim.out" 2>"$state/keapsim.err" &
+: >"$state/keapsim.out"
+build/keapsim --port 0 --seed 2024 --size "$size" --api-key "$KEAP_API_KEY" >>"$state/keapsim.out" 2>"$state/keapsim.err" &
 ksim=$!
 trap 'kill $ksim 2>/dev/null || true' EXIT
 port=""
 for _ in $(seq 1 100); do
-    port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$state/keapsim.out" | head -1)
+    port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$state/keapsim.out" 2>/dev/null | head -1 || true)
     [ -n "$port" ] && break
     sleep 0.05
 done

@@ -138,7 +138,7 @@ for n in $sizes; do
     deadline=$((SECONDS + 60 + n / 10000))
     while [ -z "$port" ] && [ $SECONDS -lt $deadline ]; do
         kill -0 "$sim_pid" 2>/dev/null || break
-        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$sim_out" | head -1)
+        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$sim_out" 2>/dev/null | head -1 || true)
         [ -n "$port" ] || sleep 0.1
     done
     [ -n "$port" ] || {

@@ -146,7 +146,7 @@ ksim_start() {
     KSIM_PID=$!
     PIDS+=("$KSIM_PID")
     for _ in $(seq 1 200); do
-        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" | head -1)
+        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1 || true)
         [ -n "$port" ] && break
         sleep 0.05
     done

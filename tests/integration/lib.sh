@@ -75,11 +75,12 @@ sql() { psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
 # KEAP_BASE_URL; the process is killed at exit.
 it_keapsim() {
     local out="$IT_TMP/keapsim.$RANDOM.out" port="" i
-    "$KSIM" --port 0 "$@" >"$out" 2>"$out.err" &
+    : >"$out"
+    "$KSIM" --port 0 "$@" >>"$out" 2>"$out.err" &
     KSIM_PID=$!
     IT_PIDS+=("$KSIM_PID")
     for i in $(seq 1 100); do
-        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" | head -1)
+        port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1 || true)
         [ -n "$port" ] && break
         sleep 0.05
     done
