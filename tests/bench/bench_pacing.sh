@@ -23,7 +23,7 @@
 #               accepted requests (polled every 15 s, as keapsim keeps only 120 s of it).
 #   useful      an accepted (non-429) request: a page the sync needed.
 #
-# Environment: BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
+# Environment: BENCH_ARRIVAL_JITTER (0 ms), BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
 # (50:30, ms:jitter), BENCH_PAGE (10), BENCH_SIZE (20000 contacts), BENCH_INFLIGHT,
 # BENCH_SEED (7), BENCH_RETRY_AFTER (off; on or 0: keapsim's --retry-after), BENCH_PHASES ("paced shared reactive"), BENCH_KEEP=1 to keep the work folder
 # (client logs, keapsim snapshots) for a post-mortem; KEAPSYNC_LOG_LEVEL passes through.
@@ -36,6 +36,9 @@ BUILD=$(cd "${1:-$SRC/build}" && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-130}
 BENCH_LIMITS=${BENCH_LIMITS:-20/s,300/min,30000/day}
 BENCH_LATENCY=${BENCH_LATENCY:-50:30}
+# Requests reach keapsim's windows 0..N ms after they were sent (keapsim --arrival-jitter):
+# the jitter the rolling windows' margins are there for.
+BENCH_ARRIVAL_JITTER=${BENCH_ARRIVAL_JITTER:-0}
 BENCH_PAGE=${BENCH_PAGE:-10}
 BENCH_SIZE=${BENCH_SIZE:-20000}
 BENCH_SEED=${BENCH_SEED:-7}
@@ -142,7 +145,8 @@ done
 ksim_start() {
     local out="$TMP/$1.keapsim.out" port=""
     "$KSIM" --port 0 --seed "$BENCH_SEED" --size "$BENCH_SIZE" --api-key-file "$TMP/key" \
-        --limits "$BENCH_LIMITS" --latency "$BENCH_LATENCY" --retry-after "$BENCH_RETRY_AFTER" --quiet >"$out" 2>"$out.err" &
+        --limits "$BENCH_LIMITS" --latency "$BENCH_LATENCY" --arrival-jitter "$BENCH_ARRIVAL_JITTER" \
+        --retry-after "$BENCH_RETRY_AFTER" --quiet >"$out" 2>"$out.err" &
     KSIM_PID=$!
     PIDS+=("$KSIM_PID")
     for _ in $(seq 1 200); do
@@ -297,10 +301,10 @@ client_lines() {
     done
 }
 
-say "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_LIMITS=$BENCH_LIMITS BENCH_LATENCY=$BENCH_LATENCY" \
+say "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_LIMITS=$BENCH_LIMITS BENCH_LATENCY=$BENCH_LATENCY BENCH_ARRIVAL_JITTER=$BENCH_ARRIVAL_JITTER" \
     "BENCH_PAGE=$BENCH_PAGE BENCH_SIZE=$BENCH_SIZE BENCH_INFLIGHT=$BENCH_INFLIGHT" \
     "BENCH_SEED=$BENCH_SEED BENCH_RETRY_AFTER=$BENCH_RETRY_AFTER BENCH_PHASES=\"$BENCH_PHASES\" $0 $BUILD"
-say "keapsim: --limits $BENCH_LIMITS --latency $BENCH_LATENCY --retry-after $BENCH_RETRY_AFTER --size $BENCH_SIZE --seed $BENCH_SEED" \
+say "keapsim: --limits $BENCH_LIMITS --latency $BENCH_LATENCY --arrival-jitter $BENCH_ARRIVAL_JITTER --retry-after $BENCH_RETRY_AFTER --size $BENCH_SIZE --seed $BENCH_SEED" \
     "(a fresh process per phase); keapsync: KEAPSYNC_LIMITS=$BENCH_LIMITS, page size $BENCH_PAGE"
 say "each phase runs $BENCH_SECONDS s after keapsim accepts its first request; figures are keapsim's"
 

@@ -171,6 +171,7 @@ struct sim_config {
     size_t size;
     struct sim_limits lim;
     int64_t latency_ms, jitter_ms;
+    int64_t arrival_jitter_ms; /* requests reach the windows 0..N ms after they were sent */
     double mutate_rate;      /* mutations per second by a background thread; 0: none */
     int64_t token_ttl_s;     /* v2 page tokens */
     int64_t access_ttl_s;    /* OAuth2 access tokens */

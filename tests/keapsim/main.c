@@ -18,6 +18,7 @@ static const char usage[] =
     "usage: keapsim --port N [--port-file PATH] [--api-key KEY]... [--api-key-file PATH]\n"
     "               [--seed S] [--size CONTACTS] [--limits 10/s,240/min,30000/day]\n"
     "               [--tenant-limits 10000/min] [--no-limits] [--latency MS[:JITTER]]\n"
+    "               [--arrival-jitter MS]\n"
     "               [--mutate-rate N] [--token-ttl S] [--access-ttl S] [--revoke-delay MS]\n"
     "               [--retry-after on|off|0] [--fault kind[=P]:rate[:endpoint]]...\n"
     "               [--client-id ID] [--client-secret SECRET] [--quiet]\n";
@@ -152,6 +153,8 @@ static int parse_args(int argc, char **argv, struct sim_config *cfg, struct sim_
             tenant_set = true;
         } else if (strcmp(a, "--latency") == 0) {
             rc = parse_latency(v, cfg);
+        } else if (strcmp(a, "--arrival-jitter") == 0) {
+            rc = parse_i64_arg(a, v, 0, &cfg->arrival_jitter_ms);
         } else if (strcmp(a, "--mutate-rate") == 0) {
             rc = base_parse_double(v, &cfg->mutate_rate);
             if (rc == 0 && (cfg->mutate_rate < 0 || cfg->mutate_rate > 100000))

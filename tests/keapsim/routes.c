@@ -882,8 +882,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (sim_token_handle(s, c, rq->upload.data, rq->upload.len, &rp.status, &rp.body) < 0)
             reply_text(&rp, 500, "{\"error\":\"server_error\"}");
     } else if (strncmp(url, "/crm/rest/", 10) == 0) {
-        int64_t delay = 0;
+        int64_t delay = 0, upstream = 0;
 
+        if (s->cfg.arrival_jitter_ms > 0) {
+            /* The network before the gateway: the request arrives (and is counted) a
+             * uniform 0..N ms after it was sent, so a client's even spacing reaches the
+             * windows unevenly, as it does at Keap. */
+            pthread_mutex_lock(&s->mu);
+            upstream =
+                (int64_t)(sim_rng_next(&s->fault_rng) % (uint64_t)(s->cfg.arrival_jitter_ms + 1));
+            pthread_mutex_unlock(&s->mu);
+            sleep_us(upstream * 1000);
+        }
         api_request(s, c, method, url + 9, &rp);
         if (s->cfg.latency_ms > 0 || s->cfg.jitter_ms > 0) {
             pthread_mutex_lock(&s->mu);
@@ -897,7 +907,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (rp.fault.kind == SIM_FAULT_LATENCY)
             delay += rp.fault.param ? rp.fault.param : 2000;
         /* counted at arrival, then delayed */
-        sleep_us(delay * 1000 - (mono_us() - rq->arrival_us));
+        sleep_us(delay * 1000 - (mono_us() - rq->arrival_us - upstream * 1000));
     } else {
         reply_v1_error(&rp, 404, "Not found");
     }

@@ -268,6 +268,41 @@ static void test_even_spacing(void **state)
     }
 }
 
+/* When the minute binds, sends are spaced for at most twice its average rate, so the
+ * rolling minute never replays a burst at the second's ceiling; when it does not bind, the
+ * second's own spacing applies. */
+static void test_burst_cap(void **state)
+{
+    struct {
+        double per_sec;
+        int64_t per_min;
+        double expect_rate;
+    } cases[] = {
+        {20, 300, 2.0 * 300 / 60}, /* the benchmark limits: 10/s, not 20/s */
+        {10, 240, 2.0 * 240 / 60}, /* Keap's: 8/s */
+        {10, 100000, 10},          /* the minute cannot bind: the second's spacing */
+    };
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+
+    (void)state;
+    for (size_t c = 0; c < BASE_ARRAY_SIZE(cases); c++) {
+        struct pace *p = make(cases[c].per_sec, cases[c].per_min, 0, 0);
+        double gap = (double)PACE_SECOND_SPAN_MS / cases[c].expect_rate;
+        uint64_t now = T0, prev = 0;
+
+        for (int i = 0; i < 40; i++) {
+            uint64_t at = admit_next(p, &now, wall);
+
+            if (i > 0) {
+                assert_true((double)(at - prev) >= floor(gap));
+                assert_true((double)(at - prev) <= ceil(gap));
+            }
+            prev = at;
+        }
+        pace_free(p);
+    }
+}
+
 /* A fractional ceiling: even spacing alone would put 3 in some second at 2.5/s. */
 static void test_fractional_rate(void **state)
 {
@@ -293,6 +328,8 @@ static void test_fractional_rate(void **state)
 static void test_all_or_nothing(void **state)
 {
     const uint64_t span = 60000 + default_margin();
+    /* 5/min binds: sends are spaced for twice its average rate, 1025 ms / (2 * 5 / 60) */
+    const uint64_t S = (uint64_t)ceil(PACE_SECOND_SPAN_MS / (2.0 * 5 / 60));
     struct pace *p = make(1, 5, 100, 0);
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
     uint64_t t = T0;
@@ -311,17 +348,17 @@ static void test_all_or_nothing(void **state)
     /* refused by the spike window: no token spent, the minute not counted */
     d = pace_acquire(p, t + 500, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + PACE_SECOND_SPAN_MS);
+    assert_int_equal(d.retry_mono_ms, t + S);
     assert_int_equal(pace_unspent(p), 1);
-    assert_int_equal(pace_acquire(p, t + PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + S, wall).verdict, PACE_GO);
     /* refused for want of tokens: the spike window must not have moved */
-    assert_int_equal(pace_acquire(p, t + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_NEED_GRANT);
+    assert_int_equal(pace_acquire(p, t + 2 * S, wall).verdict, PACE_NEED_GRANT);
     pace_grant(p, wall, 10);
-    assert_int_equal(pace_acquire(p, t + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 3 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 4 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 2 * S, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 3 * S, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 4 * S, wall).verdict, PACE_GO);
     /* the minute holds exactly 5: the refusals above were not counted in it */
-    d = pace_acquire(p, t + 5 * PACE_SECOND_SPAN_MS, wall);
+    d = pace_acquire(p, t + 5 * S, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, t + span);
     assert_int_equal(pace_unspent(p), 12 - 5);
@@ -439,6 +476,8 @@ static void test_day_budget_reserve(void **state)
 static void test_refund(void **state)
 {
     const uint64_t span = 60000 + default_margin();
+    /* 3/min binds: sends are spaced 1025 ms / (2 * 3 / 60) apart */
+    const uint64_t S = (uint64_t)ceil(PACE_SECOND_SPAN_MS / (2.0 * 3 / 60));
     struct pace *p = make(10, 3, 100, 0);
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
     uint64_t t = T0;
@@ -448,32 +487,32 @@ static void test_refund(void **state)
     (void)state;
     pace_grant(p, wall, 10);
     assert_int_equal(pace_acquire(p, t, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 103, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 206, wall).verdict, PACE_GO);
-    assert_int_equal(pace_acquire(p, t + 309, wall).verdict, PACE_WAIT);
-    pace_refund(p, t + 206, wall);
+    assert_int_equal(pace_acquire(p, t + S, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 2 * S, wall).verdict, PACE_GO);
+    assert_int_equal(pace_acquire(p, t + 3 * S, wall).verdict, PACE_WAIT);
+    pace_refund(p, t + 2 * S, wall);
     assert_int_equal(pace_unspent(p), 8);
     pace_get_stats(p, &st);
     assert_int_equal(st.refunded, 1);
     assert_int_equal(st.day_spent, 2);
     assert_int_equal(st.day_left, 100 - 2);
     /* the minute has room again */
-    assert_int_equal(pace_acquire(p, t + 309, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 412, wall);
+    assert_int_equal(pace_acquire(p, t + 3 * S, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 4 * S, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, t + span);
     /* refunding the oldest frees the slot it held, not a later one */
     pace_refund(p, t, wall);
-    assert_int_equal(pace_acquire(p, t + 412, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 412, wall);
+    assert_int_equal(pace_acquire(p, t + 4 * S, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 4 * S, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 103 + span);
+    assert_int_equal(d.retry_mono_ms, t + S + span);
     /* the refunded spike slot of the latest admission is given back too */
-    pace_refund(p, t + 412, wall);
-    assert_int_equal(pace_acquire(p, t + 412, wall).verdict, PACE_GO);
-    d = pace_acquire(p, t + 412, wall);
+    pace_refund(p, t + 4 * S, wall);
+    assert_int_equal(pace_acquire(p, t + 4 * S, wall).verdict, PACE_GO);
+    d = pace_acquire(p, t + 4 * S, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 103 + span);
+    assert_int_equal(d.retry_mono_ms, t + S + span);
     pace_free(p);
 
     /* with only the spike window: the refunded slot is free at once, no spacing lost */
@@ -1015,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_even_spacing),
         cmocka_unit_test(test_all_or_nothing),
         cmocka_unit_test(test_fractional_rate),
+        cmocka_unit_test(test_burst_cap),
         cmocka_unit_test(test_midnight_rollover),
         cmocka_unit_test(test_midnight_stale_answers),
         cmocka_unit_test(test_day_budget_reserve),
