@@ -28,9 +28,9 @@ struct http_header {
 };
 
 struct http_response {
-    long status;         /* HTTP status, 0 when the transport failed */
-    int transport_error; /* CURLcode; 0 = CURLE_OK */
-    char error[256];     /* curl's message when transport_error != 0, else "" */
+    long status;          /* HTTP status, 0 when the transport failed */
+    int transport_error;  /* CURLcode; 0 = CURLE_OK */
+    char error[256];      /* curl's message when transport_error != 0, else "" */
     struct base_buf body; /* capped at the client's max_body; see http_done_cb for ownership */
     struct http_header *headers; /* the final response's headers (not of redirects/100s) */
     size_t nheaders;
@@ -50,19 +50,19 @@ struct http_response {
 typedef void (*http_done_cb)(struct http_response *resp, void *data);
 
 struct http_options {
-    size_t max_body;       /* cap for a response body; exceeding it fails the call */
+    size_t max_body;         /* cap for a response body; exceeding it fails the call */
     long connect_timeout_ms; /* 0: 10 s */
-    long timeout_ms;       /* whole transfer; 0: 120 s */
-    long low_speed_time_s; /* abort when slower than 1 byte/s for this long; 0: 30 s */
-    int max_connections;   /* CURLMOPT_MAX_TOTAL_CONNECTIONS; 0: 16 */
-    const char *user_agent; /* NULL: "keapsync/<version>" */
+    long timeout_ms;         /* whole transfer; 0: 120 s */
+    long low_speed_time_s;   /* abort when slower than 1 byte/s for this long; 0: 30 s */
+    int max_connections;     /* CURLMOPT_MAX_TOTAL_CONNECTIONS; 0: 16 */
+    const char *user_agent;  /* NULL: "keapsync/<version>" */
 };
 
 struct http_request {
-    const char *method;              /* NULL or "GET"; "POST" sends body */
-    const char *url;                 /* copied by http_send */
-    const char *const *headers;      /* NULL-terminated "Name: value" lines; copied; may be NULL */
-    const char *body;                /* copied; POST only */
+    const char *method;         /* NULL or "GET"; "POST" sends body */
+    const char *url;            /* copied by http_send */
+    const char *const *headers; /* NULL-terminated "Name: value" lines; copied; may be NULL */
+    const char *body;           /* copied; POST only */
     size_t body_len;
 };
 

@@ -67,14 +67,13 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
 /* The job's checkpoint JSON text (malloc'd, caller frees), or NULL when there is none. */
 int store_checkpoint_load(struct store *s, const char *job, char **json, struct base_err *err);
 /* Saves a checkpoint on its own (outside a page), e.g. when a window closes empty. */
-int store_checkpoint_save(struct store *s, const char *job, const char *json,
-                          struct base_err *err);
+int store_checkpoint_save(struct store *s, const char *job, const char *json, struct base_err *err);
 /* Deletes the checkpoint (a full re-sync of the job). */
 int store_checkpoint_reset(struct store *s, const char *job, struct base_err *err);
 
 struct store_page {
     const struct store_table *table;
-    const char *rows;  /* COPY text lines: id, columns..., data */
+    const char *rows; /* COPY text lines: id, columns..., data */
     size_t rows_len;
     int64_t nrows;
     const char *job;        /* for the checkpoint */
@@ -95,8 +94,8 @@ struct store_page_result {
  * WHERE not older, the checkpoint upsert, the ledger's spend. All or nothing; on error the
  * transaction is rolled back and err says why.
  */
-int store_commit_page(struct store *s, const struct store_page *page,
-                      struct store_page_result *res, struct base_err *err);
+int store_commit_page(struct store *s, const struct store_page *page, struct store_page_result *res,
+                      struct base_err *err);
 
 /*
  * Reserves up to want requests of tenant's UTC day without letting reserved exceed budget.
@@ -112,8 +111,8 @@ int store_ledger_release(struct store *s, const char *tenant, int64_t day_wall, 
  * The server reported server_used requests spent today for the tenant (by any integration):
  * raise reserved to at least that, so later reservations see it.
  */
-int store_ledger_observe(struct store *s, const char *tenant, int64_t day_wall,
-                         int64_t server_used, struct base_err *err);
+int store_ledger_observe(struct store *s, const char *tenant, int64_t day_wall, int64_t server_used,
+                         struct base_err *err);
 
 struct store_ledger_row {
     int64_t reserved;
@@ -128,8 +127,8 @@ int store_setting_put(struct store *s, const char *key, const char *value, struc
 
 /* Run history (keapsync.runs). */
 int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err);
-int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests,
-                     int64_t rows, const char *message, struct base_err *err);
+int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,
+                     const char *message, struct base_err *err);
 
 /* Runs one SQL statement that returns nothing (for tests and tools). */
 int store_exec(struct store *s, const char *sql, struct base_err *err);
@@ -149,8 +148,7 @@ int store_lease_release(struct store *s, const char *name, const char *holder,
  */
 int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder, int ttl_ms,
                          int *npeers, struct base_err *err);
-int store_peer_leave(struct store *s, const char *tenant, const char *holder,
-                     struct base_err *err);
+int store_peer_leave(struct store *s, const char *tenant, const char *holder, struct base_err *err);
 /* Live leases whose names start with prefix: NULL-terminated arrays of names and holders
  * (free with store_lease_list_free), *n entries. */
 int store_lease_list(struct store *s, const char *prefix, char ***names, char ***holders, int *n,

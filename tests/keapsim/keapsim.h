@@ -172,12 +172,12 @@ struct sim_config {
     struct sim_limits lim;
     int64_t latency_ms, jitter_ms;
     int64_t arrival_jitter_ms; /* requests reach the windows 0..N ms after they were sent */
-    double mutate_rate;      /* mutations per second by a background thread; 0: none */
-    int64_t token_ttl_s;     /* v2 page tokens */
-    int64_t access_ttl_s;    /* OAuth2 access tokens */
-    int64_t revoke_delay_ms; /* default delay of /__admin/revoke */
-    int retry_after;         /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
-    const char *client_id;   /* OAuth2 client */
+    double mutate_rate;        /* mutations per second by a background thread; 0: none */
+    int64_t token_ttl_s;       /* v2 page tokens */
+    int64_t access_ttl_s;      /* OAuth2 access tokens */
+    int64_t revoke_delay_ms;   /* default delay of /__admin/revoke */
+    int retry_after;           /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
+    const char *client_id;     /* OAuth2 client */
     const char *client_secret;
 };
 
