@@ -48,6 +48,7 @@ static const char *const job_keys[] = {
     "id",
     "columns",
     "parent",
+    "refresh_hours",
 };
 static const char *const parent_keys[] = {"job", "column"};
 static const char *const incremental_keys[] = {
@@ -627,6 +628,12 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
         rc = load_updated_field(c, root, job);
     if (rc == BASE_OK)
         rc = load_incremental(c, root, job);
+    if (rc == BASE_OK)
+        rc = get_int(c, root, "refresh_hours", "refresh_hours", 0, 8760, 0, &job->refresh_hours);
+    if (rc == BASE_OK && job->refresh_hours > 0 && job->incremental)
+        rc = fail(c, "refresh_hours",
+                  "only for jobs that read everything each pass (an incremental job reads only "
+                  "what changed)");
     for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
         if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
             rc = fail(c, "parent.column", "\"%s\" is also the name of a column", job->parent_col);

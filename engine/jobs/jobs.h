@@ -28,6 +28,10 @@
  *                   job's table, in id order; the table's key is (column, id). column
  *                   defaults to "parent_id". The parent job must exist and have no parent
  *                   itself; a child job cannot be incremental.
+ *   refresh_hours   0..8760, default 0: a job that is not incremental reads everything again
+ *                   on every run; with N > 0, a run within N hours of its last complete pass
+ *                   skips it (reported as fresh). Meant for child streams, whose pass costs
+ *                   a request per parent.
  */
 #ifndef KEAPSYNC_JOBS_H
 #define KEAPSYNC_JOBS_H
@@ -59,6 +63,7 @@ struct jobs_job {
     char *parent_job;   /* child streams: the parent job's name, or NULL */
     char *parent_col;   /* the column holding the parent's id */
     char *parent_table; /* the parent job's table (resolved by jobs_load_dir) */
+    int refresh_hours;  /* 0: every run */
 };
 
 struct jobs_set {

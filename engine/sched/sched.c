@@ -72,6 +72,7 @@ enum sched_stop {
 /* Where a job's current window stands. Written only by page operations (worker). */
 struct sched_cursor {
     int64_t watermark_ms; /* until of the last completed window, -1: none */
+    int64_t completed_ms; /* wall time the last window completed, -1: never */
     bool in_window;
     int64_t since_ms; /* -1: open */
     int64_t until_ms; /* -1: open */
@@ -353,8 +354,9 @@ static void job_resync(struct sched_job *job)
 
 static int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
 {
-    int rc =
-        base_buf_printf(out, "{\"v\":1,\"watermark_ms\":%" PRId64 ",\"window\":", c->watermark_ms);
+    int rc = base_buf_printf(
+        out, "{\"v\":1,\"watermark_ms\":%" PRId64 ",\"completed_ms\":%" PRId64 ",\"window\":",
+        c->watermark_ms, c->completed_ms);
 
     if (rc < 0)
         return rc;
@@ -650,6 +652,7 @@ static void op_page_work(struct sched_op *op)
         if (next.done) {
             if (def->incremental)
                 next.watermark_ms = c->until_ms;
+            next.completed_ms = pg->sent_wall;
             next.in_window = false;
         }
         rc = cursor_checkpoint(&next, &ckpt);
@@ -681,6 +684,7 @@ static void op_page_work(struct sched_op *op)
         c->last_id = next.last_id;
         c->done = next.done;
         c->watermark_ms = next.watermark_ms;
+        c->completed_ms = next.completed_ms;
         c->in_window = next.in_window;
         c->stepback = 0;
         op->result = OPR_COMMITTED;
@@ -770,6 +774,7 @@ static void op_close_work(struct sched_op *op)
 
     base_buf_init(&ckpt, 4096);
     closed.in_window = false;
+    closed.completed_ms = base_clock_wall_ms(op->s->clock);
     op->rc = cursor_checkpoint(&closed, &ckpt);
     if (op->rc == 0)
         op->rc = store_checkpoint_save(op->s->store, job->def->name, ckpt.data, &op->err);
@@ -1608,6 +1613,7 @@ static int cursor_load(struct sched_cursor *c, const char *json, const struct jo
     cJSON *root, *w, *it;
 
     c->watermark_ms = -1;
+    c->completed_ms = -1;
     c->in_window = false;
     if (json == NULL)
         return 0;
@@ -1618,6 +1624,9 @@ static int cursor_load(struct sched_cursor *c, const char *json, const struct jo
     it = cJSON_GetObjectItemCaseSensitive(root, "watermark_ms");
     if (cJSON_IsNumber(it))
         c->watermark_ms = (int64_t)it->valuedouble;
+    it = cJSON_GetObjectItemCaseSensitive(root, "completed_ms");
+    if (cJSON_IsNumber(it))
+        c->completed_ms = (int64_t)it->valuedouble;
     w = cJSON_GetObjectItemCaseSensitive(root, "window");
     if (cJSON_IsObject(w)) {
         c->in_window = true;
@@ -1708,6 +1717,15 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
         free(ckpt);
         if (rc < 0)
             return rc;
+        if (def->refresh_hours > 0 && !job->cur.in_window && job->cur.completed_ms >= 0 &&
+            wall - job->cur.completed_ms < (int64_t)def->refresh_hours * 3600000) {
+            /* Read in full less than refresh_hours ago: nothing to do this run. */
+            base_log_info("job \"%s\": fresh, its last complete pass was %" PRId64
+                          " min ago (refresh_hours %d); skipped",
+                          def->name, (wall - job->cur.completed_ms) / 60000, def->refresh_hours);
+            job_set_state(job, SCHED_JOB_DONE, NULL);
+            continue;
+        }
         cursor_open_window(&job->cur, def, wall);
         job->epoch = job->cur.epoch;
         job->next_offset = job->cur.next_offset;
@@ -1858,6 +1876,8 @@ static int sched_setup_leases(struct sched *s, struct base_err *err)
         char *other = NULL;
         bool got = false;
 
+        if (job_terminal(job))
+            continue; /* fresh: nothing to run, nothing to hold */
         snprintf(name, sizeof(name), "job:%s", job->def->name);
         rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, &other, err);
         if (rc < 0)

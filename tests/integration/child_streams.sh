@@ -48,6 +48,22 @@ clean_sum=$(sql "SELECT md5(string_agg(contact_id || ':' || id || ':' || data::t
 job_requests() { sed -n "s/^job \"$1\": .* \([0-9]*\) requests.*/\1/p" "$IT_TMP/clean.out"; }
 clean_tags=$(( $(job_requests contacts) + $(job_requests contact_tags) ))
 
+# ---- refresh_hours: a complete fan-out is fresh for that long, then read again
+for j in contact_tags contact_emails; do
+    jq '.refresh_hours = 1' "$KEAPSYNC_JOBS/$j.json" >"$IT_TMP/$j.json" && mv "$IT_TMP/$j.json" "$KEAPSYNC_JOBS/"
+done
+before=$(ksim_stat .requests)
+rc=0; "$KS" run >"$IT_TMP/fresh.out" 2>"$IT_TMP/fresh.err" || rc=$?
+eq "a run within refresh_hours exits 0" 0 "$rc"
+eq "within refresh_hours the child streams send nothing (contacts: one, its empty window)" 1 \
+    $(( $(ksim_stat .requests) - before ))
+eq "both child streams are reported fresh" 2 "$(grep -c 'fresh, its last complete pass' "$IT_TMP/fresh.err" || true)"
+before=$(ksim_stat .requests)
+rc=0; it_faketime "+2h" "$KS" run >"$IT_TMP/stale.out" 2>"$IT_TMP/stale.err" || rc=$?
+eq "two hours later the run exits 0" 0 "$rc"
+check "two hours later every parent is read again ($(( $(ksim_stat .requests) - before )) requests)" \
+    test $(( $(ksim_stat .requests) - before )) -ge $(( 2 * size + 1 ))
+
 # ---- contacts and their tags again, on a budget of a third of that a day
 budget=$(( clean_tags / 3 ))
 export KEAPSYNC_LIMITS="100/s,6000/min,$budget/day"

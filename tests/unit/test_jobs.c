@@ -188,6 +188,9 @@ static const struct bad_case bad_cases[] = {
     {"badtype.json", "columns[2].type: unknown type \"strng\" (expected text, bigint, double, "
                      "numeric, boolean, timestamptz, date or jsonb)"},
     {"pagesize.json", "unknown key \"pagesize\""},
+    {"increfresh.json", "refresh_hours: only for jobs that read everything each pass (an "
+                        "incremental job reads only what changed)"},
+    {"bigrefresh.json", "refresh_hours: 9000 is out of range (0..8760)"},
     {"noname.json", "name: missing"},
     {"strname.json", "name: expected a string, found a number"},
     {"badtable.json", "table: \"Bad-Name\" is not a valid identifier ([a-z_][a-z0-9_]{0,62})"},
