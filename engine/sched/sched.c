@@ -444,6 +444,42 @@ static struct sched_parent *cursor_parent(struct sched_cursor *c, int64_t id)
 }
 
 /*
+ * Commits the page's COPY rows (job->copy, nrows of them) with the checkpoint of cursor
+ * `after` and the page's requests in the ledger, in one transaction. On failure op->result
+ * is OPR_DB_ERROR and op->err says why.
+ */
+static int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_t nrows)
+{
+    struct sched_page *pg = op->page;
+    struct sched_job *job = pg->job;
+    struct store_page sp;
+    struct base_buf ckpt;
+    int rc;
+
+    base_buf_init(&ckpt, 64 * 1024);
+    rc = cursor_checkpoint(after, &ckpt);
+    if (rc < 0) {
+        base_err_set(&op->err, rc, "could not build the checkpoint of \"%s\"", job->def->name);
+    } else {
+        memset(&sp, 0, sizeof(sp));
+        sp.table = &job->table;
+        sp.rows = job->copy.data ? job->copy.data : "";
+        sp.rows_len = job->copy.len;
+        sp.nrows = nrows;
+        sp.job = job->def->name;
+        sp.checkpoint = ckpt.data;
+        sp.tenant = op->tenant;
+        sp.day_wall = pg->sent_wall;
+        sp.requests = pg->requests;
+        rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
+    }
+    if (rc < 0)
+        op->result = OPR_DB_ERROR;
+    base_buf_free(&ckpt);
+    return rc;
+}
+
+/*
  * A child stream's page: its records are rows of parent pg->parent_id. The checkpoint says
  * which parents are complete (all up to done_through); a parent whose list is longer than a
  * page asks the loop for its next page (op->more).
@@ -456,13 +492,10 @@ static void op_child_page_work(struct sched_op *op, struct keap_page *page)
     struct sched_cursor *c = &job->cur;
     struct sched_parent *par;
     struct map_stats ms = {0};
-    struct store_page sp;
-    struct base_buf ckpt;
     bool have_done = c->have_done;
     int64_t done_through = c->done_through;
     int n = page->nrecords, k = 0, rc;
 
-    base_buf_init(&ckpt, 64 * 1024);
     base_buf_reset(&job->copy);
     const cJSON *rec = page->records->child;
 
@@ -488,7 +521,7 @@ static void op_child_page_work(struct sched_op *op, struct keap_page *page)
             if (op->err.msg[0] == '\0')
                 base_err_set(&op->err, rc, "could not map page of \"%s\": %s", def->name,
                              base_strerror(rc));
-            goto out;
+            return;
         }
         k++;
     }
@@ -497,7 +530,7 @@ static void op_child_page_work(struct sched_op *op, struct keap_page *page)
     if (par == NULL) {
         op->result = OPR_DB_ERROR;
         base_err_set(&op->err, BASE_ENOMEM, "out of memory");
-        goto out;
+        return;
     }
     if (n < def->page_size) {
         par->complete = true;
@@ -519,26 +552,9 @@ static void op_child_page_work(struct sched_op *op, struct keap_page *page)
         memmove(c->plist, c->plist + drop, (size_t)(c->plist_n - drop) * sizeof(*c->plist));
         c->plist_n -= drop;
     }
-    rc = cursor_checkpoint(c, &ckpt);
-    if (rc < 0) {
-        op->result = OPR_DB_ERROR;
-        base_err_set(&op->err, rc, "could not build the checkpoint of \"%s\"", def->name);
-        goto out;
-    }
-    memset(&sp, 0, sizeof(sp));
-    sp.table = &job->table;
-    sp.rows = job->copy.data ? job->copy.data : "";
-    sp.rows_len = job->copy.len;
-    sp.nrows = k;
-    sp.job = def->name;
-    sp.checkpoint = ckpt.data;
-    sp.tenant = op->tenant;
-    sp.day_wall = pg->sent_wall;
-    sp.requests = pg->requests;
-    rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
-    op->result = rc < 0 ? OPR_DB_ERROR : OPR_COMMITTED;
-out:
-    base_buf_free(&ckpt);
+    rc = op_commit_rows(op, c, k);
+    if (rc == 0)
+        op->result = OPR_COMMITTED;
 }
 
 static void op_page_work(struct sched_op *op)
@@ -549,14 +565,11 @@ static void op_page_work(struct sched_op *op)
     struct sched_cursor *c = &job->cur;
     struct keap_page page = {0};
     struct map_stats ms = {0};
-    struct base_buf ckpt;
-    struct store_page sp;
     int64_t new_last = c->last_id;
     bool have_new_last = c->have_last_id;
     const cJSON *rec;
     int first, n, rc;
 
-    base_buf_init(&ckpt, 64 * 1024);
     if (pg->epoch != c->epoch || c->done) {
         op->result = OPR_DISCARDED;
         goto out;
@@ -655,27 +668,9 @@ static void op_page_work(struct sched_op *op)
             next.completed_ms = pg->sent_wall;
             next.in_window = false;
         }
-        rc = cursor_checkpoint(&next, &ckpt);
-        if (rc < 0) {
-            op->result = OPR_DB_ERROR;
-            base_err_set(&op->err, rc, "could not build the checkpoint of \"%s\"", def->name);
+        rc = op_commit_rows(op, &next, n - first);
+        if (rc < 0)
             goto out;
-        }
-        memset(&sp, 0, sizeof(sp));
-        sp.table = &job->table;
-        sp.rows = job->copy.data ? job->copy.data : "";
-        sp.rows_len = job->copy.len;
-        sp.nrows = n - first;
-        sp.job = def->name;
-        sp.checkpoint = ckpt.data;
-        sp.tenant = op->tenant;
-        sp.day_wall = pg->sent_wall;
-        sp.requests = pg->requests;
-        rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
-        if (rc < 0) {
-            op->result = OPR_DB_ERROR;
-            goto out;
-        }
         /* Committed: the cursor moves forward. */
         free(c->page_token);
         c->page_token = next.page_token ? strdup(next.page_token) : NULL;
@@ -708,7 +703,6 @@ observe:
     }
 out:
     keap_page_free(&page);
-    base_buf_free(&ckpt);
     /* The body is no longer needed; free it here, off the loop. */
     base_buf_free(&pg->body);
 }

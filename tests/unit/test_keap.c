@@ -20,7 +20,7 @@
 
 #include "keap.h"
 
-#define SECRET "KeapAK-s3cr3t-DO-NOT-LOG"
+#define SECRET "fake-sak-s3cr3t-DO-NOT-LOG"
 
 /* ------------------------------------------------------------------ helpers */
 
