@@ -247,7 +247,6 @@ struct sched {
     int64_t rejected_429;
     uint64_t started_mono;
     char message[512];
-    struct base_err fatal;
 };
 
 static void sched_pump(struct sched *s);
@@ -817,21 +816,27 @@ static void op_start_next(struct sched *s)
     uv_queue_work(&s->loop, &op->work, op_work_cb, op_after_work_cb);
 }
 
+/* Queues a database operation of kind for job; false (job failed) when out of memory. */
+static bool job_submit_op(struct sched_job *job, enum sched_op_kind kind)
+{
+    struct sched_op *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+        return false;
+    }
+    op->kind = kind;
+    op->job = job;
+    op_submit(job->s, op);
+    return true;
+}
+
 static void job_check_done(struct sched_job *job)
 {
     if (job->child && job->state == SCHED_JOB_PAGING && !job->end_known && job->parents_exhausted &&
         job->ppos >= job->pn && job->npages == 0 && !job->closing_window) {
         /* Every parent is done: close the window (a later run starts a new fan-out). */
-        struct sched_op *op = calloc(1, sizeof(*op));
-
-        if (op == NULL) {
-            job_set_state(job, SCHED_JOB_FAILED, "out of memory");
-            return;
-        }
-        op->kind = OP_CLOSE;
-        op->job = job;
-        job->closing_window = true;
-        op_submit(job->s, op);
+        job->closing_window = job_submit_op(job, OP_CLOSE);
         return;
     }
     if (job->state == SCHED_JOB_PAGING && job->end_known && job->npages == 0) {
@@ -905,8 +910,6 @@ static void op_reserve_done(struct sched *s, struct sched_op *op)
     s->reserving = false;
     if (op->rc < 0) {
         base_log_error("%s", op->err.msg);
-        if (s->fatal.code == 0)
-            s->fatal = op->err;
         for (size_t i = 0; i < s->njobs; i++)
             if (!job_terminal(&s->jobs[i]))
                 job_set_state(&s->jobs[i], SCHED_JOB_FAILED, op->err.msg);
@@ -1444,19 +1447,9 @@ static struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id,
 
 static void job_fetch_parents(struct sched_job *job)
 {
-    struct sched_op *op;
-
     if (job->fetching_parents || job->parents_exhausted)
         return;
-    op = calloc(1, sizeof(*op));
-    if (op == NULL) {
-        job_set_state(job, SCHED_JOB_FAILED, "out of memory");
-        return;
-    }
-    op->kind = OP_PARENTS;
-    op->job = job;
-    job->fetching_parents = true;
-    op_submit(job->s, op);
+    job->fetching_parents = job_submit_op(job, OP_PARENTS);
 }
 
 /* The next page of job worth sending now, creating one when the pipeline has room. */
