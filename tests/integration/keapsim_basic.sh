@@ -3,12 +3,11 @@
 # Auth (401 gateway body), v1 contacts page shape against the real fixture, paging covers every
 # id once, since/until, determinism by seed, the spike/minute/day windows answer 429 with the
 # gateway body and true x-keap-* headers, and /__admin/stats counts it all.
-# Needs no database. Env: KEAPSYNC_BUILD (build dir), KEAPSYNC_SHARED (fixtures; optional).
+# Needs no database. Env: KEAPSYNC_BUILD (build dir). The fixture is tests/data/keap/fixtures/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../keapsim/testlib.sh"
-shared=${KEAPSYNC_SHARED:-$here/../../../shared}
-fixture="$shared/keap/fixtures/v1-contacts-page.json"
+fixture="$here/../data/keap/fixtures/v1-contacts-page.json"
 
 SIZE=2500
 ks_start A --seed 7 --size $SIZE --no-limits

@@ -7,11 +7,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../keapsim/testlib.sh"
-shared=${KEAPSYNC_SHARED:-$here/../../../shared}
+keap_data=$here/../data/keap
 conform="$KEAPSYNC_BUILD/keapsim_conform"
-v1spec="$shared/keap/openapi-v1.json"
-v2spec="$shared/keap/openapi-v2.json"
-[ -r "$v1spec" ] && [ -r "$v2spec" ] || ks_fail "no Keap OpenAPI specs under $shared/keap"
+v1spec="$keap_data/openapi-v1.json"
+v2spec="$keap_data/openapi-v2.json"
+[ -r "$v1spec" ] && [ -r "$v2spec" ] || ks_fail "no Keap OpenAPI specs under $keap_data"
 [ -x "$conform" ] || ks_fail "no $conform"
 
 ks_start A --seed 7 --size 3000 --no-limits

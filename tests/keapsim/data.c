@@ -6,7 +6,7 @@
  * years, 2019..2025, never relative to now) and moved by mutations. Each record's JSON is
  * rendered when the record is made or changed, so serving a page only copies bytes.
  *
- * Shapes follow ../../../shared/keap/fixtures/v1-contacts-page.json (key order, types, nulls,
+ * Shapes follow ../data/keap/fixtures/v1-contacts-page.json (key order, types, nulls,
  * "2024-11-07T20:35:13.000+0000" timestamps shown to the second, last_updated_utc_millis to
  * the millisecond) and openapi-v2.json for v2 (string ids, create_time/update_time).
  */

@@ -2,7 +2,8 @@
 # extract_schemas.sh: writes schemas.json, the list item schemas keapsim's generic generator
 # (gen.c) walks, cut from Keap's OpenAPI specs so that field names and JSON types come from the
 # spec by construction. Run it again when the specs change:
-#   bash tests/keapsim/extract_schemas.sh ../shared/keap > tests/keapsim/schemas.json
+#   bash tests/keapsim/extract_schemas.sh tests/data/keap > tests/keapsim/schemas.json
+# SPEC_DIR defaults to tests/data/keap, the specs kept in the repository (README.md there).
 # Each entry: "v1/<resource>" or "v2/<resource>" -> {path, key, optional_cf, item}, where path
 # is the served path, key the list's array property, optional_cf whether the v1 list has an
 # optional_properties parameter (custom_fields then only on request) and item the array's
@@ -10,9 +11,12 @@
 # /v2/notes takes the schema of /v2/contacts/{contact_id}/notes, and /v2/sales/transactions
 # the v1 transaction schema with int64 ids (id, *_id) as strings, the v2 convention.
 set -euo pipefail
-dir=${1:?usage: extract_schemas.sh SPEC_DIR}
+dir=${1:-$(dirname "$0")/../data/keap}
 v1="$dir/openapi-v1.json"
 v2="$dir/openapi-v2.json"
+for f in "$v1" "$v2"; do
+    [ -r "$f" ] || { echo "extract_schemas.sh: missing Keap OpenAPI spec $f" >&2; exit 1; }
+done
 
 entry() { # spec name served_path spec_path key
     jq -c --arg name "$2" --arg path "$3" --arg sp "$4" --arg key "$5" '

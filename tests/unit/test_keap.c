@@ -2,7 +2,7 @@
  * Unit tests for keap: credentials from the environment (and that no message ever holds the
  * key), auth header lines, v1/v2 URLs, classifying the real error bodies of KEAP_API.md with
  * and without quota headers, reading x-keap-* headers, and parsing the real list pages of
- * ../shared/keap/fixtures plus the \u0000 rule.
+ * tests/data/keap/fixtures plus the \u0000 rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -617,7 +617,7 @@ static char *read_fixture(const char *name, size_t *len)
     char *buf;
     long n;
 
-    snprintf(path, sizeof(path), "%s/keap/fixtures/%s", KEAPSYNC_SHARED_DIR, name);
+    snprintf(path, sizeof(path), "%s/fixtures/%s", KEAPSYNC_KEAP_DATA, name);
     f = fopen(path, "rb");
     assert_non_null(f);
     assert_int_equal(fseek(f, 0, SEEK_END), 0);

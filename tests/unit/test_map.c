@@ -20,7 +20,7 @@
 
 #include "map.h"
 
-#define FIXTURES   KEAPSYNC_SHARED_DIR "/keap/fixtures/"
+#define FIXTURES   KEAPSYNC_KEAP_DATA "/fixtures/"
 #define MAX_FIELDS 64
 
 static cJSON *parse_file(const char *path)
