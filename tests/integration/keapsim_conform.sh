@@ -7,11 +7,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../keapsim/testlib.sh"
-keap_data=$here/../data/keap
+keap_data=$(dirname "$here")/data/keap
 conform="$KEAPSYNC_BUILD/keapsim_conform"
 v1spec="$keap_data/openapi-v1.json"
 v2spec="$keap_data/openapi-v2.json"
-[ -r "$v1spec" ] && [ -r "$v2spec" ] || ks_fail "no Keap OpenAPI specs under $keap_data"
+for f in "$v1spec" "$v2spec"; do
+    [ -r "$f" ] || ks_fail "missing test input $f (Keap's OpenAPI spec)"
+done
 [ -x "$conform" ] || ks_fail "no $conform"
 
 ks_start A --seed 7 --size 3000 --no-limits

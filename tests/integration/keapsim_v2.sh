@@ -5,8 +5,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../keapsim/testlib.sh"
-keap_data=$here/../data/keap
+keap_data=$(dirname "$here")/data/keap
 conform="$KEAPSYNC_BUILD/keapsim_conform"
+for f in "$keap_data/openapi-v1.json" "$keap_data/openapi-v2.json"; do
+    [ -r "$f" ] || ks_fail "missing test input $f (Keap's OpenAPI spec)"
+done
+[ -x "$conform" ] || ks_fail "no $conform"
 
 SIZE=2300
 ks_start A --seed 11 --size $SIZE --no-limits --token-ttl 2
@@ -85,25 +89,21 @@ echo "$tags" | jq -e --argjson w "$want" '. as $all | $w|all(. as $t | $all|inde
 ks_ok "tags v1/v2, /v1/contacts/{id} and its tags agree with the truth"
 
 # --- conformance to Keap's OpenAPI specs --------------------------------------------------
-if [ -r "$keap_data/openapi-v1.json" ] && [ -x "$conform" ]; then
-    eid=$(jq -s -r '[.[]|select(.id % 4 == 3 and (.email_addresses|length) > 0)][0].id' "$KS_TMP/truth")
-    chk() { # spec path url [allow-extra]
-        ks_get "$A" "$3" >"$KS_TMP/c"
-        "$conform" "$keap_data/$1" "$2" "$KS_TMP/c" ${4:+--allow-extra "$4"} >"$KS_TMP/cr" ||
-            ks_fail "$2 does not conform: $(head -n 5 "$KS_TMP/cr")"
-    }
-    chk openapi-v1.json /v1/contacts "crm/rest/v1/contacts?optional_properties=custom_fields" tag_ids,last_updated_utc_millis
-    chk openapi-v2.json /v2/contacts "crm/rest/v2/contacts"
-    chk openapi-v1.json /v1/tags "crm/rest/v1/tags"
-    chk openapi-v2.json /v2/tags "crm/rest/v2/tags"
-    chk openapi-v1.json '/v1/contacts/{contactId}/tags' "crm/rest/v1/contacts/$id/tags"
-    chk openapi-v1.json '/v1/contacts/{contactId}/emails' "crm/rest/v1/contacts/$eid/emails"
-    # the checker itself must catch a wrong type
-    ks_get "$A" "crm/rest/v2/contacts?page_size=3" | jq -c '.contacts[1].id = 5' >"$KS_TMP/bad"
-    "$conform" "$keap_data/openapi-v2.json" /v2/contacts "$KS_TMP/bad" >/dev/null &&
-        ks_fail "keapsim_conform accepted an integer v2 id"
-    ks_ok "v1/v2 contacts, tags, contact tags and emails conform to the OpenAPI specs"
-else
-    echo "skip - no spec at $keap_data or no $conform"
-fi
+eid=$(jq -s -r '[.[]|select(.id % 4 == 3 and (.email_addresses|length) > 0)][0].id' "$KS_TMP/truth")
+chk() { # spec path url [allow-extra]
+    ks_get "$A" "$3" >"$KS_TMP/c"
+    "$conform" "$keap_data/$1" "$2" "$KS_TMP/c" ${4:+--allow-extra "$4"} >"$KS_TMP/cr" ||
+        ks_fail "$2 does not conform: $(head -n 5 "$KS_TMP/cr")"
+}
+chk openapi-v1.json /v1/contacts "crm/rest/v1/contacts?optional_properties=custom_fields" tag_ids,last_updated_utc_millis
+chk openapi-v2.json /v2/contacts "crm/rest/v2/contacts"
+chk openapi-v1.json /v1/tags "crm/rest/v1/tags"
+chk openapi-v2.json /v2/tags "crm/rest/v2/tags"
+chk openapi-v1.json '/v1/contacts/{contactId}/tags' "crm/rest/v1/contacts/$id/tags"
+chk openapi-v1.json '/v1/contacts/{contactId}/emails' "crm/rest/v1/contacts/$eid/emails"
+# the checker itself must catch a wrong type
+ks_get "$A" "crm/rest/v2/contacts?page_size=3" | jq -c '.contacts[1].id = 5' >"$KS_TMP/bad"
+"$conform" "$keap_data/openapi-v2.json" /v2/contacts "$KS_TMP/bad" >/dev/null &&
+    ks_fail "keapsim_conform accepted an integer v2 id"
+ks_ok "v1/v2 contacts, tags, contact tags and emails conform to the OpenAPI specs"
 echo "keapsim_v2: $KS_CHECKS checks passed"

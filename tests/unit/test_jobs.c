@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@ static char *read_text(const char *path)
     char *buf;
     size_t n;
 
-    assert_non_null(f);
+    if (f == NULL)
+        fail_msg("could not open test input \"%s\": %s", path, strerror(errno));
     buf = calloc(1, 1 << 20);
     assert_non_null(buf);
     n = fread(buf, 1, (1 << 20) - 1, f);

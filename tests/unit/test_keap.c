@@ -619,7 +619,8 @@ static char *read_fixture(const char *name, size_t *len)
 
     snprintf(path, sizeof(path), "%s/fixtures/%s", KEAPSYNC_KEAP_DATA, name);
     f = fopen(path, "rb");
-    assert_non_null(f);
+    if (f == NULL)
+        fail_msg("could not open test input \"%s\": %s", path, strerror(errno));
     assert_int_equal(fseek(f, 0, SEEK_END), 0);
     n = ftell(f);
     assert_true(n > 0);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static cJSON *parse_file(const char *path)
     size_t n;
     cJSON *v;
 
-    assert_non_null(f);
+    if (f == NULL)
+        fail_msg("could not open test input \"%s\": %s", path, strerror(errno));
     buf = calloc(1, 1 << 20);
     assert_non_null(buf);
     n = fread(buf, 1, (1 << 20) - 1, f);
