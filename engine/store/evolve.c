@@ -626,16 +626,16 @@ static int check_key(struct evolve *ev, struct base_err *err)
     const char *why = NULL;
 
     if (ev->rec != NULL && strcmp(ev->rec->id_path, id_path) != 0)
-        why = "its id path";
+        why = "the id path";
     else if ((ev->rec != NULL && ev->rec->id_type != m->id.type) ||
              (id_type != NULL && strcmp(id_type, catalog_type[m->id.type]) != 0))
-        why = "its id type";
+        why = "the id type";
     else if (ev->rec != NULL &&
              ((ev->rec->parent_col == NULL) != (t->parent_col == NULL) ||
               (t->parent_col != NULL && strcmp(ev->rec->parent_col, t->parent_col) != 0)))
-        why = "its parent column";
+        why = "the parent column";
     else if (t->parent_col != NULL && actual_type(ev, t->parent_col) == NULL)
-        why = "its parent column";
+        why = "the parent column";
     if (why == NULL)
         return BASE_OK;
     base_err_set(err, BASE_ECONFIG, "cannot change %s of job \"%s\": keap.%s is keyed by it", why,
