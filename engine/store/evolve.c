@@ -710,6 +710,28 @@ static int plan(struct evolve *ev, const struct store_evolve_options *opt, struc
     return BASE_OK;
 }
 
+/*
+ * Copies s into out (EVOLVE_QUOTE_MAX + 4 bytes) for a one-line message: control characters
+ * become spaces, and a longer s is cut at a character boundary and ends in "...".
+ */
+static void quote_cut(const char *s, char *out)
+{
+    size_t n = strlen(s), i;
+
+    if (n > EVOLVE_QUOTE_MAX) {
+        n = EVOLVE_QUOTE_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--; /* s[n] continues a UTF-8 sequence: cut before its lead byte */
+    }
+    for (i = 0; i < n; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    if (s[n] != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
 /* Refuses a type change when a value in data does not convert to the new type. */
 static int check_convert(struct evolve *ev, const struct change *ch, struct base_err *err)
 {
@@ -736,14 +758,14 @@ static int check_convert(struct evolve *ev, const struct change *ch, struct base
     if (rc < 0)
         return rc;
     if (PQntuples(res) > 0) {
-        const char *value = PQgetvalue(res, 0, 1);
+        char value[EVOLVE_QUOTE_MAX + 4], id[EVOLVE_QUOTE_MAX + 4];
 
+        quote_cut(PQgetvalue(res, 0, 1), value);
+        quote_cut(PQgetvalue(res, 0, 0), id);
         base_err_set(err, BASE_ECONFIG,
-                     "cannot change column \"%s\" of job \"%s\" to %s: value \"%.*s%s\" of record "
-                     "%.*s does not convert",
-                     c->name, ev->job, map_type_sql(c->type), EVOLVE_QUOTE_MAX, value,
-                     strlen(value) > EVOLVE_QUOTE_MAX ? "..." : "", EVOLVE_QUOTE_MAX,
-                     PQgetvalue(res, 0, 0));
+                     "cannot change column \"%s\" of job \"%s\" to %s: value \"%s\" of record %s "
+                     "does not convert",
+                     c->name, ev->job, map_type_sql(c->type), value, id);
         base_err_hint(err,
                       "keep the column %s in the job, or choose a type that every stored value "
                       "of \"%s\" converts to",

@@ -1607,6 +1607,15 @@ static void test_evolve_table(void **state)
         assert_string_equal(shape, after);
         free(after);
         free(shape);
+        /* A value is quoted on one line, and cut when long. */
+        q_run("UPDATE keap.evo SET data = jsonb_set(data, '{code}', to_jsonb('line1' || chr(10) "
+              "|| 'line2 ' || repeat('y', 200))) WHERE id = 7");
+        base_err_clear(&err);
+        assert_int_equal(store_evolve_table(s, "evo_job", &t3, NULL, &r, &err), BASE_ECONFIG);
+        assert_non_null(strstr(err.msg, "value \"line1 line2 yyy"));
+        assert_non_null(strstr(err.msg, "yyy...\" of record 7 does not convert"));
+        assert_null(strchr(err.msg, '\n'));
+        assert_true(strlen(err.msg) < 200);
         /* Once the value converts, the change goes through. */
         q_run("UPDATE keap.evo SET data = jsonb_set(data, '{code}', '\"700\"') WHERE id = 7");
         evolve_ok(s, "evo_job", &t3, false, &r);
