@@ -91,6 +91,7 @@ migrate_step "add"
 eq "add: exit 0" 0 "$RC"
 eq "add: one line per added column" 4 "$(lines 'column "(phone|email2|company2|cf6)".* added .*filled from data')"
 eq "add: nothing else logged" 4 "$(grep -c . "$ERR" || true)"
+eq "add: at info level" 4 "$(lines '^keapsync: INFO: job "contacts": ')"
 fresh_check "add" contacts
 truth_eq "add: phone is the first phone number" contacts phone "$(truth_text '{phone_numbers,0,number}')"
 truth_eq "add: email2 is the second address" contacts email2 "$(truth_text '{email_addresses,1,email}')"
@@ -212,6 +213,16 @@ cp "$IT_TMP/good.json" "$JOBS/contacts.json"
 expect_refused "an unknown option" 'unknown option "--drop" for migrate' --drop
 migrate_step "back to the good job"
 eq "back to the good job: exit 0, nothing to do" "0:0" "$RC:$(grep -c . "$ERR" || true)"
+
+# ---- a job seen the first time adopts its table: missing columns filled from data -------
+sql "DELETE FROM keapsync.jobs WHERE job = 'contacts'"
+job '.columns += [{"name": "phone2", "path": "phone_numbers.1.number", "type": "text"}]'
+migrate_step "adopt"
+eq "adopt: exit 0" 0 "$RC"
+eq "adopt: only the missing column is reported" "1:1" \
+   "$(lines 'column "phone2".* added .*filled from data'):$(grep -c . "$ERR" || true)"
+truth_eq "adopt: phone2 is the second phone number" people phone2 "$(truth_text '{phone_numbers,1,number}')"
+eq "adopt: the shape is recorded again" people "$(sql "SELECT shape->>'table' FROM keapsync.jobs WHERE job = 'contacts'")"
 
 # ---- the end: every typed column against the ground truth ------------------------------
 cols=$(jq -r '.columns[] | "\(.name)\t\(.path)\t\(.type)"' "$JOBS/contacts.json")
