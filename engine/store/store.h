@@ -67,7 +67,7 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
  *   renamed table    ALTER TABLE keap.<old> RENAME TO <new> (the old one must exist, the
  *                    new one not); refused otherwise, unless the job has no checkpoint
  *   added column     added and filled from data, as map would have written it (NULL on a
- *                   mismatch); a column back in the job is refilled the same way
+ *                    mismatch); a column back in the job is refilled the same way
  *   changed path     refilled from data
  *   changed type     rewritten from data (ALTER COLUMN ... TYPE ... USING); refused when a
  *                    value in data does not convert to the new type
@@ -93,8 +93,9 @@ struct store_evolve_result {
 
 /*
  * Brings keap.<t->table> in line with t, the definition of job (see above). t's columns must
- * be compiled (map_column_compile). res may be NULL. The sink's prepared state for the table
- * is forgotten, so store_ensure_table must follow before the next page.
+ * be compiled (map_column_compile). res (may be NULL) counts the changes found, applied or,
+ * with check_only, not. The sink's prepared state for the table is forgotten: the next
+ * store_commit_page (or store_ensure_table) prepares it again.
  */
 int store_evolve_table(struct store *s, const char *job, const struct store_table *t,
                        const struct store_evolve_options *opt, struct store_evolve_result *res,
