@@ -17,7 +17,9 @@
 #include "sched.h"
 #include "store.h"
 
+#include <dirent.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +34,13 @@ static const char usage[] =
     "Usage: keapsync [-v|-q] COMMAND [OPTIONS]\n"
     "\n"
     "Commands:\n"
-    "  migrate               create or upgrade keapsync's schema in DATABASE_URL\n"
+    "  migrate [--drop-columns]\n"
+    "                        create or upgrade keapsync's schema in DATABASE_URL and bring\n"
+    "                        each job's table in line with its job file\n"
     "  check                 validate the job files in KEAPSYNC_JOBS (no database needed)\n"
-    "  run [--only A,B]      sync the jobs (all, or the named ones) into Postgres\n"
+    "  run [--only A,B] [--drop-columns]\n"
+    "                        sync the jobs (all, or the named ones) into Postgres\n"
+    "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
     "  status                show each job's checkpoint and today's quota ledger\n"
     "  --help, --version\n"
     "\n"
@@ -160,24 +166,79 @@ static int connect_migrated(struct store **out, struct base_err *err)
     return 0;
 }
 
-static int cmd_migrate(void)
+/* Does dir hold a job file? (migrate without one only upgrades the schema) */
+static bool has_job_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool found = false;
+
+    if (d == NULL)
+        return false;
+    while (!found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+
+        found = n > 5 && e->d_name[0] != '.' && strcmp(e->d_name + n - 5, ".json") == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * Brings every job's table in line with its job file (store_evolve_table): all are checked
+ * first, so a refused change (BASE_ECONFIG) leaves every table as it was.
+ */
+static int evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_columns,
+                       struct base_err *err)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        struct store_evolve_options o = {.drop_columns = drop_columns, .check_only = pass == 0};
+
+        for (size_t i = 0; i < set->n; i++) {
+            const struct jobs_job *j = &set->jobs[i];
+            struct store_table t = {j->table, &j->map, j->updated_field, j->parent_col};
+            int rc = store_evolve_table(s, j->name, &t, &o, NULL, err);
+
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int cmd_migrate(int argc, char **argv)
 {
     struct base_err err;
+    struct jobs_set set = {0};
     struct store *s;
-    int applied = 0, version = 0;
+    bool drop = false;
+    int applied = 0, version = 0, code = 0;
 
     base_err_clear(&err);
-    if (connect_db(&s, &err) < 0)
-        return fail(EXIT_CONFIG, &err);
-    if (store_migrate(s, &applied, &err) < 0) {
-        store_close(s);
-        return fail(EXIT_FAILURE, &err);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--drop-columns") == 0)
+            drop = true;
+        else
+            return fail_usage("unknown option \"%s\" for migrate", argv[i]);
     }
-    store_schema_version(s, &version, &err);
+    if (has_job_files(env_or("KEAPSYNC_JOBS", "jobs")) && load_jobs(&set, NULL, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    if (connect_db(&s, &err) < 0) {
+        jobs_set_free(&set);
+        return fail(EXIT_CONFIG, &err);
+    }
+    if (store_migrate(s, &applied, &err) < 0)
+        code = fail(EXIT_FAILURE, &err);
+    else if (evolve_jobs(s, &set, drop, &err) < 0)
+        code = fail(err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE, &err);
+    if (code == 0) {
+        store_schema_version(s, &version, &err);
+        printf("migrate: %d migration%s applied, schema at version %d, %zu job%s in line\n",
+               applied, applied == 1 ? "" : "s", version, set.n, set.n == 1 ? "" : "s");
+    }
     store_close(s);
-    printf("migrate: %d migration%s applied, schema at version %d\n", applied,
-           applied == 1 ? "" : "s", version);
-    return 0;
+    jobs_set_free(&set);
+    return code;
 }
 
 static int cmd_check(void)
@@ -207,6 +268,7 @@ static int cmd_run(int argc, char **argv)
     struct sched_result res;
     struct store *s = NULL;
     const char *only = NULL;
+    bool drop = false;
     int64_t run_id = 0;
     int code;
 
@@ -216,6 +278,8 @@ static int cmd_run(int argc, char **argv)
             only = argv[++i];
         else if (strncmp(argv[i], "--only=", 7) == 0)
             only = argv[i] + 7;
+        else if (strcmp(argv[i], "--drop-columns") == 0)
+            drop = true;
         else
             return fail_usage("unknown option \"%s\" for run", argv[i]);
     }
@@ -232,6 +296,11 @@ static int cmd_run(int argc, char **argv)
         keap_credential_clear(&cred);
         jobs_set_free(&set);
         return fail(EXIT_CONFIG, &err);
+    }
+    /* The tables follow the job files before any request or run record. */
+    if (evolve_jobs(s, &set, drop, &err) < 0) {
+        code = fail(err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE, &err);
+        goto out;
     }
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
     opt.tenant = env_or("KEAPSYNC_TENANT", NULL);
@@ -345,8 +414,8 @@ int main(int argc, char **argv)
         base_err_set(&err, BASE_EIO, "could not initialise libcurl");
         return fail(EXIT_FAILURE, &err);
     }
-    if (strcmp(argv[i], "migrate") == 0 && argc == i + 1)
-        rc = cmd_migrate();
+    if (strcmp(argv[i], "migrate") == 0)
+        rc = cmd_migrate(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "check") == 0 && argc == i + 1)
         rc = cmd_check();
     else if (strcmp(argv[i], "run") == 0)

@@ -17,9 +17,6 @@
 /* Rows go to the server in pieces of this size, so libpq never holds a second copy of a page. */
 #define SINK_COPY_CHUNK (256 * 1024)
 
-/* Lock class of pg_advisory_xact_lock(class, hashtext(table)) around DDL on one table. */
-#define SINK_DDL_LOCK_CLASS "1802724723"
-
 /* A statement under construction; the first failure sticks and later appends do nothing. */
 struct sql {
     struct store *s;
@@ -75,9 +72,7 @@ static int check_ident(const char *name, const char *kind, struct base_err *err)
     return BASE_OK;
 }
 
-/* Checks a table definition: names, types, no clash with id/data/synced_at, and the
- * updated column among the map's columns. */
-static int check_table(const struct store_table *t, struct base_err *err)
+int store_check_table(const struct store_table *t, struct base_err *err)
 {
     const struct map_spec *m;
     int found = 0;
@@ -401,6 +396,11 @@ static void tcache_forget(struct store *s, struct store_tcache *old)
     tcache_free(old);
 }
 
+void store_tcache_forget(struct store *s, const char *table)
+{
+    tcache_forget(s, tcache_take(s, table));
+}
+
 int store_ensure_table(struct store *s, const struct store_table *t, struct base_err *err)
 {
     struct store_tcache *tc = NULL, *old = NULL;
@@ -411,7 +411,7 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
     int rc;
 
     sql_init(&q, s);
-    rc = check_table(t, err);
+    rc = store_check_table(t, err);
     if (rc < 0)
         goto out;
     snprintf(what, sizeof(what), "could not prepare table \"%s\"", t->table);
@@ -438,7 +438,7 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
     /* Two processes creating one table at once would race in the catalogs. */
     params[0] = t->table;
     rc = store_query(s, NULL, PGRES_TUPLES_OK,
-                     "SELECT pg_advisory_xact_lock(" SINK_DDL_LOCK_CLASS ", hashtext($1))", 1,
+                     "SELECT pg_advisory_xact_lock(" STORE_DDL_LOCK_CLASS ", hashtext($1))", 1,
                      params, err, "%s", what);
     if (rc < 0)
         goto out;

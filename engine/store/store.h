@@ -58,6 +58,61 @@ struct store_table {
 int store_ensure_table(struct store *s, const struct store_table *t, struct base_err *err);
 
 /*
+ * Evolving a job's table (evolve.c) when its job file changes. Every record is kept whole in
+ * data, so the table follows the definition from its own copy, without a request. The shape
+ * a job's table was last given (table, id path and type, parent column, columns with name,
+ * path and type) is recorded in keapsync.jobs; each change against it (or, for a job seen
+ * the first time, against the table as it is) is applied in one transaction with the new
+ * shape:
+ *   renamed table    ALTER TABLE keap.<old> RENAME TO <new> (the old one must exist, the
+ *                    new one not); refused otherwise, unless the job has no checkpoint
+ *   added column     added and filled from data, as map would have written it (NULL on a
+ *                    mismatch); a column back in the job is refilled the same way
+ *   changed path     refilled from data
+ *   changed type     rewritten from data (ALTER COLUMN ... TYPE ... USING); refused when a
+ *                    value in data does not convert to the new type
+ *   dropped column   kept with a notice, or dropped with drop_columns (which drops every
+ *                    column of the table that is no longer the job's)
+ * A change of the id or the parent column is refused. Refusals are BASE_ECONFIG (exit 2),
+ * with nothing changed and err naming the job, the column and the value; each applied change
+ * is logged once at info level. An unchanged job changes and logs nothing.
+ */
+struct store_evolve_options {
+    bool drop_columns; /* drop columns no longer in the job instead of keeping them */
+    bool check_only;   /* find and check every change, apply none (nothing is logged) */
+};
+
+struct store_evolve_result {
+    int renamed;  /* 1 when the table was renamed */
+    int added;    /* columns added (or back in the job) and filled from data */
+    int refilled; /* columns whose path changed, refilled from data */
+    int retyped;  /* columns rewritten with another type */
+    int kept;     /* columns no longer in the job, kept */
+    int dropped;  /* columns dropped */
+};
+
+/*
+ * Brings keap.<t->table> in line with t, the definition of job (see above). t's columns must
+ * be compiled (map_column_compile). res (may be NULL) counts the changes found, applied or,
+ * with check_only, not. The sink's prepared state for the table is forgotten: the next
+ * store_commit_page (or store_ensure_table) prepares it again.
+ */
+int store_evolve_table(struct store *s, const char *job, const struct store_table *t,
+                       const struct store_evolve_options *opt, struct store_evolve_result *res,
+                       struct base_err *err);
+
+/*
+ * Appends to out the SQL expression (over the column data of keap.<table>) of the jsonb value
+ * at col's compiled path: NULL wherever map_lookup finds nothing. Pure; BASE_ETOOBIG when out
+ * is full.
+ */
+int store_evolve_sql_path(const struct map_column *col, struct base_buf *out, struct base_err *err);
+/* The same, converted to col's type exactly as map writes it (NULL on a mismatch). Needs the
+ * functions of migration 0002. */
+int store_evolve_sql_value(const struct map_column *col, struct base_buf *out,
+                           struct base_err *err);
+
+/*
  * Up to max ids of keap.<table>, ascending, greater than after (all when !have_after), into
  * ids[0..*n). A table that does not exist yet has no ids.
  */

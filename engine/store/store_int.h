@@ -25,6 +25,11 @@
 #define STORE_MAX_SQL        (1u << 20) /* a generated statement */
 #define STORE_MAX_IDENT      63         /* NAMEDATALEN - 1: longer names would be truncated */
 
+/* Lock class of pg_advisory_xact_lock(class, hashtext(table)) around DDL on one table. */
+#define STORE_DDL_LOCK_CLASS "1802724723"
+/* Lock class of pg_advisory_xact_lock(class, hashtext(job)) around evolving one job. */
+#define STORE_JOB_LOCK_CLASS "1802724724"
+
 /* Upserts a checkpoint: $1 job, $2 JSON text. */
 #define STORE_SQL_CHECKPOINT_UPSERT                                                                \
     "INSERT INTO keapsync.checkpoints (job, state, updated_at) VALUES ($1, $2::jsonb, now()) "     \
@@ -90,6 +95,14 @@ int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err);
  */
 int store_ledger_spend(struct store *s, const char *tenant, const char *day, int64_t n,
                        struct base_err *err, const char *what);
+
+/* Checks a table definition: names, types, no clash with id/data/synced_at, and the
+ * updated column among the map's columns. */
+int store_check_table(const struct store_table *t, struct base_err *err);
+
+/* Forgets the staging table and prepared upsert of table, if this connection has them (its
+ * shape changed under them). Must run outside a transaction. */
+void store_tcache_forget(struct store *s, const char *table);
 
 /* Frees the sink's per-table cache (store_close). */
 void store_tcache_free_all(struct store *s);
