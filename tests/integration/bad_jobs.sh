@@ -43,6 +43,9 @@ eq "unreachable model: nothing else on stderr" 1 "$(grep -c . "$IT_TMP/err" || t
 rc=0
 KEAPSYNC_JOBS="$IT_TMP/cf_unknown" env -u KEAP_API_KEY "$KS" check >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
 eq "no credentials: check passes with a warning" "0 1" "$rc $(grep -c 'warning: custom field labels not checked' "$IT_TMP/err")"
+rc=0
+KEAPSYNC_JOBS="$IT_TMP/cf_unknown" KEAP_API_KEY=wrong-key "$KS" check >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
+eq "refused key: check passes with a warning" "0 1" "$rc $(grep -c 'warning: custom field labels not checked.*401' "$IT_TMP/err")"
 models=$(curl -sf "$KSIM_URL/__admin/stats" | jq .accepted)
 check "check read the model from keapsim ($models requests)" test "$models" -ge 2
 
@@ -54,5 +57,9 @@ KEAPSYNC_JOBS="$IT_TMP/cf_unknown" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || r
 eq "run: unknown label exit code" 2 "$rc"
 eq "run: the same message" "keapsync: error: \"$IT_TMP/cf_unknown/cf_unknown.json\": $(head -n 1 "$KEAPSYNC_SRC/tests/unit/jobs/bad/cf_unknown.expect")" "$(head -n 1 "$IT_TMP/err")"
 eq "run: nothing written" 0 "$(sql "SELECT (SELECT count(*) FROM keapsync.checkpoints) + (SELECT count(*) FROM keapsync.runs) + (SELECT count(*) FROM information_schema.tables WHERE table_schema = 'keap')")"
-eq "run: the model request is in the ledger" 1 "$(sql "SELECT COALESCE(sum(reserved), 0) FROM keapsync.quota_ledger")"
+rc=0
+KEAPSYNC_JOBS="$IT_TMP/cf_unknown" KEAP_API_KEY=wrong-key "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
+eq "run: a refused key at the model is exit 77" 77 "$rc"
+check "run: the refused key is never shown" bash -c "! grep -q wrong-key '$IT_TMP/err'"
+eq "run: the model requests are in the ledger" 2 "$(sql "SELECT COALESCE(sum(reserved), 0) FROM keapsync.quota_ledger")"
 it_done
