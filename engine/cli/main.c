@@ -13,6 +13,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "keap.h"
+#include "labels.h"
 #include "pace.h"
 #include "sched.h"
 #include "store.h"
@@ -247,13 +248,21 @@ static int cmd_check(void)
     struct jobs_set set = {0};
     struct pace_config cfg;
 
+    bool labels = true;
+
     base_err_clear(&err);
     if (load_limits(&cfg, &err) < 0 || load_jobs(&set, NULL, &err) < 0)
         return fail(EXIT_CONFIG, &err);
+    if (cli_resolve_labels(&set, NULL, &cfg, env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL), NULL,
+                           &labels, &err) < 0) {
+        jobs_set_free(&set);
+        return fail(EXIT_CONFIG, &err);
+    }
     for (size_t i = 0; i < set.n; i++)
-        printf("job \"%s\": %s -> keap.%s, %zu columns%s\n", set.jobs[i].name, set.jobs[i].endpoint,
-               set.jobs[i].table, set.jobs[i].map.ncols,
-               set.jobs[i].incremental ? ", incremental" : "");
+        printf("job \"%s\": %s -> keap.%s, %zu columns%s%s\n", set.jobs[i].name,
+               set.jobs[i].endpoint, set.jobs[i].table, set.jobs[i].map.ncols,
+               set.jobs[i].incremental ? ", incremental" : "",
+               set.jobs[i].unresolved > 0 ? ", custom field labels not checked" : "");
     printf("check: %zu job%s valid\n", set.n, set.n == 1 ? "" : "s");
     jobs_set_free(&set);
     return 0;
@@ -304,6 +313,20 @@ static int cmd_run(int argc, char **argv)
     }
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
     opt.tenant = env_or("KEAPSYNC_TENANT", NULL);
+    {
+        bool checked;
+
+        /* Labels are resolved before anything but the model requests' ledger reservation. */
+        if (cli_resolve_labels(&set, s, &opt.limits, opt.base_url, opt.tenant, &checked, &err) <
+            0) {
+            code = err.code == BASE_EQUOTA                                  ? EXIT_QUOTA
+                   : err.code == BASE_EAUTH                                 ? EXIT_AUTH
+                   : err.code == BASE_ECONFIG || err.code == BASE_ENOTFOUND ? EXIT_CONFIG
+                                                                            : EXIT_FAILURE;
+            fail(code, &err);
+            goto out;
+        }
+    }
     {
         struct base_buf names;
 

@@ -13,12 +13,14 @@
  */
 #include "jobs.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define JOB_FILE_MAX      (1024 * 1024) /* bytes of one job file */
 #define JOBS_MAX          4096          /* job files in one folder */
@@ -31,6 +33,11 @@
 #define OVERLAP_MAX       (7 * 86400)
 #define SHOWN_BUF         84  /* buffer for a shown value: 80 bytes and "..." */
 #define PATH_SHOWN        260 /* buffer for a shown file or folder path */
+
+#define DESCRIPTION_MAX 300 /* bytes of a job's description */
+#define QUERY_MAX       32  /* fixed query parameters of one job */
+#define QUERY_VALUE_MAX 2000
+#define LABEL_MAX       200 /* bytes of a custom field label */
 
 #define TYPE_LIST "text, bigint, double, numeric, boolean, timestamptz, date or jsonb"
 #define IDENT_RE  "[a-z_][a-z0-9_]{0,62}"
@@ -49,12 +56,37 @@ static const char *const job_keys[] = {
     "columns",
     "parent",
     "refresh_hours",
+    "description",
+    "query",
 };
 static const char *const parent_keys[] = {"job", "column"};
 static const char *const incremental_keys[] = {
     "since_param", "until_param", "filter_since", "filter_until", "lag_seconds", "overlap_seconds",
 };
-static const char *const column_keys[] = {"name", "path", "type"};
+static const char *const column_keys[] = {"name", "path", "custom_field", "type"};
+
+/* Query parameters keapsync sets itself: a job's "query" may not name them. */
+static const char *const owned_params[] = {
+    "limit",
+    "offset",
+    "order",
+    "order_direction",
+    "since",
+    "until",
+    "since_sent_date",
+    "until_sent_date",
+    "page_size",
+    "page_token",
+    "filter",
+    "order_by",
+    "optional_properties",
+};
+
+/* Objects with a custom fields model, GET /v1/<object>/model (openapi-v1.json). */
+static const char *const model_objects[] = {
+    "contacts", "companies",     "opportunities", "orders",     "notes",
+    "tasks",    "subscriptions", "appointments",  "affiliates",
+};
 static const char *const id_keys[] = {"path", "type"};
 
 /* What a validation step needs: the file it is in and where to report. */
@@ -294,11 +326,27 @@ static int file_stem(const char *path, char *buf, size_t n)
     return BASE_OK;
 }
 
-/* Fills col (name, path, type, compiled) from one element of "columns". */
-static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, struct map_column *col)
+/* True if s is a label a user can have typed: no control characters, at most LABEL_MAX. */
+static bool is_label(const char *s)
+{
+    if (strlen(s) > LABEL_MAX)
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+/*
+ * Fills col (name, path, type, compiled) from one element of "columns". A column that names a
+ * custom field by its label gets *label (owned) and no path yet: jobs_resolve_custom_fields
+ * gives it one. object is the job's model object (NULL: its endpoint has none).
+ */
+static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, const char *object,
+                       struct map_column *col, char **label)
 {
     char field[64], buf[SHOWN_BUF];
-    const char *name, *path, *type;
+    const char *name, *path, *type, *cf;
     int rc;
 
     snprintf(field, sizeof(field), "columns[%zu]", i);
@@ -324,13 +372,37 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, str
     if (map_type_from_name(type, &col->type) < 0)
         return fail(c, field, "unknown type \"%s\" (expected " TYPE_LIST ")",
                     shown(type, buf, sizeof(buf)));
+    rc = dup_into(c, name, &col->name);
+    if (rc < 0)
+        return rc;
+
+    snprintf(field, sizeof(field), "columns[%zu].custom_field", i);
+    rc = get_string(c, obj, "custom_field", field, false, &cf);
+    if (rc < 0)
+        return rc;
+    if (cf != NULL) {
+        if (cJSON_GetObjectItemCaseSensitive(obj, "path") != NULL)
+            return fail(c, field, "a column has either a path or a custom_field, not both");
+        if (!is_label(cf))
+            return fail(c, field,
+                        "\"%s\" is not a custom field label (at most %d characters, no control "
+                        "characters)",
+                        shown(cf, buf, sizeof(buf)), LABEL_MAX);
+        if (object == NULL)
+            return fail(c, field,
+                        "this endpoint has no custom fields model (custom fields by label work "
+                        "for contacts, companies, opportunities, orders, notes, tasks, "
+                        "subscriptions and appointments)");
+        return dup_into(c, cf, label);
+    }
+
     snprintf(field, sizeof(field), "columns[%zu].path", i);
+    if (cJSON_GetObjectItemCaseSensitive(obj, "path") == NULL)
+        return fail(c, field, "missing (a column needs a path or a custom_field)");
     rc = get_string(c, obj, "path", field, true, &path);
     if (rc < 0)
         return rc;
-    rc = dup_into(c, name, &col->name);
-    if (rc == BASE_OK)
-        rc = dup_into(c, path, &col->path);
+    rc = dup_into(c, path, &col->path);
     if (rc < 0)
         return rc;
     rc = map_column_compile(col);
@@ -344,9 +416,10 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, str
     return BASE_OK;
 }
 
-static int load_columns(const struct load_ctx *c, const cJSON *root, struct map_spec *map)
+static int load_columns(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "columns");
+    struct map_spec *map = &job->map;
     size_t n, i = 0;
     char field[64];
     int rc;
@@ -359,14 +432,17 @@ static int load_columns(const struct load_ctx *c, const cJSON *root, struct map_
     if (n > COLUMNS_MAX)
         return fail(c, "columns", "%zu columns (at most %d)", n, COLUMNS_MAX);
     map->cols = calloc(n ? n : 1, sizeof(*map->cols));
-    if (map->cols == NULL)
+    job->custom_labels = calloc(n ? n : 1, sizeof(*job->custom_labels));
+    if (map->cols == NULL || job->custom_labels == NULL)
         return base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
     for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
         /* ncols counts filled columns so that a failure frees exactly those. */
         map->ncols = i + 1;
-        rc = load_column(c, e, i, &map->cols[i]);
+        rc = load_column(c, e, i, job->model_object, &map->cols[i], &job->custom_labels[i]);
         if (rc < 0)
             return rc;
+        if (job->custom_labels[i] != NULL)
+            job->unresolved++;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(map->cols[j].name, map->cols[i].name) == 0) {
                 snprintf(field, sizeof(field), "columns[%zu].name", i);
@@ -548,6 +624,92 @@ static int load_parent(const struct load_ctx *c, const cJSON *root, const char *
     return rc;
 }
 
+/* The job's description: one line of at most DESCRIPTION_MAX bytes. */
+static int load_description(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const char *s;
+    int rc = get_string(c, root, "description", "description", false, &s);
+
+    if (rc < 0 || s == NULL)
+        return rc;
+    if (strlen(s) > DESCRIPTION_MAX)
+        return fail(c, "description", "%zu bytes long (at most %d: one sentence)", strlen(s),
+                    DESCRIPTION_MAX);
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return fail(c, "description", "must be one line without control characters");
+    return dup_into(c, s, &job->description);
+}
+
+/* True if name is a parameter keapsync sets itself for job. */
+static bool param_is_owned(const struct jobs_job *job, const char *name)
+{
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(owned_params); i++)
+        if (strcmp(owned_params[i], name) == 0)
+            return true;
+    return (job->since_param && strcmp(job->since_param, name) == 0) ||
+           (job->until_param && strcmp(job->until_param, name) == 0);
+}
+
+/* "query": an object of fixed parameters, each a string, added to every request. */
+static int load_query(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "query");
+    char field[SHOWN_BUF + 16], buf[SHOWN_BUF];
+    size_t n = 0;
+    int rc;
+
+    if (obj == NULL)
+        return BASE_OK;
+    if (!cJSON_IsObject(obj))
+        return fail(c, "query", "expected an object, found %s", json_type_name(obj));
+    for (const cJSON *m = obj->child; m != NULL; m = m->next)
+        n++;
+    if (n > QUERY_MAX)
+        return fail(c, "query", "%zu parameters (at most %d)", n, QUERY_MAX);
+    job->query = calloc(n ? n : 1, sizeof(*job->query));
+    if (job->query == NULL)
+        return base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        snprintf(field, sizeof(field), "query.%s", shown(m->string, buf, sizeof(buf)));
+        if (!is_param_name(m->string))
+            return fail(c, "query", "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
+                        shown(m->string, buf, sizeof(buf)));
+        for (const cJSON *e = obj->child; e != m; e = e->next)
+            if (strcmp(e->string, m->string) == 0)
+                return fail(c, "query", "duplicate key \"%s\"", m->string);
+        if (param_is_owned(job, m->string))
+            return fail(c, field,
+                        "keapsync sets this parameter itself (use the job's own keys: "
+                        "page_size, order, optional_properties, incremental)");
+        if (!cJSON_IsString(m))
+            return fail(c, field, "expected a string, found %s", json_type_name(m));
+        if (m->valuestring[0] == '\0')
+            return fail(c, field, "must not be empty");
+        if (strlen(m->valuestring) > QUERY_VALUE_MAX)
+            return fail(c, field, "%zu bytes long (at most %d)", strlen(m->valuestring),
+                        QUERY_VALUE_MAX);
+        rc = dup_into(c, m->string, &job->query[job->nquery].name);
+        if (rc == BASE_OK)
+            rc = dup_into(c, m->valuestring, &job->query[job->nquery].value);
+        job->nquery++; /* counted before a failure so that free sees it */
+        if (rc < 0)
+            return rc;
+    }
+    return BASE_OK;
+}
+
+/* The job's model object: its endpoint's last segment when that has a custom fields model. */
+static int find_model_object(const struct load_ctx *c, struct jobs_job *job)
+{
+    const char *last = strrchr(job->endpoint, '/') + 1;
+
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(model_objects); i++)
+        if (strcmp(model_objects[i], last) == 0)
+            return dup_into(c, last, &job->model_object);
+    return BASE_OK;
+}
+
 /* Validates the parsed root into job (zeroed by the caller, freed by it on error). */
 static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
@@ -621,9 +783,13 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
     if (rc < 0)
         return rc;
 
-    rc = load_id(c, root, job->api, &job->map.id);
+    rc = load_description(c, root, job);
     if (rc == BASE_OK)
-        rc = load_columns(c, root, &job->map);
+        rc = find_model_object(c, job);
+    if (rc == BASE_OK)
+        rc = load_id(c, root, job->api, &job->map.id);
+    if (rc == BASE_OK)
+        rc = load_columns(c, root, job);
     if (rc == BASE_OK)
         rc = load_updated_field(c, root, job);
     if (rc == BASE_OK)
@@ -634,6 +800,8 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
         rc = fail(c, "refresh_hours",
                   "only for jobs that read everything each pass (an incremental job reads only "
                   "what changed)");
+    if (rc == BASE_OK)
+        rc = load_query(c, root, job);
     for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
         if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
             rc = fail(c, "parent.column", "\"%s\" is also the name of a column", job->parent_col);
@@ -752,11 +920,162 @@ void jobs_job_free(struct jobs_job *job)
     free(job->parent_job);
     free(job->parent_col);
     free(job->parent_table);
+    free(job->description);
+    free(job->model_object);
+    for (size_t i = 0; i < job->nquery; i++) {
+        free(job->query[i].name);
+        free(job->query[i].value);
+    }
+    free(job->query);
     map_column_free(&job->map.id);
-    for (size_t i = 0; i < job->map.ncols; i++)
+    for (size_t i = 0; i < job->map.ncols; i++) {
         map_column_free(&job->map.cols[i]);
+        if (job->custom_labels != NULL)
+            free(job->custom_labels[i]);
+    }
+    free(job->custom_labels);
     free(job->map.cols);
     memset(job, 0, sizeof(*job));
+}
+
+/* Edit distance of a and b (case-insensitive), or LABEL_MAX + 1 when either is longer. */
+static size_t label_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[LABEL_MAX + 2];
+
+    if (la > LABEL_MAX || lb > LABEL_MAX)
+        return LABEL_MAX + 1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = diag + cost;
+
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* True if needle occurs in hay, ignoring case. */
+static bool contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay != '\0'; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return n == 0;
+}
+
+/* Appends up to 3 labels of fields close to want ("Shoe Size", ...) to buf[0..n). */
+static void close_labels(const cJSON *fields, const char *want, char *buf, size_t n)
+{
+    size_t used = 0, found = 0;
+    const cJSON *f;
+
+    buf[0] = '\0';
+    cJSON_ArrayForEach(f, fields)
+    {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(f, "label");
+        size_t d, limit = strlen(want) / 3 + 1;
+        int w;
+
+        if (!cJSON_IsString(l) || !is_label(l->valuestring))
+            continue;
+        d = label_distance(l->valuestring, want);
+        if (d > limit && !contains_ci(l->valuestring, want) && !contains_ci(want, l->valuestring))
+            continue;
+        w = snprintf(buf + used, n - used, "%s\"%.60s\"", found ? ", " : "", l->valuestring);
+        if (w < 0 || (size_t)w >= n - used) {
+            buf[used] = '\0';
+            return;
+        }
+        used += (size_t)w;
+        if (++found == 3)
+            return;
+    }
+}
+
+int jobs_resolve_custom_fields(struct jobs_job *job, const cJSON *model, struct base_err *err)
+{
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(model, "custom_fields");
+    struct load_ctx c = {job ? job->file : NULL, err};
+
+    if (job == NULL || model == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not resolve custom fields: missing argument");
+    if (!cJSON_IsArray(fields))
+        return base_err_set(err, BASE_EPROTO,
+                            "could not read the custom fields of \"%s\": the model has no "
+                            "custom_fields array",
+                            job->model_object ? job->model_object : "?");
+    for (size_t i = 0; i < job->map.ncols; i++) {
+        struct map_column *col = &job->map.cols[i];
+        const char *label = job->custom_labels ? job->custom_labels[i] : NULL;
+        const cJSON *hit = NULL, *f;
+        char field[64], buf[SHOWN_BUF], close[240], path[128];
+        int rc;
+
+        if (label == NULL || col->path != NULL)
+            continue;
+        snprintf(field, sizeof(field), "columns[%zu].custom_field", i);
+        cJSON_ArrayForEach(f, fields)
+        {
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(f, "label");
+
+            if (!cJSON_IsString(l) || strcmp(l->valuestring, label) != 0)
+                continue;
+            if (hit != NULL)
+                return fail(&c, field,
+                            "column \"%s\": two custom fields of %s are labelled \"%s\" (use "
+                            "a path with the field's id)",
+                            col->name, job->model_object, shown(label, buf, sizeof(buf)));
+            hit = f;
+        }
+        if (hit == NULL) {
+            close_labels(fields, label, close, sizeof(close));
+            if (close[0] != '\0')
+                return fail(&c, field,
+                            "column \"%s\": no custom field of %s is labelled \"%s\" "
+                            "(close: %s)",
+                            col->name, job->model_object, shown(label, buf, sizeof(buf)), close);
+            return fail(&c, field, "column \"%s\": no custom field of %s is labelled \"%s\"",
+                        col->name, job->model_object, shown(label, buf, sizeof(buf)));
+        }
+        f = cJSON_GetObjectItemCaseSensitive(hit, "id");
+        if (cJSON_IsNumber(f) && isfinite(f->valuedouble) &&
+            floor(f->valuedouble) == f->valuedouble)
+            rc = base_snprintf(path, sizeof(path), "custom_fields.[id=%.0f].content",
+                               f->valuedouble);
+        else if (cJSON_IsString(f) && is_param_name(f->valuestring) && strlen(f->valuestring) < 64)
+            rc = base_snprintf(path, sizeof(path), "custom_fields.[id=%s].content", f->valuestring);
+        else
+            return base_err_set(err, BASE_EPROTO,
+                                "could not read the custom fields of \"%s\": the field labelled "
+                                "\"%s\" has no usable id",
+                                job->model_object, shown(label, buf, sizeof(buf)));
+        if (rc == BASE_OK && (col->path = strdup(path)) == NULL)
+            rc = BASE_ENOMEM;
+        if (rc == BASE_OK)
+            rc = map_column_compile(col);
+        if (rc < 0) {
+            free(col->path);
+            col->path = NULL;
+            return base_err_set(err, BASE_ENOMEM, "could not resolve custom fields: out of memory");
+        }
+        job->unresolved--;
+    }
+    return BASE_OK;
 }
 
 static int cmp_names(const void *a, const void *b)

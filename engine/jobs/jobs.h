@@ -2,36 +2,16 @@
  * jobs: job definitions. A job is one Keap list read into one Postgres table; a job file
  * (jobs/<name>.json) defines it. A run executes jobs; "task" is not used.
  *
- * Job file keys (unknown keys are errors):
- *   name            required; identifier [a-z_][a-z0-9_]{0,62}; must match the file name
- *   endpoint        required; "/v1/..." or "/v2/..." relative to KEAP_BASE_URL
- *   array_key       key of the records array; default: last path segment of endpoint
- *   table           target table in schema keap; identifier; default: name
- *   page_size       1..1000; default 1000
- *   order           v1 "order" (e.g. "id") or v2 "order_by" (e.g. "id asc"); optional
- *   optional_properties  v1 only, e.g. "custom_fields"; optional
- *   updated_field   column name (one of columns) holding the record's last update time;
- *                   guards newer-wins upserts and moves the watermark; optional
- *   incremental     optional object:
- *       since_param, until_param     v1 query parameters ("since", "until")
- *       filter_since, filter_until   v2 filter fields ("start_update_time", ...)
- *       lag_seconds                  keep the window's end this far in the past (default 60)
- *       overlap_seconds              start each window this far before the watermark
- *                                    (default 300)
- *   id              optional {"path": "id", "type": "bigint"|"text"}; default: path "id",
- *                   bigint for v1 and text for v2
- *   columns         required array of {"name", "path", "type"}; names are identifiers and
- *                   unique, and none is id, data or synced_at
- *   parent          optional {"job": "contacts", "column": "contact_id"}: a child stream, read
- *                   with one list per parent record. endpoint holds the segment {parent_id}
- *                   (e.g. "/v1/contacts/{parent_id}/tags"), replaced by each id of the parent
- *                   job's table, in id order; the table's key is (column, id). column
- *                   defaults to "parent_id". The parent job must exist and have no parent
- *                   itself; a child job cannot be incremental.
- *   refresh_hours   0..8760, default 0: a job that is not incremental reads everything again
- *                   on every run; with N > 0, a run within N hours of its last complete pass
- *                   skips it (reported as fresh). Meant for child streams, whose pass costs
- *                   a request per parent.
+ * Words used here:
+ *   job file      one JSON object; every key, its type, default and rules are documented in
+ *                 docs/jobs.md (the one place), and unknown keys are errors.
+ *   endpoint      the Keap list a job reads, "/v1/..." or "/v2/...", relative to KEAP_BASE_URL.
+ *   column        a typed column of the job's table: a path into each record, or a custom
+ *                 field named by its label ("custom_field").
+ *   child stream  a job with "parent": one list per record of its parent job.
+ *   query         fixed parameters a job adds to every request (never one keapsync sets).
+ *   model         GET /v1/<object>/model: the custom fields of an object, which maps a label
+ *                 to the id a record's custom_fields carry.
  */
 #ifndef KEAPSYNC_JOBS_H
 #define KEAPSYNC_JOBS_H
@@ -60,10 +40,16 @@ struct jobs_job {
     int lag_s;
     int overlap_s;
     struct map_spec map;
-    char *parent_job;   /* child streams: the parent job's name, or NULL */
-    char *parent_col;   /* the column holding the parent's id */
-    char *parent_table; /* the parent job's table (resolved by jobs_load_dir) */
-    int refresh_hours;  /* 0: every run */
+    char *parent_job;         /* child streams: the parent job's name, or NULL */
+    char *parent_col;         /* the column holding the parent's id */
+    char *parent_table;       /* the parent job's table (resolved by jobs_load_dir) */
+    int refresh_hours;        /* 0: every run */
+    char *description;        /* one sentence: why this endpoint and version; NULL when absent */
+    struct keap_param *query; /* "query": fixed parameters for every request */
+    size_t nquery;
+    char **custom_labels; /* map.ncols entries: the label a column names, or NULL */
+    char *model_object;   /* "contacts" for /v1/<object>/model, or NULL when it has none */
+    size_t unresolved;    /* label columns without a path yet (jobs_resolve_custom_fields) */
 };
 
 struct jobs_set {
@@ -86,6 +72,15 @@ void jobs_job_free(struct jobs_job *job);
  * Two jobs with one name or one table is BASE_ECONFIG.
  */
 int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err);
+
+/*
+ * Gives each column of job that names a custom field by label the path
+ * custom_fields.[id=N].content, N the id of the field of that label in model (the parsed body
+ * of GET /v1/<job->model_object>/model). An unknown or ambiguous label is BASE_ECONFIG with
+ * '"<file>": columns[i].custom_field: column "<name>": ...' (close labels listed); a model
+ * without a custom_fields array is BASE_EPROTO. Columns already resolved are left alone.
+ */
+int jobs_resolve_custom_fields(struct jobs_job *job, const cJSON *model, struct base_err *err);
 
 /* Keeps only the jobs named in the comma-separated list; an unknown name is BASE_ECONFIG. */
 int jobs_select(struct jobs_set *set, const char *only_csv, struct base_err *err);

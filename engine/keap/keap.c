@@ -302,6 +302,13 @@ static void url_param_time(struct url_builder *u, const char *name, int64_t wall
     url_param(u, name, ts);
 }
 
+static void url_params_extra(struct url_builder *u, const struct keap_param *p, size_t n)
+{
+    for (size_t i = 0; p != NULL && i < n; i++)
+        if (p[i].name != NULL && p[i].value != NULL)
+            url_param(u, p[i].name, p[i].value);
+}
+
 /* Ends a build: on failure the buffer is put back as it was. */
 static int url_finish(struct url_builder *u, size_t old_len)
 {
@@ -336,6 +343,7 @@ int keap_build_v1_url(struct base_buf *out, const char *base_url, const char *en
         url_param_time(&u, q->until_param, q->until_ms);
     if (q->optional_properties != NULL)
         url_param(&u, "optional_properties", q->optional_properties);
+    url_params_extra(&u, q->extra, q->nextra);
     return url_finish(&u, old_len);
 }
 
@@ -375,6 +383,7 @@ int keap_build_v2_url(struct base_buf *out, const char *base_url, const char *en
         url_param(&u, "order_by", q->order_by);
     if (q->fields != NULL)
         url_param(&u, "fields", q->fields);
+    url_params_extra(&u, q->extra, q->nextra);
     return url_finish(&u, old_len);
 }
 
@@ -876,4 +885,113 @@ void keap_page_free(struct keap_page *page)
     page->nrecords = 0;
     page->next_page_token = NULL;
     page->nul_replaced = 0;
+}
+
+/* ---------------------------------------------------------------- object models */
+
+#define KEAP_MODEL_MAX_BODY (4 * 1024 * 1024)
+#define KEAP_MODEL_TIMEOUT  30000 /* ms for the whole call */
+
+/* One model fetch: what the done callback keeps of the response. */
+struct model_call {
+    bool done;
+    struct keap_verdict verdict;
+    long status;
+    struct base_buf body; /* taken from the response */
+};
+
+static void model_done_cb(struct http_response *resp, void *data)
+{
+    struct model_call *call = data;
+
+    keap_classify_api(resp, KEAP_API_V1, 0, &call->verdict);
+    call->status = resp->status;
+    call->body = resp->body;
+    resp->body.data = NULL;
+    call->done = true;
+}
+
+int keap_fetch_model(const char *base_url, const char *object, const char *const *headers,
+                     cJSON **out, struct base_err *err)
+{
+    struct http_options hopt = {0};
+    struct http_request req = {0};
+    struct http_client *hc = NULL;
+    struct model_call call;
+    struct base_buf url;
+    uv_loop_t loop;
+    cJSON *root;
+    size_t blen;
+    int rc, result;
+
+    if (base_url == NULL || object == NULL || out == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not fetch a model: missing argument");
+    memset(&call, 0, sizeof(call));
+    base_buf_init(&url, 16 * 1024);
+    blen = strlen(base_url);
+    while (blen > 0 && base_url[blen - 1] == '/')
+        blen--;
+    rc = base_buf_printf(&url, "%.*s/v1/%s/model", (int)blen, base_url, object);
+    if (rc < 0) {
+        base_buf_free(&url);
+        return base_err_set(err, rc, "could not fetch the model of \"%s\": %s", object,
+                            base_strerror(rc));
+    }
+    rc = uv_loop_init(&loop);
+    if (rc < 0) {
+        base_buf_free(&url);
+        return base_err_set(err, BASE_EIO, "could not start an event loop: %s", uv_strerror(rc));
+    }
+    hopt.max_body = KEAP_MODEL_MAX_BODY;
+    hopt.max_connections = 1;
+    hopt.timeout_ms = KEAP_MODEL_TIMEOUT;
+    rc = http_client_new(&hc, &loop, &hopt);
+    if (rc == BASE_OK) {
+        req.method = "GET";
+        req.url = url.data;
+        req.headers = headers;
+        rc = http_send(hc, &req, model_done_cb, &call);
+    }
+    while (rc == BASE_OK && !call.done && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    http_client_close(hc);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    base_buf_free(&url);
+    if (rc < 0) {
+        base_buf_free(&call.body);
+        return base_err_set(err, rc, "could not fetch the model of \"%s\": %s", object,
+                            base_strerror(rc));
+    }
+    switch (call.verdict.outcome) {
+    case KEAP_OUTCOME_OK:
+        result = BASE_OK;
+        break;
+    case KEAP_OUTCOME_AUTH:
+        result = base_err_set(err, BASE_EAUTH, "could not fetch /v1/%s/model: %s", object,
+                              call.verdict.reason);
+        break;
+    case KEAP_OUTCOME_RETRY:
+    case KEAP_OUTCOME_RATE_LIMITED:
+        result = base_err_set(err, BASE_EIO, "could not fetch /v1/%s/model: %s", object,
+                              call.verdict.reason);
+        break;
+    default:
+        result = base_err_set(err, call.status == 404 ? BASE_ENOTFOUND : BASE_EPROTO,
+                              "could not fetch /v1/%s/model: %s", object, call.verdict.reason);
+        break;
+    }
+    if (result < 0) {
+        base_buf_free(&call.body);
+        return result;
+    }
+    root = call.body.data ? cJSON_ParseWithLength(call.body.data, call.body.len) : NULL;
+    base_buf_free(&call.body);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return base_err_set(err, BASE_EPROTO, "could not read /v1/%s/model: not a JSON object",
+                            object);
+    }
+    *out = root;
+    return BASE_OK;
 }

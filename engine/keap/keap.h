@@ -49,6 +49,13 @@ void keap_credential_clear(struct keap_credential *cred);
 int keap_auth_headers(const struct keap_credential *cred, char ***out);
 void keap_headers_free(char **headers);
 
+/* A fixed query parameter (a job's "query"): sent after keapsync's own, both parts
+ * URL-encoded. */
+struct keap_param {
+    char *name;
+    char *value;
+};
+
 /* A v1 list request (limit/offset). Strings are borrowed; NULL or -1 means "leave out". */
 struct keap_v1_query {
     int limit;
@@ -60,6 +67,8 @@ struct keap_v1_query {
     const char *until_param;
     int64_t until_ms;
     const char *optional_properties; /* e.g. "custom_fields" */
+    const struct keap_param *extra;  /* nextra fixed parameters, appended last */
+    size_t nextra;
 };
 
 /* A v2 list request (page tokens). */
@@ -72,6 +81,8 @@ struct keap_v2_query {
     const char *filter_until_field; /* e.g. "end_update_time" */
     int64_t until_ms;
     const char *fields;
+    const struct keap_param *extra; /* nextra fixed parameters, appended last */
+    size_t nextra;
 };
 
 /* Appends base_url + endpoint + the query string to out (values URL-encoded). */
@@ -79,6 +90,16 @@ int keap_build_v1_url(struct base_buf *out, const char *base_url, const char *en
                       const struct keap_v1_query *q);
 int keap_build_v2_url(struct base_buf *out, const char *base_url, const char *endpoint,
                       const struct keap_v2_query *q);
+
+/*
+ * Fetches GET <base_url>/v1/<object>/model (an object's custom fields) with headers (from
+ * keap_auth_headers; never logged), blocking, on a loop of its own: meant for once per run,
+ * before the run's loop starts. On success *out owns the parsed body. Errors, with err set
+ * (never naming the credential): BASE_EAUTH (401/403), BASE_EIO (Keap unreachable, 5xx, 429),
+ * BASE_EPROTO (not a JSON object), BASE_ENOTFOUND (404: no such model), BASE_EINVAL.
+ */
+int keap_fetch_model(const char *base_url, const char *object, const char *const *headers,
+                     cJSON **out, struct base_err *err);
 
 enum keap_outcome {
     KEAP_OUTCOME_OK = 0,       /* 2xx with a JSON body */

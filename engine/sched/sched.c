@@ -1367,6 +1367,8 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
             .until_param = def->until_param,
             .until_ms = def->incremental ? c->until_ms : -1,
             .optional_properties = def->optional_properties,
+            .extra = def->query,
+            .nextra = def->nquery,
         };
         return keap_build_v1_url(url, s->opt->base_url, ep, &q);
     } else {
@@ -1381,6 +1383,8 @@ static int job_build_url(struct sched *s, struct sched_job *job, struct sched_pa
             .filter_until_field = def->filter_until,
             .until_ms = def->incremental ? c->until_ms : -1,
             .fields = NULL,
+            .extra = def->query,
+            .nextra = def->nquery,
         };
         return keap_build_v2_url(url, s->opt->base_url, ep, &q);
     }

@@ -9,7 +9,8 @@ size=150
 mkdir -p "$IT_TMP/jobs"
 jq '.page_size = 100' "$KEAPSYNC_SRC/jobs/contacts.json" >"$IT_TMP/jobs/contacts.json"
 # Two tags a page, so contacts with more tags need more than one request.
-jq '.page_size = 2' "$KEAPSYNC_SRC/jobs/examples/contact_tags.json" >"$IT_TMP/jobs/contact_tags.json"
+# (refresh_hours off: the shipped 24 h would make every run after the first one skip it.)
+jq '.page_size = 2 | del(.refresh_hours)' "$KEAPSYNC_SRC/jobs/contact_tags.json" >"$IT_TMP/jobs/contact_tags.json"
 cp "$KEAPSYNC_SRC/jobs/examples/contact_emails.json" "$IT_TMP/jobs/"
 export KEAPSYNC_JOBS="$IT_TMP/jobs"
 export KEAPSYNC_LIMITS="100/s,6000/min,30000/day"

@@ -87,4 +87,12 @@ chk "$v2spec" /v2/contacts "crm/rest/v2/contacts"
 chk "$v1spec" '/v1/contacts/{contactId}/tags' "crm/rest/v1/contacts/$id/tags"
 chk "$v1spec" '/v1/contacts/{contactId}/emails' "crm/rest/v1/contacts/$id/emails"
 ks_ok "contacts v1/v2 and the per-contact tags and emails conform"
+for o in contacts companies opportunities orders notes tasks appointments subscriptions; do
+    chk "$v1spec" "/v1/$o/model" "crm/rest/v1/$o/model"
+done
+ks_get "$A" "crm/rest/v1/contacts/model" | jq '.custom_fields[0].id = "x"' >"$KS_TMP/bad"
+if "$conform" "$v1spec" /v1/contacts/model "$KS_TMP/bad" >/dev/null; then
+    ks_fail "/v1/contacts/model: keapsim_conform accepted a string id"
+fi
+ks_ok "every /v1/<object>/model conforms to the spec's ObjectModel"
 echo "keapsim_conform: $KS_CHECKS checks passed"

@@ -134,4 +134,39 @@ echo "$got" | jq -e 'map(.s) | (index("CREATED") and index("UPDATED") and index(
 code=$(ks_get "$A" "crm/rest/v1/products/sync?sync_token=nope" -o /dev/null -w '%{http_code}')
 [ "$code" = 400 ] || ks_fail "a bad sync_token: want 400, got $code"
 ks_ok "products sync reports CREATED/UPDATED/DELETED since its token"
+
+# v2 companies: update_time and create_time only when fields= names them (the spec), and then
+# the hidden times the filters read.
+ks_get "$A" "crm/rest/v2/companies?page_size=1000" >"$KS_TMP/c0"
+jq -e '[.companies[] | has("update_time") or has("create_time")] | any | not' "$KS_TMP/c0" >/dev/null ||
+    ks_fail "v2 companies: update_time without fields="
+ks_get "$A" "crm/rest/v2/companies?page_size=1000&fields=id,company_name,update_time" >"$KS_TMP/c1"
+ks_admin GET "$A" "truth?resource=companies&version=v2&meta=1" >"$KS_TMP/cm"
+want=$(jq -r '"\(.id) \(.updated_ms)"' "$KS_TMP/cm" | sort)
+got=$(jq -r '.companies[] | "\(.id) \(.update_time | sub("\\.[0-9]+Z$"; "Z") | fromdate)\(.update_time | capture("\\.(?<ms>[0-9]+)Z$").ms)"' "$KS_TMP/c1" | sort)
+[ "$got" = "$want" ] || ks_fail "v2 companies fields=update_time: not the hidden update times"
+jq -e '[.companies[] | has("create_time")] | any | not' "$KS_TMP/c1" >/dev/null ||
+    ks_fail "v2 companies: create_time not named but served"
+ks_ok "v2 companies serve update_time and create_time only when fields= names them"
+
+# /v1/<object>/model: the custom fields records carry are the model's ids.
+for o in contacts companies opportunities orders notes tasks appointments subscriptions; do
+    ks_get "$A" "crm/rest/v1/$o/model" >"$KS_TMP/model"
+    jq -e '.custom_fields | type == "array"' "$KS_TMP/model" >/dev/null || ks_fail "/v1/$o/model: no custom_fields"
+done
+ks_get "$A" "crm/rest/v1/contacts/model" >"$KS_TMP/model"
+mids=$(jq -r '.custom_fields[].id' "$KS_TMP/model" | sort -n | tr '\n' ' ')
+cids=$(ks_get "$A" "crm/rest/v1/contacts?limit=100&optional_properties=custom_fields" | jq -r '[.contacts[].custom_fields[].id] | unique | .[]' | sort -n | tr '\n' ' ')
+[ -n "$mids" ] && [ "$mids" = "$cids" ] || ks_fail "contacts: model ids [$mids], records carry [$cids]"
+for pair in "companies v1" "opportunities v1" "opportunities v2"; do
+    set -- $pair
+    ks_get "$A" "crm/rest/v1/$1/model" >"$KS_TMP/model"
+    mids=$(jq -r '.custom_fields[].id' "$KS_TMP/model" | sort -n | tr '\n' ' ')
+    ks_admin GET "$A" "truth?resource=$1&version=$2" >"$KS_TMP/t"
+    cids=$(jq -r '.custom_fields[]?.id' "$KS_TMP/t" | sort -nu | tr '\n' ' ')
+    [ -n "$mids" ] && [ "$mids" = "$cids" ] || ks_fail "$1 $2: model ids [$mids], records carry [$cids]"
+done
+code=$(ks_get "$A" "crm/rest/v1/tags/model" -o /dev/null -w '%{http_code}')
+[ "$code" = 404 ] || ks_fail "/v1/tags/model: want 404, got $code"
+ks_ok "every object's model names exactly the custom field ids its records carry"
 echo "keapsim_lists: $KS_CHECKS checks passed"

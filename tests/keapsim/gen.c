@@ -78,6 +78,7 @@ struct sim_gen_node {
     bool date_only;   /* format "date" */
     bool nullable;    /* v1 may serve null here (not required, not overridden) */
     bool cf_optional; /* top-level custom_fields of a list with optional_properties */
+    bool cf_list;     /* top-level custom_fields: rendered from the record's cf_ids if set */
     char *name;       /* property name (NULL for array items and the root) */
     char **enums;
     size_t nenums;
@@ -317,6 +318,7 @@ static int add_props(struct compile_ctx *cx, const cJSON *schema, int depth, str
         slot->nullable = !has_override(slot) && !in_required(schema, p->string) &&
                          (slot->type == GEN_STRING || slot->type == GEN_OBJECT);
         slot->cf_optional = cx->optional_cf && base == 0 && strcmp(p->string, "custom_fields") == 0;
+        slot->cf_list = base == 0 && strcmp(p->string, "custom_fields") == 0;
     }
     return rc;
 }
@@ -607,6 +609,34 @@ static int render_object(const struct sim_gen_node *n, struct sim_gen_rec *r, in
     return rc < 0 ? rc : base_buf_puts(b, "}");
 }
 
+/* A custom_fields array with one value per id of r->cf_ids (the object's model), in the item
+ * schema's property order; "id" is the field's id, the other properties are generated. */
+static int render_cf(const struct sim_gen_node *n, struct sim_gen_rec *r, int depth,
+                     struct base_buf *b)
+{
+    const struct sim_gen_node *it = n->items;
+    int rc = base_buf_puts(b, "[");
+
+    for (size_t i = 0; rc == 0 && i < r->ncf_ids; i++) {
+        rc = base_buf_puts(b, i ? ",{" : "{");
+        for (size_t k = 0; rc == 0 && k < it->nprops; k++) {
+            const struct sim_gen_node *p = &it->props[k];
+
+            rc = base_buf_puts(b, k ? "," : "");
+            if (rc == 0)
+                rc = sim_json_str(b, p->name);
+            if (rc == 0)
+                rc = base_buf_puts(b, ":");
+            if (rc == 0)
+                rc = strcmp(p->name, "id") == 0 ? put_i64(b, p, r->cf_ids[i])
+                                                : render(p, r, depth + 2, b);
+        }
+        if (rc == 0)
+            rc = base_buf_puts(b, "}");
+    }
+    return rc < 0 ? rc : base_buf_puts(b, "]");
+}
+
 static int render(const struct sim_gen_node *n, struct sim_gen_rec *r, int depth,
                   struct base_buf *b)
 {
@@ -641,6 +671,8 @@ static int render(const struct sim_gen_node *n, struct sim_gen_rec *r, int depth
             return base_buf_puts(b, "null");
         }
     case GEN_ARRAY:
+        if (n->cf_list && r->cf_ids != NULL && n->items != NULL && n->items->type == GEN_OBJECT)
+            return render_cf(n, r, depth, b);
         /* short arrays, shorter as they nest, so deep schemas stay small */
         cnt = depth >= 4 || n->items == NULL ? 0 : pick(&r->rng, depth <= 1 ? 3 : 2);
         rc = base_buf_puts(b, "[");

@@ -291,6 +291,8 @@ struct sim_gen_rec {
     int64_t id, created, updated, extra;
     int64_t contact, user, product, order;
     const char *name, *email, *given, *family, *status;
+    const int64_t *cf_ids; /* the object's custom field ids (its model), or NULL */
+    size_t ncf_ids;
 };
 
 struct sim_gen;
@@ -313,6 +315,10 @@ void sim_lists_free(struct sim *s);
  * set (errors included); BASE_ENOTFOUND if the path is not one of them; < 0 on failure. */
 int sim_lists_handle(struct sim *s, struct MHD_Connection *c, const char *path, int *status,
                      struct base_buf *body);
+/* Answers GET /v1/<object>/model (contacts, companies, opportunities, orders, notes, tasks,
+ * appointments, subscriptions): the custom fields whose ids the object's records carry.
+ * BASE_ENOTFOUND for any other path. */
+int sim_lists_model(struct sim *s, const char *path, int *status, struct base_buf *body);
 /* /__admin/truth for a resource other than contacts: one line per record as the default list
  * serves it (v1 with custom fields), or {"id","created_ms","updated_ms","extra_ms"} with meta.
  * BASE_ENOTFOUND for an unknown resource or version. */

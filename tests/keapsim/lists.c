@@ -626,6 +626,67 @@ static const struct list_res res_table[RES_COUNT] = {
         },
 };
 
+/* ---- object models: /v1/<object>/model ------------------------------------------------ */
+
+/* One custom field of an object's model (openapi-v1.json's CustomFieldMetaData). */
+struct cf_def {
+    int64_t id;
+    const char *label, *field_name, *field_type;
+};
+
+/* contacts: the ids data.c renders (2 text or null, 4 whole number, 6 decimal, 8 text) */
+static const struct cf_def cf_contacts[] = {
+    {2, "Preferred Vendor", "PreferredVendor", "Text"},
+    {4, "Shoe Size", "ShoeSize", "WholeNumber"},
+    {6, "Lifetime Credit", "LifetimeCredit", "DecimalNumber"},
+    {8, "Reference Code", "ReferenceCode", "Text"},
+    {0, NULL, NULL, NULL}};
+static const struct cf_def cf_companies[] = {{12, "Industry", "Industry", "Text"},
+                                             {14, "Employees", "Employees", "WholeNumber"},
+                                             {0, NULL, NULL, NULL}};
+static const struct cf_def cf_opportunities[] = {{18, "Colour", "Colour", "Dropdown"},
+                                                 {22, "Deal Source", "DealSource", "Text"},
+                                                 {0, NULL, NULL, NULL}};
+static const struct cf_def cf_none[] = {{0, NULL, NULL, NULL}};
+
+struct model_def {
+    const char *object, *record_type;
+    const struct cf_def *cfs;
+    int res; /* the resource whose generated records carry these ids, or -1 */
+    int64_t ids[8];
+    size_t nids;
+};
+
+static struct model_def models[] = {
+    {"contacts", "CONTACT", cf_contacts, -1, {0}, 0},
+    {"companies", "COMPANY", cf_companies, RES_COMPANIES, {0}, 0},
+    {"opportunities", "OPPORTUNITY", cf_opportunities, RES_OPPORTUNITIES, {0}, 0},
+    {"orders", "ORDER", cf_none, RES_ORDERS, {0}, 0},
+    {"notes", "TASK_NOTE_APPOINTMENT", cf_none, RES_NOTES, {0}, 0},
+    {"tasks", "TASK_NOTE_APPOINTMENT", cf_none, RES_TASKS, {0}, 0},
+    {"appointments", "TASK_NOTE_APPOINTMENT", cf_none, RES_APPOINTMENTS, {0}, 0},
+    {"subscriptions", "SUBSCRIPTION", cf_none, RES_SUBSCRIPTIONS, {0}, 0},
+};
+static pthread_once_t models_once = PTHREAD_ONCE_INIT;
+
+static void models_init(void)
+{
+    for (size_t m = 0; m < BASE_ARRAY_SIZE(models); m++)
+        for (const struct cf_def *d = models[m].cfs; d->label != NULL; d++)
+            if (models[m].nids < BASE_ARRAY_SIZE(models[m].ids))
+                models[m].ids[models[m].nids++] = d->id;
+}
+
+/* The model whose ids resource ri's records carry, or NULL. */
+static const struct model_def *model_of(int ri)
+{
+    pthread_once(&models_once, models_init);
+    for (size_t m = 0; m < BASE_ARRAY_SIZE(models); m++)
+        if (models[m].res == ri && models[m].nids > 0)
+            return &models[m];
+    return NULL;
+}
+
 struct list_state {
     size_t n; /* records (static resources) */
     struct sim_gen_node *v1, *v2;
@@ -653,6 +714,7 @@ struct list_query {
     int64_t lo[KEY_NONE], hi[KEY_NONE]; /* lo <= key < hi */
     enum list_key order;
     bool desc, v2, cf;
+    bool add_created, add_updated; /* v2 companies: fields= named create_time, update_time */
     size_t offset, limit;
 };
 
@@ -785,6 +847,14 @@ static int render_ent(struct sim *s, int ri, const struct list_ent *e, bool v2, 
     rec.updated = e->key[KEY_UPDATED];
     rec.extra = e->key[KEY_EXTRA];
     rec.status = status;
+    {
+        const struct model_def *md = model_of(ri);
+
+        if (md != NULL) {
+            rec.cf_ids = md->ids;
+            rec.ncf_ids = md->nids;
+        }
+    }
     if (r->kind == LIST_EMAILS) {
         rec.contact = e->c->id;
         rec.email = e->c->email;
@@ -855,12 +925,34 @@ static bool ent_matches(const struct list_query *q, const struct list_ent *e)
     return true;
 }
 
+/* Replaces the closing brace of the record just rendered into b by the hidden time ms as
+ * member name (v2 form), then the brace: what fields=create_time,update_time adds to a v2
+ * company (the spec leaves both out unless named). */
+static int add_time(struct base_buf *b, const char *name, int64_t ms)
+{
+    char ts[40];
+    int rc;
+
+    if (b->len == 0 || b->data[b->len - 1] != '}')
+        return BASE_EINVAL;
+    rc = base_time_format(ms, ts, sizeof(ts));
+    if (rc < 0)
+        return rc;
+    b->data[--b->len] = '\0';
+    return base_buf_printf(b, "%s\"%s\":\"%s\"}",
+                           b->len > 0 && b->data[b->len - 1] == '{' ? "" : ",", name, ts);
+}
+
 static int page_emit(struct page *p, const struct list_ent *e)
 {
     int rc = base_buf_puts(p->out, p->served ? "," : "");
 
     if (rc == 0)
         rc = render_ent(p->s, p->ri, e, p->q->v2, p->q->cf, NULL, p->node, p->out);
+    if (rc == 0 && p->q->add_created)
+        rc = add_time(p->out, "create_time", e->key[KEY_CREATED]);
+    if (rc == 0 && p->q->add_updated)
+        rc = add_time(p->out, "update_time", e->key[KEY_UPDATED]);
     p->served++;
     return rc;
 }
@@ -1068,6 +1160,24 @@ static int v1_list(struct sim *s, int ri, struct MHD_Connection *c, const char *
     return 0;
 }
 
+/* True if the comma-separated list names a (fields=id,company_name,update_time). */
+static bool fields_names(const char *list, const char *a)
+{
+    const char *p = list;
+
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+
+        while (n > 0 && *p == ' ')
+            p++, n--;
+        if (n == strlen(a) && strncmp(p, a, n) == 0)
+            return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
 /* Reads "a==x;b==y" (';' may end it) into q; 0, or a v2 400 already written into body. */
 static int v2_filter(const struct list_res *r, const char *filter, struct list_query *q,
                      int *status, struct base_buf *body, bool *bad)
@@ -1125,6 +1235,10 @@ static int v2_list(struct sim *s, int ri, struct MHD_Connection *c, int *status,
     query_init(&q);
     q.v2 = true;
     q.cf = true;
+    if (ri == RES_COMPANIES) {
+        q.add_created = fields_names(qarg(c, "fields"), "create_time");
+        q.add_updated = fields_names(qarg(c, "fields"), "update_time");
+    }
     if (parse_count(qarg(c, "page_size"), &size) < 0)
         return v2_error(status, body, "Invalid page_size", NULL);
     q.limit = size <= 0 || (size_t)size > r->v2_cap ? r->v2_cap : (size_t)size;
@@ -1293,6 +1407,45 @@ int sim_lists_handle(struct sim *s, struct MHD_Connection *c, const char *path, 
             return v2_list(s, ri, c, status, body);
     }
     return BASE_ENOTFOUND;
+}
+
+int sim_lists_model(struct sim *s, const char *path, int *status, struct base_buf *body)
+{
+    const struct model_def *md = NULL;
+    int rc;
+
+    (void)s;
+    pthread_once(&models_once, models_init);
+    for (size_t m = 0; m < BASE_ARRAY_SIZE(models); m++) {
+        char want[64];
+
+        snprintf(want, sizeof(want), "/v1/%s/model", models[m].object);
+        if (path_is(path, want))
+            md = &models[m];
+    }
+    if (md == NULL)
+        return BASE_ENOTFOUND;
+    *status = 200;
+    base_buf_reset(body);
+    rc = base_buf_puts(body, "{\"custom_fields\":[");
+    for (const struct cf_def *d = md->cfs; rc == 0 && d->label != NULL; d++) {
+        rc = base_buf_printf(body,
+                             "%s{\"default_value\":\"\",\"field_name\":", d == md->cfs ? "" : ",");
+        if (rc == 0)
+            rc = sim_json_str(body, d->field_name);
+        if (rc == 0)
+            rc = base_buf_printf(
+                body, ",\"field_type\":\"%s\",\"id\":%" PRId64 ",\"label\":", d->field_type, d->id);
+        if (rc == 0)
+            rc = sim_json_str(body, d->label);
+        if (rc == 0)
+            rc = base_buf_printf(body, ",\"options\":[],\"record_type\":\"%s\"}", md->record_type);
+    }
+    if (rc == 0)
+        rc = base_buf_puts(body, "],\"optional_properties\":[\"custom_fields\"]}");
+    if (rc < 0)
+        return v1_error(status, body, 500, "An error occurred while processing the request");
+    return 0;
 }
 
 struct truth {

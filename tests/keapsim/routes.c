@@ -768,7 +768,10 @@ static void api_route(struct sim *s, struct MHD_Connection *c, const char *metho
         v2_contacts(s, c, rp);
         return;
     }
-    if (strncmp(path, "/v1/contacts/", 13) == 0)
+    rc = sim_lists_model(s, path, &rp->status, &rp->body);
+    if (rc != BASE_ENOTFOUND)
+        ; /* an object's model, or its error */
+    else if (strncmp(path, "/v1/contacts/", 13) == 0)
         rc = sim_res_contact_sub(s, c, path, &rp->status, &rp->body);
     else
         rc = sim_lists_handle(s, c, path, &rp->status, &rp->body); /* the other lists */

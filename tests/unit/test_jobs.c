@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,10 @@
 
 #include "jobs.h"
 
-#define BAD "tests/unit/jobs/bad/"
+#define BAD    "tests/unit/jobs/bad/"
+#define KEYS   "tests/unit/jobs/keys"
+#define MODEL  "tests/unit/jobs/contacts_model.json" /* keapsim's GET /v1/contacts/model */
+#define API_MD KEAPSYNC_SHARED_DIR "/docs/KEAP_API.md"
 
 /* A byte pattern that no loader would write: *out must still hold it after an error. */
 #define POISON 0xA5
@@ -326,6 +330,373 @@ static void test_select(void **state)
     jobs_set_free(&set);
 }
 
+/* ---- the shipped folder: every resource of KEAP_API.md's endpoint table ---------------- */
+
+struct api_row {
+    char name[64];
+    char v1[128], v2[128];
+};
+
+/* The text between the first pair of backticks of cell[0..n) into out (or ""). */
+static void cell_code(const char *cell, size_t n, char *out, size_t outn)
+{
+    const char *a = memchr(cell, '`', n), *b;
+
+    out[0] = '\0';
+    if (a == NULL)
+        return;
+    b = memchr(a + 1, '`', n - (size_t)(a + 1 - cell));
+    if (b == NULL || (size_t)(b - a - 1) >= outn)
+        return;
+    memcpy(out, a + 1, (size_t)(b - a - 1));
+    out[b - a - 1] = '\0';
+}
+
+/* Reads the rows of "## List endpoints" in KEAP_API.md: | resource | `v1` | `v2` | ... */
+static size_t read_endpoint_table(const char *md, struct api_row *rows, size_t max)
+{
+    const char *p = strstr(md, "## List endpoints");
+    size_t n = 0;
+
+    assert_non_null(p);
+    p = strstr(p, "|---");
+    assert_non_null(p);
+    p = strchr(p, '\n');
+    while (p != NULL && p[1] == '|' && n < max) {
+        const char *line = p + 1, *end = strchr(line, '\n');
+        const char *cells[5];
+        size_t k = 0;
+
+        for (const char *q = line; q < end && k < 5; q++)
+            if (*q == '|')
+                cells[k++] = q + 1;
+        assert_true(k >= 4);
+        {
+            const char *a = cells[0], *b = cells[1] - 1;
+
+            while (a < b && *a == ' ')
+                a++;
+            while (b > a && b[-1] == ' ')
+                b--;
+            assert_true((size_t)(b - a) < sizeof(rows[n].name));
+            memcpy(rows[n].name, a, (size_t)(b - a));
+            rows[n].name[b - a] = '\0';
+        }
+        cell_code(cells[1], (size_t)(cells[2] - cells[1]), rows[n].v1, sizeof(rows[n].v1));
+        cell_code(cells[2], (size_t)(cells[3] - cells[2]), rows[n].v2, sizeof(rows[n].v2));
+        n++;
+        p = end;
+    }
+    return n;
+}
+
+static const struct jobs_job *find_job_named(const struct jobs_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->jobs[i].name, name) == 0)
+            return &set->jobs[i];
+    return NULL;
+}
+
+static bool has_column(const struct jobs_job *job, const char *name)
+{
+    for (size_t i = 0; i < job->map.ncols; i++)
+        if (strcmp(job->map.cols[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Counts the *.json files of dir. */
+static size_t count_json(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        n += de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_shipped_all(void **state)
+{
+    struct api_row rows[32];
+    struct jobs_set set;
+    struct base_err err;
+    char *md = read_text(API_MD), needle[80];
+    size_t nrows, i;
+    const struct jobs_job *tags, *emails;
+    DIR *d;
+    struct dirent *de;
+
+    (void)state;
+    nrows = read_endpoint_table(md, rows, BASE_ARRAY_SIZE(rows));
+    assert_true(nrows >= 13);
+    base_err_clear(&err);
+    assert_int_equal(jobs_load_dir("jobs", &set, &err), 0);
+    /* Every file of the folder is a job, and every job runs (none is switched off). */
+    assert_int_equal(set.n, count_json("jobs"));
+    assert_int_equal(set.n, nrows + 1); /* the resources and contact_tags */
+
+    for (i = 0; i < nrows; i++) {
+        const struct jobs_job *job = find_job_named(&set, rows[i].name);
+
+        print_message("resource %s: %s | %s\n", rows[i].name, rows[i].v1, rows[i].v2);
+        assert_non_null(job);
+        assert_true(strcmp(job->endpoint, rows[i].v1) == 0 ||
+                    strcmp(job->endpoint, rows[i].v2) == 0);
+        assert_int_equal(job->api,
+                         strcmp(job->endpoint, rows[i].v1) == 0 ? KEAP_API_V1 : KEAP_API_V2);
+        assert_null(job->parent_job);
+    }
+    for (i = 0; i < set.n; i++) {
+        const struct jobs_job *job = &set.jobs[i];
+        const char *param = job->api == KEAP_API_V1 ? job->since_param : job->filter_since;
+
+        /* A description that starts with the version it explains. */
+        assert_non_null(job->description);
+        assert_true(strlen(job->description) > 20);
+        assert_int_equal(strncmp(job->description, job->api == KEAP_API_V1 ? "v1" : "v2", 2), 0);
+        /* A list without a changed-since filter is read in full on its own cadence. */
+        if (!job->incremental) {
+            assert_true(job->refresh_hours > 0);
+        } else {
+            /* The filter it names is one KEAP_API.md documents. */
+            snprintf(needle, sizeof(needle), "`%s`", param);
+            assert_non_null(strstr(md, needle));
+            assert_int_equal(job->refresh_hours, 0);
+        }
+        /* No shipped column depends on a label only some accounts have. */
+        assert_int_equal(job->unresolved, 0);
+        assert_true(job->map.ncols >= 3);
+    }
+
+    /* Each contact's tags, with the date applied, per parent. */
+    tags = find_job_named(&set, "contact_tags");
+    assert_non_null(tags);
+    assert_string_equal(tags->parent_job, "contacts");
+    assert_string_equal(tags->endpoint, "/v1/contacts/{parent_id}/tags");
+    assert_true(has_column(tags, "date_applied"));
+    /* Sent emails come from the account-wide list, which carries contact_id. */
+    emails = find_job_named(&set, "emails");
+    assert_non_null(emails);
+    assert_string_equal(emails->endpoint, "/v1/emails");
+    assert_true(has_column(emails, "contact_id"));
+    assert_non_null(strstr(emails->description, "one request per 1,000"));
+    /* v2 companies must ask for update_time to have it. */
+    {
+        const struct jobs_job *co = find_job_named(&set, "companies");
+
+        assert_non_null(co);
+        if (co->api == KEAP_API_V2 && co->updated_field != NULL) {
+            bool asked = false;
+
+            for (size_t q = 0; q < co->nquery; q++)
+                asked |= strcmp(co->query[q].name, "fields") == 0 &&
+                         strstr(co->query[q].value, co->updated_field) != NULL;
+            assert_true(asked);
+        }
+    }
+    jobs_set_free(&set);
+
+    /* The examples load one by one (their parent is in jobs/) and describe themselves too. */
+    d = opendir("jobs/examples");
+    assert_non_null(d);
+    i = 0;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        struct jobs_job job;
+        char path[300];
+
+        if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        snprintf(path, sizeof(path), "jobs/examples/%s", de->d_name);
+        assert_int_equal(jobs_load_file(path, &job, &err), 0);
+        assert_non_null(job.description);
+        jobs_job_free(&job);
+        i++;
+    }
+    closedir(d);
+    assert_int_equal(i, count_json("jobs/examples"));
+    free(md);
+}
+
+/* ---- the new keys: description, query, custom fields by label --------------------------- */
+
+static void test_new_keys(void **state)
+{
+    struct jobs_set set;
+    struct base_err err;
+    struct jobs_job *co, *pr;
+    cJSON *file, *q, *model, *rec;
+    char *text, want[128];
+    const cJSON *m;
+    size_t i = 0;
+
+    (void)state;
+    assert_int_equal(jobs_load_dir(KEYS, &set, &err), 0);
+    assert_int_equal(set.n, 2);
+    co = &set.jobs[0];
+    pr = &set.jobs[1];
+    text = read_text(KEYS "/companies.json");
+    file = cJSON_Parse(text);
+    assert_non_null(file);
+
+    assert_string_equal(co->description, cJSON_GetObjectItem(file, "description")->valuestring);
+    q = cJSON_GetObjectItem(file, "query");
+    assert_int_equal(co->nquery, (size_t)cJSON_GetArraySize(q));
+    cJSON_ArrayForEach(m, q)
+    {
+        assert_string_equal(co->query[i].name, m->string);
+        assert_string_equal(co->query[i].value, m->valuestring);
+        i++;
+    }
+    assert_string_equal(co->model_object, "companies");
+    assert_int_equal(co->unresolved, 2);
+    for (i = 0; i < co->map.ncols; i++) {
+        const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(file, "columns"), (int)i);
+        const cJSON *cf = cJSON_GetObjectItem(c, "custom_field");
+
+        if (cf != NULL) {
+            assert_string_equal(co->custom_labels[i], cf->valuestring);
+            assert_null(co->map.cols[i].path);
+        } else {
+            assert_null(co->custom_labels[i]);
+            assert_string_equal(co->map.cols[i].path, cJSON_GetObjectItem(c, "path")->valuestring);
+        }
+    }
+    assert_null(pr->description);
+    assert_int_equal(pr->nquery, 0);
+    assert_null(pr->model_object); /* products have no custom fields model */
+    assert_int_equal(pr->unresolved, 0);
+
+    /* The fixed parameters go out with every page, after keapsync's own, encoded. */
+    {
+        struct keap_v2_query vq = {.page_size = 10, .since_ms = -1, .until_ms = -1};
+        struct base_buf url;
+
+        vq.extra = co->query;
+        vq.nextra = co->nquery;
+        base_buf_init(&url, 4096);
+        assert_int_equal(keap_build_v2_url(&url, "http://h", co->endpoint, &vq), 0);
+        assert_string_equal(url.data, "http://h/v2/companies?page_size=10"
+                                      "&fields=id%2Ccompany_name%2Cupdate_time&x_extra=a%20b%26c");
+        base_buf_free(&url);
+    }
+
+    /* A model without custom_fields is the server's fault; nothing changes. */
+    model = cJSON_Parse("{\"optional_properties\":[]}");
+    assert_int_equal(jobs_resolve_custom_fields(co, model, &err), BASE_EPROTO);
+    assert_int_equal(co->unresolved, 2);
+    cJSON_Delete(model);
+    /* Two fields of one label are ambiguous. */
+    model = cJSON_Parse("{\"custom_fields\":[{\"id\":12,\"label\":\"Industry\"},"
+                        "{\"id\":13,\"label\":\"Industry\"}]}");
+    assert_int_equal(jobs_resolve_custom_fields(co, model, &err), BASE_ECONFIG);
+    assert_string_equal(err.msg, "\"" KEYS "/companies.json\": columns[1].custom_field: column "
+                                 "\"industry\": two custom fields of companies are labelled "
+                                 "\"Industry\" (use a path with the field's id)");
+    cJSON_Delete(model);
+
+    /* Resolved: each label reads custom_fields.[id=N].content with the model's id. */
+    model = cJSON_Parse("{\"custom_fields\":[{\"id\":14,\"label\":\"Employees\"},"
+                        "{\"id\":12,\"label\":\"Industry\",\"field_type\":\"Text\"}]}");
+    assert_int_equal(jobs_resolve_custom_fields(co, model, &err), 0);
+    assert_int_equal(co->unresolved, 0);
+    for (i = 0; i < co->map.ncols; i++) {
+        const cJSON *f;
+
+        if (co->custom_labels[i] == NULL)
+            continue;
+        cJSON_ArrayForEach(f, cJSON_GetObjectItem(model, "custom_fields"))
+        {
+            if (strcmp(cJSON_GetObjectItem(f, "label")->valuestring, co->custom_labels[i]) != 0)
+                continue;
+            snprintf(want, sizeof(want), "custom_fields.[id=%d].content",
+                     cJSON_GetObjectItem(f, "id")->valueint);
+            assert_string_equal(co->map.cols[i].path, want);
+            assert_int_equal(co->map.cols[i].nparts, 3);
+            assert_int_equal(co->map.cols[i].index[1], MAP_PART_MATCH);
+        }
+    }
+    /* Again: nothing left to do. */
+    assert_int_equal(jobs_resolve_custom_fields(co, model, &err), 0);
+    cJSON_Delete(model);
+
+    /* A record reads the right field whatever the order (v2 ids are strings). */
+    rec = cJSON_Parse("{\"id\":\"3\",\"custom_fields\":[{\"content\":250,\"id\":\"14\"},"
+                      "{\"content\":\"Retail\",\"id\":\"12\"}]}");
+    assert_string_equal(map_lookup(rec, &co->map.cols[1])->valuestring, "Retail");
+    assert_int_equal(map_lookup(rec, &co->map.cols[3])->valueint, 250);
+    cJSON_Delete(rec);
+
+    cJSON_Delete(file);
+    free(text);
+    jobs_set_free(&set);
+}
+
+/*
+ * The corpus of broken files for the new keys: each BAD<case>.json beside BAD<case>.expect,
+ * which holds the message after '"<file>": ' (field first). A case that loads needs the model:
+ * it is resolved with keapsim's contacts model. tests/integration/bad_jobs.sh runs the same
+ * corpus through `keapsync check`.
+ */
+static void test_bad_corpus(void **state)
+{
+    DIR *d = opendir(BAD);
+    struct dirent *de;
+    size_t n = 0, with_model = 0;
+    char *mtext = read_text(MODEL);
+    cJSON *model = cJSON_Parse(mtext);
+
+    (void)state;
+    assert_non_null(d);
+    assert_non_null(model);
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char path[300], want[800], *frag;
+        struct jobs_job job, poison;
+        struct base_err err;
+        int rc;
+
+        if (len <= 7 || strcmp(de->d_name + len - 7, ".expect") != 0)
+            continue;
+        snprintf(path, sizeof(path), BAD "%s", de->d_name);
+        frag = read_text(path);
+        frag[strcspn(frag, "\n")] = '\0';
+        snprintf(path, sizeof(path), BAD "%.*s.json", (int)(len - 7), de->d_name);
+        snprintf(want, sizeof(want), "\"%s\": %s", path, frag);
+        print_message("%s\n", path);
+        memset(&job, POISON, sizeof(job));
+        memcpy(&poison, &job, sizeof(job));
+        base_err_clear(&err);
+        rc = jobs_load_file(path, &job, &err);
+        if (rc < 0) {
+            assert_int_equal(rc, BASE_ECONFIG);
+            assert_string_equal(err.msg, want);
+            assert_memory_equal(&job, &poison, sizeof(job));
+        } else {
+            assert_true(job.unresolved > 0);
+            assert_int_equal(jobs_resolve_custom_fields(&job, model, &err), BASE_ECONFIG);
+            assert_string_equal(err.msg, want);
+            jobs_job_free(&job);
+            with_model++;
+        }
+        free(frag);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 20);
+    assert_true(with_model >= 2);
+    cJSON_Delete(model);
+    free(mtext);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -338,7 +709,8 @@ int main(void)
         cmocka_unit_test(test_identifier),   cmocka_unit_test(test_shipped_contacts),
         cmocka_unit_test(test_good_dir),     cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_dir_errors),
-        cmocka_unit_test(test_select),
+        cmocka_unit_test(test_select),       cmocka_unit_test(test_shipped_all),
+        cmocka_unit_test(test_new_keys),     cmocka_unit_test(test_bad_corpus),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -310,6 +310,61 @@ static void test_v2_url(void **state)
     base_buf_free(&b);
 }
 
+/* A job's fixed parameters come last, each part encoded; nextra bounds the array. */
+static void test_extra_params(void **state)
+{
+    struct keap_param extra[] = {
+        {"fields", "id,company_name,update_time"},
+        {"tag name", "a b&c=d/\xc3\xa9"},
+        {"never", "sent"},
+    };
+    struct keap_v1_query q1 = {.limit = 1000, .offset = 0, .since_ms = -1, .until_ms = -1};
+    struct keap_v2_query q2 = {.page_size = 50, .since_ms = -1, .until_ms = -1};
+    struct base_buf b, want;
+
+    (void)state;
+    base_buf_init(&b, 4096);
+    base_buf_init(&want, 4096);
+
+    /* Without extras nothing changes; with them, they follow keapsync's own parameters. */
+    assert_int_equal(keap_build_v1_url(&b, "http://h/crm/rest", "/v1/orders", &q1), 0);
+    assert_int_equal(base_buf_printf(&want,
+                                     "%s&fields=id%%2Ccompany_name%%2Cupdate_time"
+                                     "&tag%%20name=a%%20b%%26c%%3Dd%%2F%%C3%%A9",
+                                     b.data),
+                     0);
+    q1.extra = extra;
+    q1.nextra = 2;
+    base_buf_reset(&b);
+    assert_int_equal(keap_build_v1_url(&b, "http://h/crm/rest", "/v1/orders", &q1), 0);
+    assert_string_equal(b.data, want.data);
+    assert_null(strstr(b.data, "never"));
+
+    base_buf_reset(&b);
+    base_buf_reset(&want);
+    q2.page_token = "tok";
+    assert_int_equal(keap_build_v2_url(&b, "http://h/crm/rest", "/v2/companies", &q2), 0);
+    assert_int_equal(base_buf_printf(&want, "%s&fields=id%%2Ccompany_name%%2Cupdate_time", b.data),
+                     0);
+    q2.extra = extra;
+    q2.nextra = 1;
+    base_buf_reset(&b);
+    assert_int_equal(keap_build_v2_url(&b, "http://h/crm/rest", "/v2/companies", &q2), 0);
+    assert_string_equal(b.data, want.data);
+    /* The token is still there: every page repeats the fixed parameters with it. */
+    assert_non_null(strstr(b.data, "&page_token=tok&"));
+
+    /* A bare endpoint starts the query string with the first extra. */
+    base_buf_reset(&b);
+    q1.limit = -1;
+    q1.offset = -1;
+    q1.nextra = 1;
+    assert_int_equal(keap_build_v1_url(&b, "", "/v1/products", &q1), 0);
+    assert_string_equal(b.data, "/v1/products?fields=id%2Ccompany_name%2Cupdate_time");
+    base_buf_free(&b);
+    base_buf_free(&want);
+}
+
 /* ------------------------------------------------------------------ classification */
 
 /* A canned response; headers as name/value pairs ending with NULL. */
@@ -813,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_auth_headers),
         cmocka_unit_test(test_v1_url),
         cmocka_unit_test(test_v2_url),
+        cmocka_unit_test(test_extra_params),
         cmocka_unit_test(test_classify_429),
         cmocka_unit_test(test_classify_retry_after),
         cmocka_unit_test(test_classify_other),
