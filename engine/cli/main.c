@@ -187,7 +187,8 @@ static bool has_job_files(const char *dir)
 
 /*
  * Brings every job's table in line with its job file (store_evolve_table): all are checked
- * first, so a refused change (BASE_ECONFIG) leaves every table as it was.
+ * first, so a refused change (BASE_ECONFIG) leaves every table as it was. A job whose custom
+ * field labels are not resolved yet (migrate asks Keap nothing) follows at the next run.
  */
 static int evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_columns,
                        struct base_err *err)
@@ -198,8 +199,16 @@ static int evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_co
         for (size_t i = 0; i < set->n; i++) {
             const struct jobs_job *j = &set->jobs[i];
             struct store_table t = {j->table, &j->map, j->updated_field, j->parent_col};
-            int rc = store_evolve_table(s, j->name, &t, &o, NULL, err);
+            int rc;
 
+            if (j->unresolved > 0) {
+                if (pass == 0)
+                    base_log_info("job \"%s\": its custom field labels are resolved when it "
+                                  "runs; its table follows its job file then",
+                                  j->name);
+                continue;
+            }
+            rc = store_evolve_table(s, j->name, &t, &o, NULL, err);
             if (rc < 0)
                 return rc;
         }
@@ -306,11 +315,6 @@ static int cmd_run(int argc, char **argv)
         jobs_set_free(&set);
         return fail(EXIT_CONFIG, &err);
     }
-    /* The tables follow the job files before any request or run record. */
-    if (evolve_jobs(s, &set, drop, &err) < 0) {
-        code = fail(err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE, &err);
-        goto out;
-    }
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
     opt.tenant = env_or("KEAPSYNC_TENANT", NULL);
     {
@@ -326,6 +330,11 @@ static int cmd_run(int argc, char **argv)
             fail(code, &err);
             goto out;
         }
+    }
+    /* The tables follow the job files (labels resolved) before any page or run record. */
+    if (evolve_jobs(s, &set, drop, &err) < 0) {
+        code = fail(err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE, &err);
+        goto out;
     }
     {
         struct base_buf names;
