@@ -15,6 +15,16 @@
  *   epoch     bumped whenever the cursor is corrected (a page showed that records shifted,
  *             or a page had to be fetched again); pages requested under an older epoch are
  *             dropped unread.
+ *
+ * Files (sched_int.h holds what they share):
+ *   run.c     sched_run: set-up (pace, http, tenant, jobs' cursors, peers, leases), teardown
+ *   loop.c    the loop: admission (sched_pump, pick_page), grants, timers, heartbeat, signals,
+ *             stopping
+ *   job.c     one job: its page pipeline (request, response, hand-off) and its state
+ *   cursor.c  a job's cursor: windows, the v1 drift check, the checkpoint's JSON text
+ *   child.c   child streams: batches of parent ids, fan-out, closing the window
+ *   ops.c     the database worker: the operation queue and each operation's work and done
+ *   result.c  the run's result: how it ended, what each job did
  */
 #ifndef KEAPSYNC_SCHED_H
 #define KEAPSYNC_SCHED_H

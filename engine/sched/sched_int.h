@@ -1,0 +1,289 @@
+/*
+ * sched_int.h: what the scheduler's own files share and nobody else sees: the run (struct
+ * sched), its jobs, their pages and cursors, the database worker's operations, and the
+ * functions one file of engine/sched calls in another. See sched.h for the words and the
+ * files.
+ *
+ * Threads: everything runs on the loop thread except the work half of a database operation
+ * (ops.c), which runs on libuv's thread pool, one operation at a time.
+ */
+#ifndef KEAPSYNC_SCHED_INT_H
+#define KEAPSYNC_SCHED_INT_H
+
+#include "sched.h"
+
+#include "http.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define SCHED_DEFAULT_DEPTH    4
+#define SCHED_DEFAULT_ATTEMPTS 8
+#define SCHED_MAX_BODY         (64u * 1024 * 1024)
+#define SCHED_MAX_COPY         (256u * 1024 * 1024)
+
+enum sched_job_state {
+    SCHED_JOB_PAGING = 0, /* requesting pages of the current window */
+    SCHED_JOB_DONE,       /* window complete, checkpoint committed */
+    SCHED_JOB_FAILED,     /* stopped by an error; progress up to the last commit kept */
+    SCHED_JOB_STOPPED,    /* the run stopped (quota, auth, signal) before the job finished */
+};
+
+enum sched_page_state {
+    PAGE_WANT = 0,  /* to be sent (new, or again after a failure) */
+    PAGE_INFLIGHT,  /* request sent */
+    PAGE_ARRIVED,   /* body here, waiting for earlier pages to be submitted */
+    PAGE_SUBMITTED, /* handed to the database worker */
+};
+
+enum sched_stop {
+    STOP_NONE = 0,
+    STOP_QUOTA,  /* the day's budget is spent: exit 75 */
+    STOP_AUTH,   /* credentials refused: exit 77 */
+    STOP_SIGNAL, /* SIGINT/SIGTERM: exit 1 with progress saved */
+};
+
+/* Where a job's current window stands. Written only by page operations (worker). */
+struct sched_cursor {
+    int64_t watermark_ms; /* until of the last completed window, -1: none */
+    int64_t completed_ms; /* wall time the last window completed, -1: never */
+    bool in_window;
+    int64_t since_ms; /* -1: open */
+    int64_t until_ms; /* -1: open */
+    int64_t next_offset;
+    bool have_last_id;
+    int64_t last_id;
+    char *page_token; /* v2 */
+    uint32_t epoch;
+    bool done;
+    /* child streams: every parent up to done_through is complete; parents begun after it
+     * wait in plist, in id order, until those before them complete */
+    unsigned stepback; /* consecutive step-backs: each doubles the distance */
+    bool have_done;
+    int64_t done_through;
+    struct sched_parent *plist;
+    int plist_n, plist_cap;
+};
+
+struct sched_parent {
+    int64_t id;
+    bool complete;
+};
+
+#define SCHED_PARENT_BATCH 1000
+
+struct sched;
+struct sched_job;
+
+struct sched_page {
+    struct sched_job *job;
+    struct sched_page *next; /* the job's outstanding pages, in seq order */
+    enum sched_page_state state;
+    bool stale; /* dropped from its job while in flight; freed when the response comes */
+    uint64_t seq;
+    uint32_t epoch;
+    int64_t offset;
+    char *page_token;
+    int attempts;
+    int64_t requests;
+    uint64_t not_before;
+    uint64_t admitted_mono;
+    int64_t sent_wall;
+    int64_t server_used; /* x-keap-product-quota-used of the response, -1 unknown */
+    int64_t parent_id;   /* child streams: whose list this page is */
+    struct base_buf body;
+};
+
+struct sched_job {
+    struct sched *s;
+    const struct jobs_job *def;
+    struct store_table table;
+    enum sched_job_state state;
+    struct sched_page *pages; /* outstanding (not stale) pages, in seq order */
+    int npages;
+    int depth;
+    int overlap; /* 1 when drift-proof offset paging applies, else 0 */
+    uint32_t epoch;
+    int64_t next_offset;
+    uint64_t next_seq;
+    uint64_t submit_seq;
+    bool end_known;          /* the worker saw the window's last page */
+    int failures;            /* pages fetched again at the current cursor position */
+    int token_restarts;      /* v2 windows restarted for a refused page token, this run */
+    struct sched_cursor cur; /* worker-owned (see file comment) */
+    /* child streams (loop-owned): the batch of parent ids being fanned out */
+    bool child;
+    int64_t *pids;
+    int pn, ppos;
+    bool have_after;
+    int64_t after; /* last parent id read into a batch */
+    bool parents_exhausted;
+    bool fetching_parents;
+    bool closing_window;      /* OP_CLOSE queued */
+    struct sched_job *parent; /* the parent's job when it runs in this run too */
+    struct base_buf copy;     /* worker-owned COPY buffer */
+    struct sched_job_result *res;
+};
+
+enum sched_op_kind {
+    OP_PAGE,
+    OP_RESERVE,
+    OP_HEARTBEAT, /* peer registration and job lease renewal */
+    OP_PARENTS,   /* the next batch of parent ids of a child stream */
+    OP_CLOSE,     /* a child stream's last parent is done: close its window */
+};
+
+#define SCHED_HEARTBEAT_MS 2000
+#define SCHED_PEER_TTL_MS  8000
+#define SCHED_LEASE_TTL_MS 60000
+
+enum sched_op_result {
+    OPR_COMMITTED, /* rows and checkpoint committed */
+    OPR_DISCARDED, /* page of an older epoch, or after the window ended: dropped */
+    OPR_STEP_BACK, /* records shifted: cursor moved back, epoch bumped */
+    OPR_REFETCH,   /* page unparseable: fetch again at the cursor, epoch bumped */
+    OPR_DB_ERROR,  /* the commit failed: the job stops */
+};
+
+struct sched_op {
+    uv_work_t work;
+    struct sched *s;
+    struct sched_op *next;
+    enum sched_op_kind kind;
+    /* OP_PAGE */
+    struct sched_page *page;
+    enum sched_op_result result;
+    struct store_page_result pres;
+    int64_t nrecords;
+    int64_t mismatches;
+    int64_t nul_replaced;
+    char *tenant;      /* ledger key at submit time */
+    char *tenant_seen; /* x-keap-tenant-id to remember, or NULL */
+    /* OP_RESERVE */
+    int64_t carry;  /* tokens already spent under a provisional key, moved to tenant */
+    int64_t budget; /* the day's budget when the op was queued */
+    int64_t want;
+    int64_t granted;
+    int64_t day_wall;
+    /* OP_HEARTBEAT */
+    int npeers;
+    bool *renew; /* per job: renew its lease (snapshot taken on the loop) */
+    /* OP_PARENTS, OP_CLOSE */
+    struct sched_job *job;
+    int64_t *pids;
+    int pn;
+    /* OP_PAGE of a child stream: the parent needs another page at more_offset */
+    bool more;
+    int64_t more_offset;
+    int rc;
+    struct base_err err;
+};
+
+struct sched {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    uv_timer_t heartbeat;
+    uv_signal_t sigint, sigterm;
+    char holder[128];     /* this process among its peers: host:pid:nonce */
+    char peer_group[512]; /* processes sharing this key's windows: "<base url>#<key id>" */
+    uint64_t join_until;  /* joined running peers: send nothing before (mono ms) */
+    int npeers;
+    bool heartbeat_queued;
+    bool timer_armed;
+    uint64_t timer_due;
+    const struct sched_options *opt;
+    const struct base_clock *clock;
+    struct store *store;
+    struct http_client *http;
+    struct pace *pace;
+    char **auth_headers;
+    struct sched_job *jobs;
+    size_t njobs;
+    size_t rr; /* round-robin position */
+    /* database worker */
+    struct sched_op *ops_head, *ops_tail;
+    bool op_running;
+    /* ledger */
+    char *tenant;
+    bool tenant_provisional;
+    bool tenant_unsaved; /* learned, not yet written to keapsync.settings */
+    bool naive;          /* KEAPSYNC_PAGING=naive: no overlap, no drift check */
+    int64_t carry;       /* granted under the provisional key, to move on switch */
+    int64_t budget;      /* day budget after the reserve */
+    int64_t grant_day;   /* day start of the last grant */
+    bool reserving;
+    bool ledger_exhausted;
+    /* state */
+    enum sched_stop stop;
+    bool closing;
+    size_t inflight;
+    int64_t requests;
+    int64_t rejected_429;
+    uint64_t started_mono;
+    char message[512];
+};
+
+static inline uint64_t now_mono(const struct sched *s)
+{
+    return base_clock_mono_ms(s->clock);
+}
+
+static inline int64_t now_wall(const struct sched *s)
+{
+    return base_clock_wall_ms(s->clock);
+}
+
+/* ---- job.c: one job's pages and state ------------------------------------------------- */
+
+void page_free(struct sched_page *pg);
+void job_unlink_page(struct sched_job *job, struct sched_page *pg);
+void job_drop_pages(struct sched_job *job);
+void job_drop_wanted(struct sched_job *job);
+void job_set_state(struct sched_job *job, enum sched_job_state st, const char *why);
+bool job_terminal(const struct sched_job *job);
+void job_resync(struct sched_job *job);
+bool job_submit_op(struct sched_job *job, enum sched_op_kind kind);
+void job_check_done(struct sched_job *job);
+void job_fail_page(struct sched_job *job, struct sched_page *pg, const char *reason);
+struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset);
+struct sched_page *job_next_page(struct sched_job *job, uint64_t now, uint64_t *wake);
+int job_send_page(struct sched *s, struct sched_page *pg);
+
+/* ---- cursor.c: windows, the drift check, checkpoints ---------------------------------- */
+
+int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out);
+int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job *def,
+                struct base_err *err);
+void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def, int64_t wall);
+bool record_int_id(const struct jobs_job *def, const cJSON *rec, int64_t *id);
+int v1_first_new(const struct sched_job *job, const struct sched_page *pg, cJSON *recs, int n);
+
+/* ---- child.c: child streams ------------------------------------------------------------ */
+
+void op_child_page_work(struct sched_op *op, struct keap_page *page);
+void op_parents_work(struct sched_op *op);
+void op_parents_done(struct sched *s, struct sched_op *op);
+void op_close_work(struct sched_op *op);
+void op_close_done(struct sched *s, struct sched_op *op);
+void job_fetch_parents(struct sched_job *job);
+void sched_link_parents(struct sched *s);
+
+/* ---- ops.c: the database worker -------------------------------------------------------- */
+
+void op_submit(struct sched *s, struct sched_op *op);
+int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_t nrows);
+
+/* ---- loop.c: admission, timers, signals, stopping ------------------------------------- */
+
+void sched_loop_run(struct sched *s);
+void sched_pump(struct sched *s);
+void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
+void sched_note_tenant(struct sched *s, const char *tenant);
+
+/* ---- result.c: how the run ended ------------------------------------------------------- */
+
+void sched_result_fill(const struct sched *s, struct sched_result *res);
+
+#endif
