@@ -52,6 +52,23 @@ static const char usage[] =
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
     "2 bad usage or configuration; 1 any other failure.\n";
 
+/* The exit code of a run's outcome (DESIGN.md): the one place that spells it. */
+static int outcome_exit_code(enum sched_outcome outcome)
+{
+    switch (outcome) {
+    case SCHED_OUTCOME_COMPLETE:
+        return 0;
+    case SCHED_OUTCOME_QUOTA:
+        return EXIT_QUOTA;
+    case SCHED_OUTCOME_AUTH:
+        return EXIT_AUTH;
+    case SCHED_OUTCOME_FAILED:
+    case SCHED_OUTCOME_INTERRUPTED:
+        return EXIT_FAILURE;
+    }
+    return EXIT_FAILURE; /* not reached: every outcome is listed above */
+}
+
 static int fail(int code, const struct base_err *err)
 {
     if (err->hint[0] != '\0')
@@ -267,14 +284,15 @@ static int cmd_run(int argc, char **argv)
     printf("run: %" PRId64 " requests, %" PRId64 " rejected with 429, %" PRId64
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);
-    code = res.exit_code;
-    if (code == EXIT_AUTH)
+    code = outcome_exit_code(res.outcome);
+    if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr,
                 "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
                 "Access Token or Service Account Key for this account)\n",
                 res.message);
     else if (res.message[0] != '\0')
-        fprintf(stderr, "keapsync: %s: %s\n", code == 0 ? "note" : "stopped", res.message);
+        fprintf(stderr, "keapsync: %s: %s\n",
+                res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
     if (store_run_finish(s, run_id, code, res.requests, res.rows, res.message, &err) < 0)
         base_log_warning("%s", err.msg);
     sched_result_free(&res);

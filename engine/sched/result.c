@@ -49,12 +49,14 @@ void sched_result_fill(const struct sched *s, struct sched_result *res)
                 incomplete = true;
         }
         if (s->stop == STOP_AUTH)
-            res->exit_code = 77;
-        else if (failed || s->stop == STOP_SIGNAL)
-            res->exit_code = 1;
+            res->outcome = SCHED_OUTCOME_AUTH;
+        else if (s->stop == STOP_SIGNAL)
+            res->outcome = SCHED_OUTCOME_INTERRUPTED;
+        else if (failed)
+            res->outcome = SCHED_OUTCOME_FAILED;
         else if (s->stop == STOP_QUOTA && incomplete)
-            res->exit_code = 75;
+            res->outcome = SCHED_OUTCOME_QUOTA;
         else
-            res->exit_code = incomplete ? 1 : 0;
+            res->outcome = incomplete ? SCHED_OUTCOME_FAILED : SCHED_OUTCOME_COMPLETE;
     }
 }

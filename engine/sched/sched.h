@@ -58,8 +58,17 @@ struct sched_job_result {
     char error[512];
 };
 
+/* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */
+enum sched_outcome {
+    SCHED_OUTCOME_COMPLETE = 0, /* every selected job completed its window */
+    SCHED_OUTCOME_QUOTA,        /* stopped at the day's quota, progress saved */
+    SCHED_OUTCOME_AUTH,         /* Keap refused the credentials */
+    SCHED_OUTCOME_FAILED,       /* a job failed; progress up to its last commit kept */
+    SCHED_OUTCOME_INTERRUPTED,  /* stopped by SIGINT/SIGTERM, progress saved */
+};
+
 struct sched_result {
-    int exit_code;    /* 0, 75, 77 or 1 (DESIGN.md) */
+    enum sched_outcome outcome;
     int64_t requests; /* all requests sent */
     int64_t rejected_429;
     int64_t rows;
@@ -71,7 +80,7 @@ struct sched_result {
 
 /*
  * Runs the jobs of set (already loaded, selected and validated) with store s (connected,
- * migrated). Blocks until the run ends. Returns 0 with *res filled in (its exit_code tells
+ * migrated). Blocks until the run ends. Returns 0 with *res filled in (its outcome tells
  * how the run ended), or an error code with err set when the run could not start.
  */
 int sched_run(const struct sched_options *opt, struct jobs_set *set, struct store *s,

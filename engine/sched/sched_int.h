@@ -40,9 +40,9 @@ enum sched_page_state {
 
 enum sched_stop {
     STOP_NONE = 0,
-    STOP_QUOTA,  /* the day's budget is spent: exit 75 */
-    STOP_AUTH,   /* credentials refused: exit 77 */
-    STOP_SIGNAL, /* SIGINT/SIGTERM: exit 1 with progress saved */
+    STOP_QUOTA,  /* the day's budget is spent: SCHED_OUTCOME_QUOTA */
+    STOP_AUTH,   /* credentials refused: SCHED_OUTCOME_AUTH */
+    STOP_SIGNAL, /* SIGINT/SIGTERM: SCHED_OUTCOME_INTERRUPTED, progress saved */
 };
 
 /* Where a job's current window stands. Written only by page operations (worker). */
