@@ -64,6 +64,7 @@ static int outcome_exit_code(enum sched_outcome outcome)
         return EXIT_AUTH;
     case SCHED_OUTCOME_FAILED:
     case SCHED_OUTCOME_INTERRUPTED:
+    case SCHED_OUTCOME_NOMEM:
         return EXIT_FAILURE;
     }
     return EXIT_FAILURE; /* not reached: every outcome is listed above */

@@ -150,7 +150,8 @@ void op_parents_done(struct sched *s, struct sched_op *op)
     (void)s;
     job->fetching_parents = false;
     if (op->rc < 0) {
-        job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
+        if (!op_nomem(op))
+            job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
         return;
     }
     free(job->pids);
@@ -173,7 +174,8 @@ void op_close_done(struct sched *s, struct sched_op *op)
 
     (void)s;
     if (op->rc < 0) {
-        job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
+        if (!op_nomem(op))
+            job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
         return;
     }
     job->end_known = true;

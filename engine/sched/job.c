@@ -95,13 +95,13 @@ void job_resync(struct sched_job *job)
     }
 }
 
-/* Queues a database operation of kind for job; false (job failed) when out of memory. */
+/* Queues a database operation of kind for job; false (the run stops) when out of memory. */
 bool job_submit_op(struct sched_job *job, enum sched_op_kind kind)
 {
     struct sched_op *op = calloc(1, sizeof(*op));
 
     if (op == NULL) {
-        job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+        sched_nomem(job->s, "queueing a database operation");
         return false;
     }
     op->kind = kind;
@@ -137,16 +137,16 @@ static void job_handoff(struct sched *s, struct sched_job *job)
         if (pg->state != PAGE_ARRIVED || pg->seq != job->submit_seq)
             break;
         op = calloc(1, sizeof(*op));
-        if (op == NULL || (s->tenant && (op->tenant = strdup(s->tenant)) == NULL)) {
+        if (op == NULL || (s->tenant && (op->tenant = strdup(s->tenant)) == NULL) ||
+            (s->tenant_unsaved && (op->tenant_seen = strdup(s->tenant)) == NULL)) {
+            if (op != NULL)
+                free(op->tenant);
             free(op);
-            job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+            sched_nomem(s, "handing a page to the database worker");
             return;
         }
-        if (s->tenant_unsaved) {
-            /* Remember the tenant durably with this page's commit. */
-            op->tenant_seen = strdup(s->tenant);
-            s->tenant_unsaved = false;
-        }
+        /* Remember a newly learned tenant durably with this page's commit. */
+        s->tenant_unsaved = false;
         op->kind = OP_PAGE;
         op->page = pg;
         pg->state = PAGE_SUBMITTED;
@@ -384,14 +384,19 @@ int job_send_page(struct sched *s, struct sched_page *pg)
     return 0;
 }
 
-/* Appends a new page (WANT) to job's pipeline; NULL when out of memory. */
+/* Appends a new page (WANT) to job's pipeline; NULL when out of memory (the run stops). */
 struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset)
 {
     struct sched_page *pg, **tail;
 
     pg = calloc(1, sizeof(*pg));
     if (pg == NULL)
-        return NULL;
+        goto nomem;
+    if (job->def->api == KEAP_API_V2 && job->cur.page_token != NULL) {
+        pg->page_token = strdup(job->cur.page_token);
+        if (pg->page_token == NULL)
+            goto nomem;
+    }
     base_buf_init(&pg->body, SCHED_MAX_BODY);
     pg->job = job;
     pg->seq = job->next_seq++;
@@ -399,18 +404,16 @@ struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_
     pg->offset = offset;
     pg->parent_id = parent_id;
     pg->server_used = -1;
-    if (job->def->api == KEAP_API_V2 && job->cur.page_token != NULL) {
-        pg->page_token = strdup(job->cur.page_token);
-        if (pg->page_token == NULL) {
-            free(pg);
-            return NULL;
-        }
-    }
     for (tail = &job->pages; *tail != NULL; tail = &(*tail)->next)
         ;
     *tail = pg;
     job->npages++;
     return pg;
+
+nomem:
+    free(pg);
+    sched_nomem(job->s, "adding a page");
+    return NULL;
 }
 
 /* The next page of job worth sending now, creating one when the pipeline has room. */

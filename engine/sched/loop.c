@@ -24,6 +24,21 @@ void sched_stop(struct sched *s, enum sched_stop why, const char *msg)
         job_drop_wanted(&s->jobs[i]);
 }
 
+void sched_nomem(struct sched *s, const char *where)
+{
+    if (s->stop == STOP_NOMEM)
+        return;
+    base_log_error("out of memory while %s", where);
+    /* It overrides any earlier stop: whatever stopped the run, memory is now the news. */
+    s->stop = STOP_NOMEM;
+    snprintf(s->message, sizeof(s->message),
+             "out of memory while %s; progress up to the last committed page is saved", where);
+    /* Nothing more is sent or handed to the worker: pages in flight are dropped when they
+     * come back, operations already queued complete. */
+    for (size_t i = 0; i < s->njobs; i++)
+        job_drop_pages(&s->jobs[i]);
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct sched *s = container_of(t, struct sched, timer);
@@ -53,13 +68,14 @@ static void heartbeat_cb(uv_timer_t *t)
     if (s->closing || s->heartbeat_queued)
         return;
     op = calloc(1, sizeof(*op));
-    if (op == NULL || (op->tenant = strdup(s->tenant)) == NULL) {
+    if (op == NULL || (op->renew = calloc(s->njobs, sizeof(*op->renew))) == NULL) {
         free(op);
+        sched_nomem(s, "renewing the leases");
+        sched_pump(s);
         return;
     }
     op->kind = OP_HEARTBEAT;
-    op->renew = calloc(s->njobs, sizeof(*op->renew));
-    for (size_t i = 0; op->renew != NULL && i < s->njobs; i++)
+    for (size_t i = 0; i < s->njobs; i++)
         op->renew[i] = s->jobs[i].state == SCHED_JOB_PAGING;
     s->heartbeat_queued = true;
     op_submit(s, op);
@@ -136,8 +152,10 @@ void sched_note_tenant(struct sched *s, const char *tenant)
     if (s->tenant != NULL && strcmp(s->tenant, tenant) == 0)
         return;
     copy = strdup(tenant);
-    if (copy == NULL)
+    if (copy == NULL) {
+        sched_nomem(s, "noting the tenant");
         return;
+    }
     base_log_info("tenant is \"%s\"", tenant);
     if (s->tenant_provisional) {
         /* Everything granted so far under the provisional key moves to the real one. */
@@ -161,6 +179,8 @@ static struct sched_page *pick_page(struct sched *s, uint64_t now, uint64_t *wak
         if (job_terminal(job))
             continue;
         pg = job_next_page(job, now, wake);
+        if (s->stop != STOP_NONE)
+            return NULL; /* e.g. out of memory while adding the page */
         if (pg != NULL) {
             s->rr = (s->rr + k + 1) % s->njobs;
             return pg;
@@ -179,7 +199,7 @@ static void request_grant(struct sched *s)
     op = calloc(1, sizeof(*op));
     if (op == NULL || (op->tenant = strdup(s->tenant)) == NULL) {
         free(op);
-        sched_stop(s, STOP_SIGNAL, "out of memory");
+        sched_nomem(s, "requesting requests from the ledger");
         return;
     }
     /* About ten seconds of requests at the minute's pace: few round trips, little lost if
@@ -208,6 +228,7 @@ void sched_pump(struct sched *s)
         int64_t wall = now_wall(s);
         struct sched_page *pg;
         struct pace_decision d;
+        int rc;
 
         /* A new UTC day: the ledger has a fresh row. */
         if (s->ledger_exhausted && base_time_day_start(wall) != s->grant_day && s->grant_day != 0) {
@@ -246,9 +267,13 @@ void sched_pump(struct sched *s)
                        "00:00 UTC to resume");
             break;
         }
-        if (job_send_page(s, pg) < 0) {
+        rc = job_send_page(s, pg);
+        if (rc < 0) {
             pace_refund(s->pace, now, wall);
-            job_fail_page(pg->job, pg, "could not start the request");
+            if (rc == BASE_ENOMEM)
+                sched_nomem(s, "starting a request");
+            else
+                job_fail_page(pg->job, pg, "could not start the request");
         }
     }
     sched_maybe_finish(s);

@@ -166,6 +166,8 @@ static void op_page_work(struct sched_op *op)
         /* Committed: the cursor moves forward. */
         free(c->page_token);
         c->page_token = next.page_token ? strdup(next.page_token) : NULL;
+        if (next.page_token != NULL && c->page_token == NULL)
+            base_err_set(&op->err, BASE_ENOMEM, "out of memory"); /* committed all the same */
         c->next_offset = next.next_offset;
         c->have_last_id = next.have_last_id;
         c->last_id = next.last_id;
@@ -298,8 +300,8 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         if (job->child) {
             /* Parents fan out side by side: the pipeline opens fully after one commit. */
             job->depth = s->opt->max_depth;
-            if (op->more && job_add_page(job, pg->parent_id, op->more_offset) == NULL)
-                job_set_state(job, SCHED_JOB_FAILED, "out of memory");
+            if (op->more)
+                job_add_page(job, pg->parent_id, op->more_offset); /* NULL: the run stops */
         } else if (job->cur.done) {
             job->end_known = true;
         } else if (op->nrecords >= job->def->page_size && job->depth < s->opt->max_depth) {
@@ -330,7 +332,8 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         }
         break;
     case OPR_DB_ERROR:
-        job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
+        if (!op_nomem(op))
+            job_set_state(job, SCHED_JOB_FAILED, op->err.msg);
         break;
     }
     page_free(pg);
@@ -340,6 +343,8 @@ static void op_page_done(struct sched *s, struct sched_op *op)
 static void op_reserve_done(struct sched *s, struct sched_op *op)
 {
     s->reserving = false;
+    if (op->rc < 0 && op_nomem(op))
+        return;
     if (op->rc < 0) {
         base_log_error("%s", op->err.msg);
         for (size_t i = 0; i < s->njobs; i++)
@@ -382,6 +387,8 @@ static void op_after_work_cb(uv_work_t *w, int status)
 
     (void)status;
     s->op_running = false;
+    if (op_nomem(op))
+        sched_nomem(s, "running a database operation");
     if (op->kind == OP_PAGE)
         op_page_done(s, op);
     else if (op->kind == OP_RESERVE)

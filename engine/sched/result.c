@@ -48,7 +48,9 @@ void sched_result_fill(const struct sched *s, struct sched_result *res)
             if (s->jobs[i].state != SCHED_JOB_DONE)
                 incomplete = true;
         }
-        if (s->stop == STOP_AUTH)
+        if (s->stop == STOP_NOMEM)
+            res->outcome = SCHED_OUTCOME_NOMEM;
+        else if (s->stop == STOP_AUTH)
             res->outcome = SCHED_OUTCOME_AUTH;
         else if (s->stop == STOP_SIGNAL)
             res->outcome = SCHED_OUTCOME_INTERRUPTED;

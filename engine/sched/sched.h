@@ -65,6 +65,7 @@ enum sched_outcome {
     SCHED_OUTCOME_AUTH,         /* Keap refused the credentials */
     SCHED_OUTCOME_FAILED,       /* a job failed; progress up to its last commit kept */
     SCHED_OUTCOME_INTERRUPTED,  /* stopped by SIGINT/SIGTERM, progress saved */
+    SCHED_OUTCOME_NOMEM,        /* stopped: out of memory, progress up to the last commit kept */
 };
 
 struct sched_result {

@@ -43,6 +43,7 @@ enum sched_stop {
     STOP_QUOTA,  /* the day's budget is spent: SCHED_OUTCOME_QUOTA */
     STOP_AUTH,   /* credentials refused: SCHED_OUTCOME_AUTH */
     STOP_SIGNAL, /* SIGINT/SIGTERM: SCHED_OUTCOME_INTERRUPTED, progress saved */
+    STOP_NOMEM,  /* out of memory (sched_nomem): SCHED_OUTCOME_NOMEM */
 };
 
 /* Where a job's current window stands. Written only by page operations (worker). */
@@ -235,6 +236,13 @@ static inline int64_t now_wall(const struct sched *s)
     return base_clock_wall_ms(s->clock);
 }
 
+/* Did the worker run out of memory during op? It says so with BASE_ENOMEM in op->err; the
+ * run then stops (sched_nomem) and the operation's failure fails no job. */
+static inline bool op_nomem(const struct sched_op *op)
+{
+    return op->err.code == BASE_ENOMEM;
+}
+
 /* ---- job.c: one job's pages and state ------------------------------------------------- */
 
 void page_free(struct sched_page *pg);
@@ -280,6 +288,14 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
 void sched_loop_run(struct sched *s);
 void sched_pump(struct sched *s);
 void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
+/*
+ * The one answer to an allocation that failed on the loop thread: stops the run with
+ * STOP_NOMEM (whatever stopped it before) and a message naming where ("adding a page").
+ * Every page not yet handed to the worker is dropped, so callers must not touch a page of
+ * the list they were walking. The worker reports its own failures with BASE_ENOMEM in the
+ * operation's err, and ops.c calls this on its behalf.
+ */
+void sched_nomem(struct sched *s, const char *where);
 void sched_note_tenant(struct sched *s, const char *tenant);
 
 /* ---- result.c: how the run ended ------------------------------------------------------- */
