@@ -207,6 +207,7 @@ static int sched_setup_leases(struct sched *s, struct base_err *err)
         rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, &other, err);
         if (rc < 0)
             return rc;
+        job->holds_lease = got;
         if (!got) {
             snprintf(why, sizeof(why),
                      "job \"%s\" is already being run by another keapsync process (%s); "
@@ -226,10 +227,9 @@ static void sched_release_leases(struct sched *s)
 
     for (size_t i = 0; i < s->njobs; i++) {
         char name[128];
-        const char *why = s->jobs[i].res->error;
 
-        if (strstr(why, "already being run by another") != NULL)
-            continue; /* not ours */
+        if (!s->jobs[i].holds_lease)
+            continue; /* another process runs it, or it was fresh */
         snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
         if (store_lease_release(s->store, name, s->holder, &e2) < 0)
             base_log_warning("%s", e2.msg);

@@ -113,6 +113,7 @@ struct sched_job {
     bool end_known;          /* the worker saw the window's last page */
     int failures;            /* pages fetched again at the current cursor position */
     int token_restarts;      /* v2 windows restarted for a refused page token, this run */
+    bool holds_lease;        /* this process took the job's lease (sched_setup_leases) */
     struct sched_cursor cur; /* worker-owned (see file comment) */
     /* child streams (loop-owned): the batch of parent ids being fanned out */
     bool child;
