@@ -1,8 +1,10 @@
 /*
  * job.c: one job's page pipeline and its state (see sched.h for the words).
  *
- * A page goes WANT -> INFLIGHT -> ARRIVED -> SUBMITTED and is freed when its database
- * operation completes (ops.c). Pages reach the database in sequence order (job_handoff).
+ * A page goes WANT -> INFLIGHT -> ARRIVED -> SUBMITTED (back to WANT when a request must be
+ * sent again) and is freed when its database operation completes (ops.c); page_set_state is
+ * the one function that changes it. Pages reach the database in sequence order
+ * (job_handoff).
  * A job is PAGING until its window is complete (DONE), an error stops it (FAILED) or the run
  * stops first (STOPPED); job_set_state is the one function that changes it.
  */
@@ -12,6 +14,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *page_state_name(enum sched_page_state st)
+{
+    switch (st) {
+    case PAGE_WANT:
+        return "want";
+    case PAGE_INFLIGHT:
+        return "inflight";
+    case PAGE_ARRIVED:
+        return "arrived";
+    case PAGE_SUBMITTED:
+        return "submitted";
+    }
+    return "unknown";
+}
+
+/* The one function that changes a page's state; why (or NULL) is logged with it. */
+static void page_set_state(struct sched_page *pg, enum sched_page_state st, const char *why)
+{
+    if (pg->state == st)
+        return;
+    base_log_debug("job \"%s\": page %" PRIu64 " at offset %" PRId64 ": %s -> %s%s%s",
+                   pg->job->def->name, pg->seq, pg->offset, page_state_name(pg->state),
+                   page_state_name(st), why ? ": " : "", why ? why : "");
+    pg->state = st;
+}
 
 void page_free(struct sched_page *pg)
 {
@@ -149,7 +177,7 @@ static void job_handoff(struct sched *s, struct sched_job *job)
         s->tenant_unsaved = false;
         op->kind = OP_PAGE;
         op->page = pg;
-        pg->state = PAGE_SUBMITTED;
+        page_set_state(pg, PAGE_SUBMITTED, NULL);
         job->submit_seq++;
         op_submit(s, op);
     }
@@ -190,7 +218,7 @@ void job_fail_page(struct sched_job *job, struct sched_page *pg, const char *rea
              pg->offset, job->def->name, reason);
     base_log_error("%s", why);
     /* Its response is in hand: let job_drop_pages free it rather than wait for one. */
-    pg->state = PAGE_WANT;
+    page_set_state(pg, PAGE_WANT, "failed");
     job_set_state(job, SCHED_JOB_FAILED, why);
 }
 
@@ -240,11 +268,11 @@ static void response_cb(struct http_response *resp, void *data)
     case KEAP_OUTCOME_OK:
         pg->body = resp->body;
         resp->body.data = NULL;
-        pg->state = PAGE_ARRIVED;
+        page_set_state(pg, PAGE_ARRIVED, NULL);
         job_handoff(s, job);
         break;
     case KEAP_OUTCOME_RATE_LIMITED:
-        pg->state = PAGE_WANT;
+        page_set_state(pg, PAGE_WANT, v.reason);
         pg->not_before = 0;
         base_log_warning("job \"%s\": %s", job->def->name, v.reason);
         break;
@@ -287,7 +315,7 @@ static void response_cb(struct http_response *resp, void *data)
             break;
         }
         base_log_warning("job \"%s\": %s; trying again", job->def->name, v.reason);
-        pg->state = PAGE_WANT;
+        page_set_state(pg, PAGE_WANT, v.reason);
         pg->not_before = now + backoff_ms(pg->attempts);
         break;
     case KEAP_OUTCOME_AUTH: {
@@ -375,7 +403,7 @@ int job_send_page(struct sched *s, struct sched_page *pg)
     base_buf_free(&url);
     if (rc < 0)
         return rc;
-    pg->state = PAGE_INFLIGHT;
+    page_set_state(pg, PAGE_INFLIGHT, NULL);
     pg->requests++;
     pg->sent_wall = now_wall(s);
     s->inflight++;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void op_work_cb(uv_work_t *w);
 static void op_after_work_cb(uv_work_t *w, int status);
 
 /*
@@ -241,22 +242,6 @@ static void op_heartbeat_work(struct sched_op *op)
     }
 }
 
-static void op_work_cb(uv_work_t *w)
-{
-    struct sched_op *op = container_of(w, struct sched_op, work);
-
-    if (op->kind == OP_PAGE)
-        op_page_work(op);
-    else if (op->kind == OP_RESERVE)
-        op_reserve_work(op);
-    else if (op->kind == OP_PARENTS)
-        op_parents_work(op);
-    else if (op->kind == OP_CLOSE)
-        op_close_work(op);
-    else
-        op_heartbeat_work(op);
-}
-
 static void op_free(struct sched_op *op)
 {
     free(op->pids);
@@ -380,6 +365,28 @@ static void op_heartbeat_done(struct sched *s, struct sched_op *op)
     }
 }
 
+/*
+ * What each kind of operation does, one entry per kind: work runs on the thread pool, done
+ * runs on the loop thread after it and applies the result.
+ */
+static const struct {
+    void (*work)(struct sched_op *op);
+    void (*done)(struct sched *s, struct sched_op *op);
+} op_kinds[OP_NKINDS] = {
+    [OP_PAGE] = {op_page_work, op_page_done},
+    [OP_RESERVE] = {op_reserve_work, op_reserve_done},
+    [OP_HEARTBEAT] = {op_heartbeat_work, op_heartbeat_done},
+    [OP_PARENTS] = {op_parents_work, op_parents_done},
+    [OP_CLOSE] = {op_close_work, op_close_done},
+};
+
+static void op_work_cb(uv_work_t *w)
+{
+    struct sched_op *op = container_of(w, struct sched_op, work);
+
+    op_kinds[op->kind].work(op);
+}
+
 static void op_after_work_cb(uv_work_t *w, int status)
 {
     struct sched_op *op = container_of(w, struct sched_op, work);
@@ -389,16 +396,7 @@ static void op_after_work_cb(uv_work_t *w, int status)
     s->op_running = false;
     if (op_nomem(op))
         sched_nomem(s, "running a database operation");
-    if (op->kind == OP_PAGE)
-        op_page_done(s, op);
-    else if (op->kind == OP_RESERVE)
-        op_reserve_done(s, op);
-    else if (op->kind == OP_PARENTS)
-        op_parents_done(s, op);
-    else if (op->kind == OP_CLOSE)
-        op_close_done(s, op);
-    else
-        op_heartbeat_done(s, op);
+    op_kinds[op->kind].done(s, op);
     op_free(op);
     op_start_next(s);
     sched_pump(s);

@@ -135,6 +135,7 @@ enum sched_op_kind {
     OP_HEARTBEAT, /* peer registration and job lease renewal */
     OP_PARENTS,   /* the next batch of parent ids of a child stream */
     OP_CLOSE,     /* a child stream's last parent is done: close its window */
+    OP_NKINDS     /* the number of kinds (ops.c's table has one entry per kind) */
 };
 
 #define SCHED_HEARTBEAT_MS 2000
