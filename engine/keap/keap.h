@@ -43,6 +43,16 @@ int keap_credential_from_env(struct keap_credential *cred, struct base_err *err)
 void keap_credential_clear(struct keap_credential *cred);
 
 /*
+ * Writes an identifier of the credential into buf: KEAP_CREDENTIAL_ID_LEN hex digits, 32 bits
+ * of FNV-1a of the secret (the API key, else the access token). One secret always gives the
+ * same identifier, so processes sharing a key can find each other; 32 bits tell a tenant's
+ * keys apart and say next to nothing of the key. BASE_EINVAL, with buf untouched, when
+ * there is no secret or n < KEAP_CREDENTIAL_ID_LEN + 1.
+ */
+#define KEAP_CREDENTIAL_ID_LEN 8
+int keap_credential_id(const struct keap_credential *cred, char *buf, size_t n);
+
+/*
  * Header lines for a request: the auth line plus "Accept: application/json". Returned as a
  * NULL-terminated array owned by the caller (keap_headers_free wipes and frees it).
  */

@@ -109,18 +109,18 @@ static int sched_setup_tenant(struct sched *s, struct base_err *err)
 
 /*
  * The peer group: processes that share one key's per-second and per-minute windows, so the
- * API root and an identifier of the credential. The identifier is 32 bits of FNV-1a of the
- * key: enough to tell a tenant's keys apart, far too little to say anything of the key.
+ * API root and keap's identifier of the credential.
  */
-static void sched_peer_group(struct sched *s, const struct keap_credential *cred)
+static int sched_peer_group(struct sched *s, const struct keap_credential *cred,
+                            struct base_err *err)
 {
-    const char *secret = cred->api_key ? cred->api_key : cred->access_token;
-    uint64_t h = 14695981039346656037ull;
+    char id[KEAP_CREDENTIAL_ID_LEN + 1];
+    int rc = keap_credential_id(cred, id, sizeof(id));
 
-    for (const char *p = secret ? secret : ""; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    snprintf(s->peer_group, sizeof(s->peer_group), "%s#%08x", s->opt->base_url,
-             (unsigned)((h >> 32) ^ h));
+    if (rc < 0)
+        return base_err_set(err, rc, "could not identify the credential: %s", base_strerror(rc));
+    snprintf(s->peer_group, sizeof(s->peer_group), "%s#%s", s->opt->base_url, id);
+    return 0;
 }
 
 /*
@@ -294,12 +294,14 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     /* Processes sharing a key must not retry in step. */
     pace_set_seed(s->pace, (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_wall(s));
     srand((unsigned)getpid() ^ (unsigned)now_wall(s));
-    sched_peer_group(s, cred);
     rc = keap_auth_headers(cred, &s->auth_headers);
     if (rc < 0) {
         base_err_set(err, rc, "could not build request headers: %s", base_strerror(rc));
         goto out_loop;
     }
+    rc = sched_peer_group(s, cred, err);
+    if (rc < 0)
+        goto out_loop;
     hopt.max_body = SCHED_MAX_BODY;
     hopt.max_connections = opt.max_depth * (int)(set->n < 4 ? set->n : 4) + 2;
     rc = http_client_new(&s->http, &s->loop, &hopt);
