@@ -43,7 +43,7 @@ int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
     return rc;
 }
 
-bool record_int_id(const struct jobs_job *def, const cJSON *rec, int64_t *id)
+bool cursor_record_id(const struct jobs_job *def, const cJSON *rec, int64_t *id)
 {
     char buf[64];
 
@@ -52,29 +52,41 @@ bool record_int_id(const struct jobs_job *def, const cJSON *rec, int64_t *id)
     return base_parse_int64(buf, id) == 0;
 }
 
-/*
- * Decides which records of a v1 page are new, given the cursor. Returns the index of the
- * first new record, or -1 when the page shows that records shifted left past our position
- * (step back).
- */
-int v1_first_new(const struct sched_job *job, const struct sched_page *pg, cJSON *recs, int n)
+int cursor_v1_first_new(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                        int64_t offset, const cJSON *recs, int n)
 {
-    const struct sched_cursor *c = &job->cur;
+    const cJSON *rec = recs != NULL ? recs->child : NULL;
     int p = 0;
 
-    if (!job->overlap || !c->have_last_id)
+    if (!overlap || !c->have_last_id)
         return 0;
-    for (p = 0; p < n; p++) {
+    for (p = 0; p < n && rec != NULL; p++, rec = rec->next) {
         int64_t id;
 
-        if (!record_int_id(job->def, cJSON_GetArrayItem(recs, p), &id))
+        if (!cursor_record_id(def, rec, &id))
             return 0; /* ids unusable: fall back to plain offsets */
         if (id > c->last_id)
             break;
     }
-    if (p == 0 && pg->offset > 0)
+    if (p == 0 && offset > 0)
         return -1;
     return p;
+}
+
+int64_t cursor_v1_step_back(struct sched_cursor *c, int page_size, int64_t offset)
+{
+    /* Few records leave a window while one page is read: step back a little first (more
+     * new records per request), then twice as far each time it is not enough. */
+    int64_t step = (int64_t)16 << (c->stepback < 16 ? c->stepback : 16);
+    int64_t back;
+
+    if (step > page_size - 1)
+        step = page_size - 1;
+    back = offset - step;
+    c->stepback++;
+    c->next_offset = back > 0 ? back : 0;
+    c->epoch++;
+    return c->next_offset;
 }
 
 int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job *def,
@@ -128,9 +140,18 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
     return 0;
 }
 
-/* Opens a new window when the checkpoint holds none. */
-void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def, int64_t wall)
+bool cursor_fresh(const struct sched_cursor *c, const struct jobs_job *def,
+                  const struct base_clock *clock)
 {
+    return def->refresh_hours > 0 && !c->in_window && c->completed_ms >= 0 &&
+           base_clock_wall_ms(clock) - c->completed_ms < (int64_t)def->refresh_hours * 3600000;
+}
+
+void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
+                        const struct base_clock *clock)
+{
+    int64_t wall = base_clock_wall_ms(clock);
+
     if (c->in_window)
         return;
     c->in_window = true;

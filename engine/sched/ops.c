@@ -83,20 +83,9 @@ static void op_page_work(struct sched_op *op)
         goto observe;
     }
     if (def->api == KEAP_API_V1) {
-        first = v1_first_new(job, pg, page.records, n);
+        first = cursor_v1_first_new(c, def, job->overlap, pg->offset, page.records, n);
         if (first < 0) {
-            /* Few records leave a window while one page is read: step back a little first
-             * (more new records per request), then twice as far each time it is not enough. */
-            int64_t step = (int64_t)16 << (c->stepback < 16 ? c->stepback : 16);
-            int64_t back;
-
-            if (step > def->page_size - 1)
-                step = def->page_size - 1;
-            back = pg->offset - step;
-            c->stepback++;
-
-            c->next_offset = back > 0 ? back : 0;
-            c->epoch++;
+            cursor_v1_step_back(c, def->page_size, pg->offset);
             op->result = OPR_STEP_BACK;
             base_err_set(&op->err, 0, "records shifted before offset %" PRId64, pg->offset);
             goto out;
@@ -133,7 +122,7 @@ static void op_page_work(struct sched_op *op)
     if (n > 0 && def->api == KEAP_API_V1 && job->overlap) {
         int64_t id;
 
-        if (record_int_id(def, cJSON_GetArrayItem(page.records, n - 1), &id) &&
+        if (cursor_record_id(def, cJSON_GetArrayItem(page.records, n - 1), &id) &&
             (!have_new_last || id > new_last)) {
             new_last = id;
             have_new_last = true;

@@ -54,8 +54,7 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
         free(ckpt);
         if (rc < 0)
             return rc;
-        if (def->refresh_hours > 0 && !job->cur.in_window && job->cur.completed_ms >= 0 &&
-            wall - job->cur.completed_ms < (int64_t)def->refresh_hours * 3600000) {
+        if (cursor_fresh(&job->cur, def, s->clock)) {
             /* Read in full less than refresh_hours ago: nothing to do this run. */
             base_log_info("job \"%s\": fresh, its last complete pass was %" PRId64
                           " min ago (refresh_hours %d); skipped",
@@ -63,7 +62,7 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
             job_set_state(job, SCHED_JOB_DONE, NULL);
             continue;
         }
-        cursor_open_window(&job->cur, def, wall);
+        cursor_open_window(&job->cur, def, s->clock);
         job->epoch = job->cur.epoch;
         job->next_offset = job->cur.next_offset;
         if (job->child) {

@@ -263,12 +263,45 @@ int job_send_page(struct sched *s, struct sched_page *pg);
 
 /* ---- cursor.c: windows, the drift check, checkpoints ---------------------------------- */
 
+/*
+ * Pure: no I/O, and time only from the clock passed in (tests drive them on a
+ * base_fake_clock).
+ */
+
+/* Appends c as the checkpoint's JSON text to out (what cursor_load reads back). */
 int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out);
+/*
+ * Reads checkpoint json (NULL: the job never ran) into c, which must be zeroed. Outside a
+ * window only the watermark and completion time are kept. BASE_EPROTO when json is not
+ * JSON; err names def's job.
+ */
 int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job *def,
                 struct base_err *err);
-void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def, int64_t wall);
-bool record_int_id(const struct jobs_job *def, const cJSON *rec, int64_t *id);
-int v1_first_new(const struct sched_job *job, const struct sched_page *pg, cJSON *recs, int n);
+/* True when def's last complete pass ended less than its refresh_hours ago (skip the job). */
+bool cursor_fresh(const struct sched_cursor *c, const struct jobs_job *def,
+                  const struct base_clock *clock);
+/*
+ * Opens a new window unless c is in one: for an incremental job, [watermark - overlap_s,
+ * now - lag_s), open below when there is no watermark yet; for others, everything.
+ */
+void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
+                        const struct base_clock *clock);
+/* The record's id as an integer; false when it has none or it is not one. */
+bool cursor_record_id(const struct jobs_job *def, const cJSON *rec, int64_t *id);
+/*
+ * Which records of the v1 page at offset (the array recs, n of them) are new: the index of
+ * the first whose id is above c's last id, 0 when there is no drift check (overlap 0, no
+ * last id yet, or ids unusable), or -1 when the page shows that records shifted left past
+ * c's position (it starts above the last id but is not the window's first page).
+ */
+int cursor_v1_first_new(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                        int64_t offset, const cJSON *recs, int n);
+/*
+ * Records shifted before offset: moves c back (16 records at the first step-back, twice as
+ * far at each one after it without a commit between, at most page_size - 1, never below 0)
+ * and bumps its epoch. Returns the new offset.
+ */
+int64_t cursor_v1_step_back(struct sched_cursor *c, int page_size, int64_t offset);
 
 /* ---- child.c: child streams ------------------------------------------------------------ */
 

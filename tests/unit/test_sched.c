@@ -1,0 +1,389 @@
+/*
+ * Unit tests for sched's cursor (engine/sched/cursor.c, declared in sched_int.h), on a
+ * base_fake_clock and the shipped jobs/contacts.json: opening a window from the watermark
+ * with the job's lag and overlap, the refresh_hours skip, the v1 drift check (which record
+ * of a page is the first new one, when a page shows records shifted), the doubling
+ * step-back, and the checkpoint's JSON text read back by cursor_load.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+
+#define MIN_MS  60000LL
+#define HOUR_MS 3600000LL
+
+/* 2026-03-01T12:00:00Z */
+#define T0 1772366400000LL
+
+static struct jobs_job contacts;
+
+static int setup_job(void **state)
+{
+    struct base_err err;
+
+    (void)state;
+    base_err_clear(&err);
+    if (jobs_load_file(KEAPSYNC_SOURCE_DIR "/jobs/contacts.json", &contacts, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown_job(void **state)
+{
+    (void)state;
+    jobs_job_free(&contacts);
+    return 0;
+}
+
+/* A cursor as cursor_load leaves it for a job that never ran. */
+static void cursor_none(struct sched_cursor *c)
+{
+    struct base_err err;
+
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(cursor_load(c, NULL, &contacts, &err), 0);
+}
+
+static void cursor_clear(struct sched_cursor *c)
+{
+    free(c->page_token);
+    free(c->plist);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ------------------------------------------------------------------ windows */
+
+static void test_window_first(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    /* The shipped job is what the window arithmetic below assumes. */
+    assert_true(contacts.incremental);
+    assert_int_equal(contacts.lag_s, 60);
+    assert_int_equal(contacts.overlap_s, 300);
+
+    base_fake_clock_init(&fc, 5000, T0);
+    cursor_none(&c);
+    assert_int_equal(c.watermark_ms, -1);
+    assert_false(c.in_window);
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_true(c.in_window);
+    assert_int_equal(c.since_ms, -1); /* no watermark: open below */
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    assert_false(c.have_last_id);
+    cursor_clear(&c);
+}
+
+static void test_window_from_watermark(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    base_fake_clock_init(&fc, 5000, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - 2 * HOUR_MS;
+    c.have_last_id = true; /* left from the last window: a new one starts afresh */
+    c.last_id = 77;
+    c.next_offset = 1234;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.since_ms, T0 - 2 * HOUR_MS - 300 * 1000);
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    assert_false(c.have_last_id);
+
+    /* A window in progress is kept as it is, however late the clock. */
+    c.next_offset = 4000;
+    fc.wall += 3 * HOUR_MS;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 4000);
+
+    /* The window done, the next one starts at the watermark less the overlap. */
+    c.in_window = false;
+    c.watermark_ms = c.until_ms;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.since_ms, T0 - MIN_MS - 300 * 1000);
+    assert_int_equal(c.until_ms, T0 + 3 * HOUR_MS - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    cursor_clear(&c);
+}
+
+static void test_window_full_read(void **state)
+{
+    struct jobs_job full = contacts;
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    full.incremental = false;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - HOUR_MS;
+    cursor_open_window(&c, &full, &fc.clock);
+    assert_true(c.in_window);
+    assert_int_equal(c.since_ms, -1);
+    assert_int_equal(c.until_ms, -1);
+    cursor_clear(&c);
+}
+
+static void test_fresh(void **state)
+{
+    struct jobs_job def = contacts;
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    def.refresh_hours = 6;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    assert_false(cursor_fresh(&c, &def, &fc.clock)); /* never completed */
+    c.completed_ms = T0 - 5 * HOUR_MS;
+    assert_true(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = c.completed_ms + 6 * HOUR_MS - 1;
+    assert_true(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = c.completed_ms + 6 * HOUR_MS;
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = T0;
+    c.in_window = true; /* a window begun is finished whatever the age */
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    c.in_window = false;
+    def.refresh_hours = 0; /* every run */
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ v1 drift check */
+
+/* The v1 page of records with these ids (id <= 0: a record without one). */
+static cJSON *page_of(const int64_t *ids, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+
+    assert_non_null(arr);
+    for (int i = 0; i < n; i++) {
+        cJSON *rec = cJSON_CreateObject();
+
+        assert_non_null(rec);
+        if (ids[i] > 0)
+            assert_non_null(cJSON_AddNumberToObject(rec, "id", (double)ids[i]));
+        assert_non_null(cJSON_AddStringToObject(rec, "given_name", "x"));
+        cJSON_AddItemToArray(arr, rec);
+    }
+    return arr;
+}
+
+static int first_new(const struct sched_cursor *c, int overlap, int64_t offset, const int64_t *ids,
+                     int n)
+{
+    cJSON *page = page_of(ids, n);
+    int first = cursor_v1_first_new(c, &contacts, overlap, offset, page, n);
+
+    cJSON_Delete(page);
+    return first;
+}
+
+static void test_first_new(void **state)
+{
+    const int64_t overlapping[] = {100, 101, 102};
+    const int64_t behind[] = {97, 99, 100, 104};
+    const int64_t shifted[] = {101, 102, 103};
+    const int64_t nothing_new[] = {90, 100};
+    const int64_t no_ids[] = {0, 0, 0};
+    struct sched_cursor c;
+
+    (void)state;
+    cursor_none(&c);
+    c.in_window = true;
+    c.have_last_id = true;
+    c.last_id = 100;
+
+    /* The page starts with the last committed record, as overlapping pages do. */
+    assert_int_equal(first_new(&c, 1, 999, overlapping, 3), 1);
+    /* Records were added before our position: skip up to the last committed id. */
+    assert_int_equal(first_new(&c, 1, 999, behind, 4), 3);
+    /* The overlap record is gone: records shifted left past us, step back. */
+    assert_int_equal(first_new(&c, 1, 999, shifted, 3), -1);
+    assert_int_equal(first_new(&c, 1, 1, shifted, 3), -1);
+    /* The window's first page cannot have shifted. */
+    assert_int_equal(first_new(&c, 1, 0, shifted, 3), 0);
+    /* Every record is old: none is new. */
+    assert_int_equal(first_new(&c, 1, 999, nothing_new, 2), 2);
+    /* No drift check without overlap, without a last id, or without usable ids. */
+    assert_int_equal(first_new(&c, 0, 999, behind, 4), 0);
+    assert_int_equal(first_new(&c, 1, 999, no_ids, 3), 0);
+    c.have_last_id = false;
+    assert_int_equal(first_new(&c, 1, 999, shifted, 3), 0);
+    cursor_clear(&c);
+}
+
+static void test_step_back_doubles(void **state)
+{
+    const int64_t steps[] = {16, 32, 64, 128, 256, 512, 999, 999};
+    struct sched_cursor c;
+    int64_t at = 100000;
+
+    (void)state;
+    cursor_none(&c);
+    c.epoch = 7;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        int64_t back = cursor_v1_step_back(&c, contacts.page_size, at);
+
+        assert_int_equal(back, at - steps[i]);
+        assert_int_equal(c.next_offset, back);
+        assert_int_equal(c.stepback, i + 1);
+        assert_int_equal(c.epoch, 8 + i);
+        at = back;
+    }
+    /* Never before the window's start. */
+    assert_int_equal(cursor_v1_step_back(&c, contacts.page_size, 10), 0);
+    assert_int_equal(c.next_offset, 0);
+    /* A commit resets the distance (ops.c sets stepback to 0); small pages step less. */
+    c.stepback = 0;
+    assert_int_equal(cursor_v1_step_back(&c, 10, 500), 491);
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static char *checkpoint_of(const struct sched_cursor *c)
+{
+    struct base_buf b;
+    char *text;
+
+    base_buf_init(&b, 64 * 1024);
+    assert_int_equal(cursor_checkpoint(c, &b), 0);
+    text = strdup(b.data);
+    assert_non_null(text);
+    base_buf_free(&b);
+    return text;
+}
+
+static void test_checkpoint_text(void **state)
+{
+    struct sched_cursor c;
+    char *text;
+
+    (void)state;
+    cursor_none(&c);
+    text = checkpoint_of(&c);
+    assert_string_equal(text, "{\"v\":1,\"watermark_ms\":-1,\"completed_ms\":-1,\"window\":null}");
+    free(text);
+
+    c.in_window = true;
+    c.since_ms = -1;
+    c.until_ms = T0;
+    c.next_offset = 2997;
+    c.epoch = 3;
+    c.have_last_id = true;
+    c.last_id = 4242;
+    text = checkpoint_of(&c);
+    assert_string_equal(text, "{\"v\":1,\"watermark_ms\":-1,\"completed_ms\":-1,\"window\":"
+                              "{\"since_ms\":-1,\"until_ms\":1772366400000,\"offset\":2997,"
+                              "\"epoch\":3,\"last_id\":4242}}");
+    free(text);
+    cursor_clear(&c);
+}
+
+static void test_checkpoint_round_trip(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c, back;
+    struct base_err err;
+    char *text;
+
+    (void)state;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - HOUR_MS;
+    c.completed_ms = T0 - HOUR_MS + 1500;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    c.next_offset = 5994;
+    c.epoch = 12;
+    c.have_last_id = true;
+    c.last_id = 987654321;
+    c.have_done = true;
+    c.done_through = 31337;
+    c.page_token = strdup("tok \"quoted\" \\ back/slash \xc3\xa9");
+    assert_non_null(c.page_token);
+
+    text = checkpoint_of(&c);
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_int_equal(back.watermark_ms, c.watermark_ms);
+    assert_int_equal(back.completed_ms, c.completed_ms);
+    assert_true(back.in_window);
+    assert_int_equal(back.since_ms, T0 - HOUR_MS - 300 * 1000);
+    assert_int_equal(back.until_ms, T0 - MIN_MS);
+    assert_int_equal(back.next_offset, 5994);
+    assert_int_equal(back.epoch, 12);
+    assert_true(back.have_last_id);
+    assert_int_equal(back.last_id, 987654321);
+    assert_true(back.have_done);
+    assert_int_equal(back.done_through, 31337);
+    assert_non_null(back.page_token);
+    assert_string_equal(back.page_token, c.page_token);
+    /* The text read back writes the same text. */
+    {
+        char *again = checkpoint_of(&back);
+
+        assert_string_equal(again, text);
+        free(again);
+    }
+    free(text);
+    cursor_clear(&back);
+
+    /* Between windows only the watermark and the completion time survive. */
+    c.in_window = false;
+    text = checkpoint_of(&c);
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_false(back.in_window);
+    assert_false(back.have_last_id);
+    assert_null(back.page_token);
+    assert_int_equal(back.watermark_ms, T0 - HOUR_MS);
+    assert_int_equal(back.completed_ms, T0 - HOUR_MS + 1500);
+    free(text);
+    cursor_clear(&back);
+    cursor_clear(&c);
+}
+
+static void test_checkpoint_bad(void **state)
+{
+    struct sched_cursor c;
+    struct base_err err;
+
+    (void)state;
+    memset(&c, 0, sizeof(c));
+    base_err_clear(&err);
+    assert_int_equal(cursor_load(&c, "{\"v\":1,\"window\":", &contacts, &err), BASE_EPROTO);
+    assert_non_null(strstr(err.msg, "\"contacts\""));
+    assert_non_null(strstr(err.msg, "not valid JSON"));
+    cursor_clear(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_window_first),     cmocka_unit_test(test_window_from_watermark),
+        cmocka_unit_test(test_window_full_read), cmocka_unit_test(test_fresh),
+        cmocka_unit_test(test_first_new),        cmocka_unit_test(test_step_back_doubles),
+        cmocka_unit_test(test_checkpoint_text),  cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_checkpoint_bad),
+    };
+
+    return cmocka_run_group_tests(tests, setup_job, teardown_job);
+}
