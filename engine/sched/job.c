@@ -201,9 +201,14 @@ void job_drop_wanted(struct sched_job *job)
     }
 }
 
+/*
+ * The wait before a page's next attempt, after attempts failed ones (1, 2, ...): a ceiling of
+ * 500 ms << attempts (1 s, 2 s, 4 s, ...) capped at 30 s, with equal jitter: a delay drawn
+ * in [ceiling / 2, ceiling], so 0.5..1 s after the first failure, 15..30 s from the sixth on.
+ */
 static uint64_t backoff_ms(int attempts)
 {
-    uint64_t base = 500u << (attempts < 6 ? attempts : 6); /* 1 s .. 32 s */
+    uint64_t base = 500u << (attempts < 6 ? attempts : 6);
 
     if (base > 30000)
         base = 30000;

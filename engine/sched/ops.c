@@ -1,8 +1,9 @@
 /*
  * ops.c: the database worker. Operations (struct sched_op) queue on the run and execute one
  * at a time: the work half on libuv's thread pool, the done half back on the loop thread.
- * The next operation is queued only from the previous one's done half, so a job's cursor is
- * never written by the worker while the loop reads it.
+ * The next operation starts only from the previous one's done half, so they run in the order
+ * queued and never two at once. struct sched_cursor (sched_int.h) says who writes a job's
+ * cursor when.
  */
 #include "sched_int.h"
 

@@ -11,7 +11,8 @@
  *   watermark the until of the last window that completed; the next window starts at it
  *             (minus the job's overlap).
  *   cursor    where the current window stands: the next offset and the last id committed.
- *             It lives in the checkpoint and only ever moves forward.
+ *             It lives in the checkpoint and moves forward with each committed page, back
+ *             only when records shifted (step back) or a page token was refused (restart).
  *   epoch     bumped whenever the cursor is corrected (a page showed that records shifted,
  *             or a page had to be fetched again); pages requested under an older epoch are
  *             dropped unread.

@@ -46,7 +46,14 @@ enum sched_stop {
     STOP_NOMEM,  /* out of memory (sched_nomem): SCHED_OUTCOME_NOMEM */
 };
 
-/* Where a job's current window stands. Written only by page operations (worker). */
+/*
+ * Where a job's current window stands. Who writes it: cursor_load and cursor_open_window
+ * before the loop runs; then the job's page operations on the worker (ops.c, child.c); and
+ * response_cb on the loop, when Keap refuses a v2 page token (it clears the token and bumps
+ * the epoch: a v2 job has one page outstanding at a time, so none of its operations runs
+ * then). While an operation runs the loop reads only the window's bounds, which no
+ * operation changes; the rest it reads in an operation's done half.
+ */
 struct sched_cursor {
     int64_t watermark_ms; /* until of the last completed window, -1: none */
     int64_t completed_ms; /* wall time the last window completed, -1: never */
@@ -114,7 +121,7 @@ struct sched_job {
     int failures;            /* pages fetched again at the current cursor position */
     int token_restarts;      /* v2 windows restarted for a refused page token, this run */
     bool holds_lease;        /* this process took the job's lease (sched_setup_leases) */
-    struct sched_cursor cur; /* worker-owned (see file comment) */
+    struct sched_cursor cur; /* see struct sched_cursor for who writes it */
     /* child streams (loop-owned): the batch of parent ids being fanned out */
     bool child;
     int64_t *pids;
