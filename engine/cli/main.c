@@ -18,6 +18,7 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static const char usage[] =
     "  migrate               create or upgrade keapsync's schema in DATABASE_URL\n"
     "  check                 validate the job files in KEAPSYNC_JOBS (no database needed)\n"
     "  run [--only A,B]      sync the jobs (all, or the named ones) into Postgres\n"
-    "  status                show each job's checkpoint and today's quota ledger\n"
+    "  status                show each job's checkpoint; exits 1 if a job's last run failed\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -304,11 +305,37 @@ out:
     return code;
 }
 
+/*
+ * Did the last finished run of job fail (an exit code other than complete or stopped at the
+ * quota)? Says so on stderr. A run covers all the jobs it selected, so a failure of one of
+ * them counts for each.
+ */
+static bool last_run_failed(struct store *s, const char *job)
+{
+    struct store_run_info last;
+    struct base_err err;
+    bool found = false;
+
+    base_err_clear(&err);
+    if (store_run_last(s, job, &last, &found, &err) < 0) {
+        fail(EXIT_FAILURE, &err);
+        return true;
+    }
+    if (!found || last.exit_code == 0 || last.exit_code == EXIT_QUOTA)
+        return false;
+    fprintf(stderr,
+            "keapsync: error: the last run of job \"%s\" failed (run %" PRId64
+            ", exit code %d)%s%s\n",
+            job, last.id, last.exit_code, last.message[0] != '\0' ? ": " : "", last.message);
+    return true;
+}
+
 static int cmd_status(void)
 {
     struct base_err err;
     struct jobs_set set = {0};
     struct store *s;
+    int code = 0;
 
     base_err_clear(&err);
     if (load_jobs(&set, NULL, &err) < 0)
@@ -322,14 +349,17 @@ static int cmd_status(void)
 
         if (store_checkpoint_load(s, set.jobs[i].name, &ckpt, &err) < 0) {
             fail(EXIT_FAILURE, &err);
+            code = EXIT_FAILURE;
             continue;
         }
         printf("job \"%s\": %s\n", set.jobs[i].name, ckpt ? ckpt : "never synced");
         free(ckpt);
+        if (last_run_failed(s, set.jobs[i].name))
+            code = EXIT_FAILURE;
     }
     store_close(s);
     jobs_set_free(&set);
-    return 0;
+    return code;
 }
 
 int main(int argc, char **argv)

@@ -397,3 +397,36 @@ out:
     PQclear(res);
     return rc;
 }
+
+int store_run_last(struct store *s, const char *job, struct store_run_info *out, bool *found,
+                   struct base_err *err)
+{
+    const char *params[1] = {job};
+    PGresult *res = NULL;
+    int64_t id, code;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT id, exit_code, coalesce(message, '') FROM keapsync.runs "
+                     "WHERE finished_at IS NOT NULL AND exit_code IS NOT NULL "
+                     "AND $1 = ANY (string_to_array(jobs, ',')) ORDER BY id DESC LIMIT 1",
+                     1, params, err, "could not read the last run of \"%s\"", job);
+    if (rc < 0)
+        goto out;
+    if (PQntuples(res) == 0) {
+        *found = false;
+        goto out;
+    }
+    rc = result_int64(res, 0, 0, &id, err, "could not read the last run");
+    if (rc == 0)
+        rc = result_int64(res, 0, 1, &code, err, "could not read the last run");
+    if (rc < 0)
+        goto out;
+    out->id = id;
+    out->exit_code = (int)code;
+    snprintf(out->message, sizeof(out->message), "%s", PQgetvalue(res, 0, 2));
+    *found = true;
+out:
+    PQclear(res);
+    return rc;
+}
