@@ -20,12 +20,14 @@
  * Files (sched_int.h holds what they share):
  *   run.c     sched_run: set-up (pace, http, tenant, jobs' cursors, peers, leases), teardown
  *   loop.c    the loop: admission (sched_pump, pick_page), grants, timers, heartbeat, signals,
- *             stopping
+ *             stopping (sched_stop, and sched_nomem when memory runs out)
  *   job.c     one job: its page pipeline (request, response, hand-off) and its state
  *   cursor.c  a job's cursor: windows, the v1 drift check, the checkpoint's JSON text
  *   child.c   child streams: batches of parent ids, fan-out, closing the window
  *   ops.c     the database worker: the operation queue and each operation's work and done
  *   result.c  the run's result: how it ended, what each job did
+ * The quota planner (which jobs get how much of the day's budget) will be a file of its own
+ * beside these, called from run.c and loop.c.
  */
 #ifndef KEAPSYNC_SCHED_H
 #define KEAPSYNC_SCHED_H
@@ -55,7 +57,7 @@ struct sched_job_result {
     int64_t skipped;  /* rows older than the table's, left alone */
     int64_t mismatches;
     int64_t nul_replaced;
-    int state; /* enum sched_job_state (sched.c); see sched_job_state_name */
+    int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
 };
 
