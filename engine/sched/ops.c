@@ -70,6 +70,12 @@ static void op_page_work(struct sched_op *op)
     }
     rc = keap_page_parse(pg->body.data ? pg->body.data : (char *)"", pg->body.len, def->array_key,
                          &page, &op->err);
+    if (rc == BASE_ENOMEM) {
+        /* The run stops (op_nomem): fetching the page again would not help. */
+        base_err_set(&op->err, BASE_ENOMEM, "out of memory");
+        op->result = OPR_DB_ERROR;
+        goto out;
+    }
     if (rc < 0) {
         c->epoch++;
         c->plist_n = 0; /* child streams restart from the last complete parent */

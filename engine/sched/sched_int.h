@@ -154,7 +154,7 @@ enum sched_op_result {
     OPR_DISCARDED, /* page of an older epoch, or after the window ended: dropped */
     OPR_STEP_BACK, /* records shifted: cursor moved back, epoch bumped */
     OPR_REFETCH,   /* page unparseable: fetch again at the cursor, epoch bumped */
-    OPR_DB_ERROR,  /* the commit failed: the job stops */
+    OPR_DB_ERROR,  /* the commit failed: the job stops (the run, when out of memory) */
 };
 
 struct sched_op {
