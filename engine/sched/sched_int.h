@@ -28,7 +28,7 @@ enum sched_job_state {
     SCHED_JOB_PAGING = 0, /* requesting pages of the current window */
     SCHED_JOB_DONE,       /* window complete, checkpoint committed */
     SCHED_JOB_FAILED,     /* stopped by an error; progress up to the last commit kept */
-    SCHED_JOB_STOPPED,    /* the run stopped (quota, auth, signal) before the job finished */
+    SCHED_JOB_STOPPED, /* the run stopped (quota, auth, signal, memory) before the job finished */
 };
 
 enum sched_page_state {
@@ -66,9 +66,9 @@ struct sched_cursor {
     char *page_token; /* v2 */
     uint32_t epoch;
     bool done;
+    unsigned stepback; /* consecutive step-backs: each doubles the distance */
     /* child streams: every parent up to done_through is complete; parents begun after it
      * wait in plist, in id order, until those before them complete */
-    unsigned stepback; /* consecutive step-backs: each doubles the distance */
     bool have_done;
     int64_t done_through;
     struct sched_parent *plist;
@@ -254,18 +254,29 @@ static inline bool op_nomem(const struct sched_op *op)
 
 /* ---- job.c: one job's pages and state ------------------------------------------------- */
 
-void page_free(struct sched_page *pg);
+void page_free(struct sched_page *pg); /* accepts NULL */
+/* Takes pg off job's list of outstanding pages (it stays allocated). */
 void job_unlink_page(struct sched_job *job, struct sched_page *pg);
+/* Drops every page not yet handed to the worker; pages in flight become stale. */
 void job_drop_pages(struct sched_job *job);
+/* Drops the pages waiting to be sent (after a stop they never will be). */
 void job_drop_wanted(struct sched_job *job);
+/* The one function that changes a job's state; why is the error of a FAILED job. */
 void job_set_state(struct sched_job *job, enum sched_job_state st, const char *why);
 bool job_terminal(const struct sched_job *job);
+/* Realigns the loop's view of job (epoch, offset, parents) with its cursor; drops pages. */
 void job_resync(struct sched_job *job);
+/* Queues an operation of kind for job; false when out of memory (the run stops). */
 bool job_submit_op(struct sched_job *job, enum sched_op_kind kind);
+/* Marks job DONE when its window is complete, or queues OP_CLOSE for a child stream. */
 void job_check_done(struct sched_job *job);
+/* Fails job because page pg could not be fetched (reason says why). */
 void job_fail_page(struct sched_job *job, struct sched_page *pg, const char *reason);
+/* A new page (WANT) at the end of job's pipeline; NULL when out of memory (the run stops). */
 struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset);
+/* The page of job to send at now, or NULL (*wake: when a waiting page may go, if earlier). */
 struct sched_page *job_next_page(struct sched_job *job, uint64_t now, uint64_t *wake);
+/* Sends pg (admitted by pace); on failure nothing was sent and pg is still WANT. */
 int job_send_page(struct sched *s, struct sched_page *pg);
 
 /* ---- cursor.c: windows, the drift check, checkpoints ---------------------------------- */
@@ -312,23 +323,33 @@ int64_t cursor_v1_step_back(struct sched_cursor *c, int page_size, int64_t offse
 
 /* ---- child.c: child streams ------------------------------------------------------------ */
 
+/* OP_PAGE of a child stream, on the worker: maps and commits page, marks its parent. */
 void op_child_page_work(struct sched_op *op, struct keap_page *page);
+/* OP_PARENTS: the next batch of parent ids. */
 void op_parents_work(struct sched_op *op);
 void op_parents_done(struct sched *s, struct sched_op *op);
+/* OP_CLOSE: saves the checkpoint of the closed window. */
 void op_close_work(struct sched_op *op);
 void op_close_done(struct sched *s, struct sched_op *op);
+/* Queues OP_PARENTS unless a batch is being read or there are no more. */
 void job_fetch_parents(struct sched_job *job);
+/* Links each child stream to its parent's job when both run now. */
 void sched_link_parents(struct sched *s);
 
 /* ---- ops.c: the database worker -------------------------------------------------------- */
 
+/* Queues op (owned by the queue from now on); it runs when those before it are done. */
 void op_submit(struct sched *s, struct sched_op *op);
+/* On the worker: commits the job's COPY rows with cursor after's checkpoint (ops.c). */
 int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_t nrows);
 
 /* ---- loop.c: admission, timers, signals, stopping ------------------------------------- */
 
+/* Starts the timers and signal handlers and runs the loop until the run is over. */
 void sched_loop_run(struct sched *s);
+/* Sends every page pace admits now, arms a timer for the next, finishes the run when done. */
 void sched_pump(struct sched *s);
+/* Stops the run for why (the first stop wins) with msg; pages waiting to be sent drop. */
 void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
 /*
  * The one answer to an allocation that failed on the loop thread: stops the run with
@@ -338,10 +359,12 @@ void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
  * operation's err, and ops.c calls this on its behalf.
  */
 void sched_nomem(struct sched *s, const char *where);
+/* A response named the tenant: the ledger key switches to it (once). */
 void sched_note_tenant(struct sched *s, const char *tenant);
 
 /* ---- result.c: how the run ended ------------------------------------------------------- */
 
+/* Fills in res from the run that ended (each job's figures are already in res->jobs). */
 void sched_result_fill(const struct sched *s, struct sched_result *res);
 
 #endif
