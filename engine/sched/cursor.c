@@ -140,6 +140,54 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
     return 0;
 }
 
+void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                       int64_t offset, const cJSON *recs, int n, char *next_token,
+                       int64_t sent_wall, struct sched_cursor *next)
+{
+    *next = *c;
+    if (def->api == KEAP_API_V1) {
+        int64_t id;
+
+        if (n > 0 && overlap && cursor_record_id(def, cJSON_GetArrayItem(recs, n - 1), &id) &&
+            (!c->have_last_id || id > c->last_id)) {
+            next->have_last_id = true;
+            next->last_id = id;
+        }
+        next->next_offset = n > 0 ? offset + n - overlap : offset;
+        next->done = n < def->page_size;
+        next->page_token = NULL;
+    } else {
+        next->page_token = next_token;
+        next->done = next_token == NULL || next_token[0] == '\0';
+    }
+    if (next->done) {
+        if (def->incremental)
+            next->watermark_ms = c->until_ms;
+        next->completed_ms = sent_wall;
+        next->in_window = false;
+    }
+}
+
+int cursor_advance(struct sched_cursor *c, const struct sched_cursor *next)
+{
+    char *tok = NULL;
+    int rc = BASE_OK;
+
+    if (next->page_token != NULL && (tok = strdup(next->page_token)) == NULL)
+        rc = BASE_ENOMEM;
+    free(c->page_token);
+    c->page_token = tok;
+    c->next_offset = next->next_offset;
+    c->have_last_id = next->have_last_id;
+    c->last_id = next->last_id;
+    c->done = next->done;
+    c->watermark_ms = next->watermark_ms;
+    c->completed_ms = next->completed_ms;
+    c->in_window = next->in_window;
+    c->stepback = 0;
+    return rc;
+}
+
 bool cursor_fresh(const struct sched_cursor *c, const struct jobs_job *def,
                   const struct base_clock *clock)
 {

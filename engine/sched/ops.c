@@ -59,8 +59,7 @@ static void op_page_work(struct sched_op *op)
     struct sched_cursor *c = &job->cur;
     struct keap_page page = {0};
     struct map_stats ms = {0};
-    int64_t new_last = c->last_id;
-    bool have_new_last = c->have_last_id;
+    struct sched_cursor next;
     const cJSON *rec;
     int first, n, rc;
 
@@ -126,55 +125,17 @@ static void op_page_work(struct sched_op *op)
             goto out;
         }
     }
-    if (n > 0 && def->api == KEAP_API_V1 && job->overlap) {
-        int64_t id;
-
-        if (cursor_record_id(def, cJSON_GetArrayItem(page.records, n - 1), &id) &&
-            (!have_new_last || id > new_last)) {
-            new_last = id;
-            have_new_last = true;
-        }
-    }
     op->mismatches = ms.mismatches;
 
-    /* The cursor after this page, committed with its rows. */
-    {
-        struct sched_cursor next = *c;
-
-        if (def->api == KEAP_API_V1) {
-            next.next_offset = n > 0 ? pg->offset + n - job->overlap : pg->offset;
-            next.have_last_id = have_new_last;
-            next.last_id = new_last;
-            next.done = n < def->page_size;
-            next.page_token = NULL;
-        } else {
-            next.page_token = page.next_page_token;
-            next.done = page.next_page_token == NULL || page.next_page_token[0] == '\0';
-        }
-        if (next.done) {
-            if (def->incremental)
-                next.watermark_ms = c->until_ms;
-            next.completed_ms = pg->sent_wall;
-            next.in_window = false;
-        }
-        rc = op_commit_rows(op, &next, n - first);
-        if (rc < 0)
-            goto out;
-        /* Committed: the cursor moves forward. */
-        free(c->page_token);
-        c->page_token = next.page_token ? strdup(next.page_token) : NULL;
-        if (next.page_token != NULL && c->page_token == NULL)
-            base_err_set(&op->err, BASE_ENOMEM, "out of memory"); /* committed all the same */
-        c->next_offset = next.next_offset;
-        c->have_last_id = next.have_last_id;
-        c->last_id = next.last_id;
-        c->done = next.done;
-        c->watermark_ms = next.watermark_ms;
-        c->completed_ms = next.completed_ms;
-        c->in_window = next.in_window;
-        c->stepback = 0;
-        op->result = OPR_COMMITTED;
-    }
+    /* The cursor after this page is committed with its rows; then the cursor moves on. */
+    cursor_after_page(c, def, job->overlap, pg->offset, page.records, n, page.next_page_token,
+                      pg->sent_wall, &next);
+    rc = op_commit_rows(op, &next, n - first);
+    if (rc < 0)
+        goto out;
+    if (cursor_advance(c, &next) < 0)
+        base_err_set(&op->err, BASE_ENOMEM, "out of memory"); /* committed all the same */
+    op->result = OPR_COMMITTED;
 observe:
     if (op->result == OPR_COMMITTED && pg->server_used >= 0 && op->tenant != NULL) {
         struct base_err e2;

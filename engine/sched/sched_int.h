@@ -320,6 +320,22 @@ int cursor_v1_first_new(const struct sched_cursor *c, const struct jobs_job *def
  * and bumps its epoch. Returns the new offset.
  */
 int64_t cursor_v1_step_back(struct sched_cursor *c, int page_size, int64_t offset);
+/*
+ * *next is c after the page at offset (recs, n records; for v2, next_token, the page's next
+ * page token, which next->page_token borrows) is committed: v1 moves the offset on by n less
+ * the overlap and remembers the last id; the window's last page (v1: short, v2: no token)
+ * closes it, moving the watermark to its until (incremental jobs) and completed_ms to
+ * sent_wall.
+ */
+void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                       int64_t offset, const cJSON *recs, int n, char *next_token,
+                       int64_t sent_wall, struct sched_cursor *next);
+/*
+ * Its page committed, next (from cursor_after_page) becomes c: c copies next's page token
+ * and the step-back distance starts over. BASE_ENOMEM when the token could not be copied
+ * (c then has none); everything else has moved all the same.
+ */
+int cursor_advance(struct sched_cursor *c, const struct sched_cursor *next);
 
 /* ---- child.c: child streams ------------------------------------------------------------ */
 

@@ -3,7 +3,8 @@
  * base_fake_clock and the shipped jobs/contacts.json: opening a window from the watermark
  * with the job's lag and overlap, the refresh_hours skip, the v1 drift check (which record
  * of a page is the first new one, when a page shows records shifted), the doubling
- * step-back, and the checkpoint's JSON text read back by cursor_load.
+ * step-back, the cursor after a committed page (v1 offsets and last id, v2 tokens, closing
+ * the window), and the checkpoint's JSON text read back by cursor_load.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -257,6 +258,151 @@ static void test_step_back_doubles(void **state)
     cursor_clear(&c);
 }
 
+/* ------------------------------------------------------------------ after a page */
+
+/* A cursor in the window [T0 - 1 h, T0), last committed id 100 at offset 999. */
+static void cursor_mid_window(struct sched_cursor *c)
+{
+    cursor_none(c);
+    c->in_window = true;
+    c->since_ms = T0 - HOUR_MS;
+    c->until_ms = T0;
+    c->watermark_ms = T0 - HOUR_MS;
+    c->next_offset = 999;
+    c->have_last_id = true;
+    c->last_id = 100;
+    c->epoch = 4;
+    c->stepback = 3;
+}
+
+static void test_after_page_v1(void **state)
+{
+    int64_t *ids = calloc(1000, sizeof(*ids));
+    const int64_t unordered[] = {100, 101, 50};
+    const int64_t no_last_id[] = {100, 101, 0};
+    struct sched_cursor c, next;
+    cJSON *page;
+
+    (void)state;
+    assert_non_null(ids);
+    for (int i = 0; i < 1000; i++)
+        ids[i] = 100 + i;
+    cursor_mid_window(&c);
+
+    /* A full page, overlapping: the next starts at its last record. */
+    page = page_of(ids, 1000);
+    cursor_after_page(&c, &contacts, 1, 999, page, 1000, NULL, T0 + 5, &next);
+    assert_int_equal(next.next_offset, 999 + 1000 - 1);
+    assert_true(next.have_last_id);
+    assert_int_equal(next.last_id, 1099);
+    assert_false(next.done);
+    assert_true(next.in_window);
+    assert_int_equal(next.watermark_ms, T0 - HOUR_MS);
+    assert_int_equal(next.completed_ms, -1);
+    assert_int_equal(next.epoch, 4);
+    /* Plain offsets (no overlap): the next page follows, ids are not tracked. */
+    cursor_after_page(&c, &contacts, 0, 999, page, 1000, NULL, T0 + 5, &next);
+    assert_int_equal(next.next_offset, 1999);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+
+    /* A short page is the window's last: the window closes at its until. */
+    page = page_of(ids, 10);
+    cursor_after_page(&c, &contacts, 1, 999, page, 10, NULL, T0 + 5, &next);
+    assert_true(next.done);
+    assert_false(next.in_window);
+    assert_int_equal(next.watermark_ms, T0);
+    assert_int_equal(next.completed_ms, T0 + 5);
+    assert_int_equal(next.last_id, 109);
+    cJSON_Delete(page);
+
+    /* An empty page ends the window where it is. */
+    cursor_after_page(&c, &contacts, 1, 999, NULL, 0, NULL, T0 + 5, &next);
+    assert_true(next.done);
+    assert_int_equal(next.next_offset, 999);
+    assert_int_equal(next.last_id, 100);
+
+    /* The last id only grows, and only from a record that has one. */
+    page = page_of(unordered, 3);
+    cursor_after_page(&c, &contacts, 1, 999, page, 3, NULL, T0 + 5, &next);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+    page = page_of(no_last_id, 3);
+    cursor_after_page(&c, &contacts, 1, 999, page, 3, NULL, T0 + 5, &next);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+
+    /* A full read (not incremental) keeps its watermark when it completes. */
+    {
+        struct jobs_job full = contacts;
+
+        full.incremental = false;
+        c.watermark_ms = -1;
+        cursor_after_page(&c, &full, 1, 999, NULL, 0, NULL, T0 + 5, &next);
+        assert_true(next.done);
+        assert_int_equal(next.watermark_ms, -1);
+        assert_int_equal(next.completed_ms, T0 + 5);
+    }
+    free(ids);
+    cursor_clear(&c);
+}
+
+static void test_after_page_v2(void **state)
+{
+    struct jobs_job v2 = contacts;
+    struct sched_cursor c, next;
+    char tok[] = "next-tok", empty[] = "";
+
+    (void)state;
+    v2.api = KEAP_API_V2;
+    cursor_mid_window(&c);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, tok, T0 + 7, &next);
+    assert_ptr_equal(next.page_token, tok); /* borrowed until cursor_advance copies it */
+    assert_false(next.done);
+    assert_true(next.in_window);
+    assert_int_equal(next.next_offset, 999); /* v2 pages by token, not offset */
+
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, NULL, T0 + 7, &next);
+    assert_true(next.done);
+    assert_false(next.in_window);
+    assert_int_equal(next.watermark_ms, T0);
+    assert_int_equal(next.completed_ms, T0 + 7);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, empty, T0 + 7, &next);
+    assert_true(next.done);
+    cursor_clear(&c);
+}
+
+static void test_advance(void **state)
+{
+    struct jobs_job v2 = contacts;
+    struct sched_cursor c, next;
+    char tok[] = "tok-2";
+
+    (void)state;
+    v2.api = KEAP_API_V2;
+    cursor_mid_window(&c);
+    c.page_token = strdup("tok-1");
+    assert_non_null(c.page_token);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, tok, T0 + 7, &next);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    assert_non_null(c.page_token);
+    assert_string_equal(c.page_token, "tok-2");
+    assert_ptr_not_equal(c.page_token, tok); /* its own copy */
+    assert_int_equal(c.stepback, 0);
+    assert_int_equal(c.epoch, 4);
+    assert_int_equal(c.since_ms, T0 - HOUR_MS);
+
+    /* The window's last v1 page: the token goes, the window closes. */
+    cursor_after_page(&c, &contacts, 1, 999, NULL, 0, NULL, T0 + 9, &next);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    assert_null(c.page_token);
+    assert_true(c.done);
+    assert_false(c.in_window);
+    assert_int_equal(c.watermark_ms, T0);
+    assert_int_equal(c.completed_ms, T0 + 9);
+    cursor_clear(&c);
+}
+
 /* ------------------------------------------------------------------ checkpoints */
 
 static char *checkpoint_of(const struct sched_cursor *c)
@@ -378,10 +524,17 @@ static void test_checkpoint_bad(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_first),     cmocka_unit_test(test_window_from_watermark),
-        cmocka_unit_test(test_window_full_read), cmocka_unit_test(test_fresh),
-        cmocka_unit_test(test_first_new),        cmocka_unit_test(test_step_back_doubles),
-        cmocka_unit_test(test_checkpoint_text),  cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_window_first),
+        cmocka_unit_test(test_window_from_watermark),
+        cmocka_unit_test(test_window_full_read),
+        cmocka_unit_test(test_fresh),
+        cmocka_unit_test(test_first_new),
+        cmocka_unit_test(test_step_back_doubles),
+        cmocka_unit_test(test_after_page_v1),
+        cmocka_unit_test(test_after_page_v2),
+        cmocka_unit_test(test_advance),
+        cmocka_unit_test(test_checkpoint_text),
+        cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_bad),
     };
 
