@@ -4,7 +4,8 @@
  * with the job's lag and overlap, the refresh_hours skip, the v1 drift check (which record
  * of a page is the first new one, when a page shows records shifted), the doubling
  * step-back, the cursor after a committed page (v1 offsets and last id, v2 tokens, closing
- * the window), and the checkpoint's JSON text read back by cursor_load.
+ * the window), the checkpoint's JSON text read back by cursor_load, and the run's outcome
+ * for each way a run ends (sched_result_fill).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -521,6 +522,59 @@ static void test_checkpoint_bad(void **state)
     cursor_clear(&c);
 }
 
+/* ------------------------------------------------------------------ the run's outcome */
+
+/* The outcome of a run of two jobs in states a and b that stopped for stop. */
+static enum sched_outcome outcome_of(enum sched_stop stop, enum sched_job_state a,
+                                     enum sched_job_state b)
+{
+    struct sched_job_result jr[2] = {{.name = "a", .rows = 3}, {.name = "b", .rows = 4}};
+    struct sched_job jobs[2] = {{.state = a, .res = &jr[0]}, {.state = b, .res = &jr[1]}};
+    struct base_fake_clock fc;
+    struct sched s = {0};
+    struct sched_result res = {0};
+
+    base_fake_clock_init(&fc, 12500, T0);
+    s.clock = &fc.clock;
+    s.started_mono = 10000;
+    s.jobs = jobs;
+    s.njobs = 2;
+    s.stop = stop;
+    s.requests = 9;
+    s.rejected_429 = 1;
+    snprintf(s.message, sizeof(s.message), "why");
+    sched_result_fill(&s, &res);
+    assert_int_equal(res.rows, 7);
+    assert_int_equal(res.requests, 9);
+    assert_int_equal(res.rejected_429, 1);
+    assert_true(res.seconds > 2.49 && res.seconds < 2.51);
+    assert_string_equal(res.message, "why");
+    return res.outcome;
+}
+
+static void test_outcome(void **state)
+{
+    (void)state;
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_DONE, SCHED_JOB_DONE), SCHED_OUTCOME_COMPLETE);
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_DONE, SCHED_JOB_FAILED), SCHED_OUTCOME_FAILED);
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_QUOTA);
+    /* Stopped at the quota after everything was done: complete. */
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_DONE, SCHED_JOB_DONE),
+                     SCHED_OUTCOME_COMPLETE);
+    /* A failed job outweighs the quota. */
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_FAILED, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_FAILED);
+    assert_int_equal(outcome_of(STOP_AUTH, SCHED_JOB_FAILED, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_AUTH);
+    assert_int_equal(outcome_of(STOP_SIGNAL, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_INTERRUPTED);
+    /* Out of memory is said whatever else happened. */
+    assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_NOMEM);
+    assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_FAILED, SCHED_JOB_DONE), SCHED_OUTCOME_NOMEM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_text),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_bad),
+        cmocka_unit_test(test_outcome),
     };
 
     return cmocka_run_group_tests(tests, setup_job, teardown_job);
