@@ -26,8 +26,8 @@ enum {
     BASE_EAGAIN = -4, /* not now; try later (pacing, transient HTTP) */
     BASE_ERANGE = -5, /* number out of range */
     BASE_ENOTFOUND = -6,
-    BASE_EAUTH = -7,    /* credentials refused (exit 77) */
-    BASE_EQUOTA = -8,   /* the day's quota is spent (exit 75) */
+    BASE_EAUTH = -7,    /* credentials refused */
+    BASE_EQUOTA = -8,   /* the day's quota is spent */
     BASE_ECONFIG = -9,  /* bad configuration or usage (exit 2) */
     BASE_EDB = -10,     /* database error */
     BASE_EPROTO = -11,  /* the server broke the protocol (bad JSON, unexpected shape) */

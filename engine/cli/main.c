@@ -42,7 +42,7 @@ static const char usage[] =
     "  run [--only A,B] [--drop-columns]\n"
     "                        sync the jobs (all, or the named ones) into Postgres\n"
     "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
-    "  status                show each job's checkpoint and today's quota ledger\n"
+    "  status                show each job's checkpoint; exits 1 if a job's last run failed\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -58,6 +58,24 @@ static const char usage[] =
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
     "2 bad usage or configuration; 1 any other failure.\n";
+
+/* The exit code of a run's outcome (DESIGN.md): the one place that spells it. */
+static int outcome_exit_code(enum sched_outcome outcome)
+{
+    switch (outcome) {
+    case SCHED_OUTCOME_COMPLETE:
+        return 0;
+    case SCHED_OUTCOME_QUOTA:
+        return EXIT_QUOTA;
+    case SCHED_OUTCOME_AUTH:
+        return EXIT_AUTH;
+    case SCHED_OUTCOME_FAILED:
+    case SCHED_OUTCOME_INTERRUPTED:
+    case SCHED_OUTCOME_NOMEM:
+        return EXIT_FAILURE;
+    }
+    return EXIT_FAILURE; /* not reached: every outcome is listed above */
+}
 
 static int fail(int code, const struct base_err *err)
 {
@@ -368,14 +386,15 @@ static int cmd_run(int argc, char **argv)
     printf("run: %" PRId64 " requests, %" PRId64 " rejected with 429, %" PRId64
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);
-    code = res.exit_code;
-    if (code == EXIT_AUTH)
+    code = outcome_exit_code(res.outcome);
+    if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr,
                 "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
                 "Access Token or Service Account Key for this account)\n",
                 res.message);
     else if (res.message[0] != '\0')
-        fprintf(stderr, "keapsync: %s: %s\n", code == 0 ? "note" : "stopped", res.message);
+        fprintf(stderr, "keapsync: %s: %s\n",
+                res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
     if (store_run_finish(s, run_id, code, res.requests, res.rows, res.message, &err) < 0)
         base_log_warning("%s", err.msg);
     sched_result_free(&res);
@@ -386,11 +405,37 @@ out:
     return code;
 }
 
+/*
+ * Did the last finished run of job fail (an exit code other than complete or stopped at the
+ * quota)? Says so on stderr. A run covers all the jobs it selected, so a failure of one of
+ * them counts for each.
+ */
+static bool last_run_failed(struct store *s, const char *job)
+{
+    struct store_run_info last;
+    struct base_err err;
+    bool found = false;
+
+    base_err_clear(&err);
+    if (store_run_last(s, job, &last, &found, &err) < 0) {
+        fail(EXIT_FAILURE, &err);
+        return true;
+    }
+    if (!found || last.exit_code == 0 || last.exit_code == EXIT_QUOTA)
+        return false;
+    fprintf(stderr,
+            "keapsync: error: the last run of job \"%s\" failed (run %" PRId64
+            ", exit code %d)%s%s\n",
+            job, last.id, last.exit_code, last.message[0] != '\0' ? ": " : "", last.message);
+    return true;
+}
+
 static int cmd_status(void)
 {
     struct base_err err;
     struct jobs_set set = {0};
     struct store *s;
+    int code = 0;
 
     base_err_clear(&err);
     if (load_jobs(&set, NULL, &err) < 0)
@@ -404,14 +449,17 @@ static int cmd_status(void)
 
         if (store_checkpoint_load(s, set.jobs[i].name, &ckpt, &err) < 0) {
             fail(EXIT_FAILURE, &err);
+            code = EXIT_FAILURE;
             continue;
         }
         printf("job \"%s\": %s\n", set.jobs[i].name, ckpt ? ckpt : "never synced");
         free(ckpt);
+        if (last_run_failed(s, set.jobs[i].name))
+            code = EXIT_FAILURE;
     }
     store_close(s);
     jobs_set_free(&set);
-    return 0;
+    return code;
 }
 
 int main(int argc, char **argv)

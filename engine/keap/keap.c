@@ -172,6 +172,18 @@ void keap_credential_clear(struct keap_credential *cred)
     cred->access_token = NULL;
 }
 
+int keap_credential_id(const struct keap_credential *cred, char *buf, size_t n)
+{
+    const char *secret = cred->api_key ? cred->api_key : cred->access_token;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
+
+    if (secret == NULL || secret[0] == '\0' || n < KEAP_CREDENTIAL_ID_LEN + 1)
+        return BASE_EINVAL;
+    for (const char *p = secret; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return base_snprintf(buf, n, "%08x", (unsigned)(uint32_t)((h >> 32) ^ h));
+}
+
 /* ---------------------------------------------------------------- auth headers */
 
 static char *line_join(const char *a, const char *b)

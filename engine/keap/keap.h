@@ -43,6 +43,16 @@ int keap_credential_from_env(struct keap_credential *cred, struct base_err *err)
 void keap_credential_clear(struct keap_credential *cred);
 
 /*
+ * Writes an identifier of the credential into buf: KEAP_CREDENTIAL_ID_LEN hex digits, 32 bits
+ * of FNV-1a of the secret (the API key, else the access token). One secret always gives the
+ * same identifier, so processes sharing a key can find each other; 32 bits tell a tenant's
+ * keys apart and say next to nothing of the key. BASE_EINVAL, with buf untouched, when
+ * there is no secret or n < KEAP_CREDENTIAL_ID_LEN + 1.
+ */
+#define KEAP_CREDENTIAL_ID_LEN 8
+int keap_credential_id(const struct keap_credential *cred, char *buf, size_t n);
+
+/*
  * Header lines for a request: the auth line plus "Accept: application/json". Returned as a
  * NULL-terminated array owned by the caller (keap_headers_free wipes and frees it).
  */
@@ -105,7 +115,7 @@ enum keap_outcome {
     KEAP_OUTCOME_OK = 0,       /* 2xx with a JSON body */
     KEAP_OUTCOME_RETRY,        /* transport error, 5xx, HTML/non-JSON error page: retry later */
     KEAP_OUTCOME_RATE_LIMITED, /* 429: see kind */
-    KEAP_OUTCOME_AUTH,         /* 401/403: credentials refused (exit 77) */
+    KEAP_OUTCOME_AUTH,         /* 401/403: credentials refused (the run stops) */
     KEAP_OUTCOME_BAD_TOKEN,    /* 400 on a v2 page_token (expired): restart the window */
     KEAP_OUTCOME_FATAL,        /* any other 4xx: a bug or bad job definition */
 };

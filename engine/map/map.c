@@ -522,8 +522,8 @@ static struct log_slot log_slots[MISMATCH_LOG_SLOTS];
 static int log_nslots;
 static int log_shared_left = MISMATCH_LOG_BUDGET;
 
-/* The budget of a column's warnings in this process (not thread-safe: the engine maps on its
- * loop thread). */
+/* The budget of a column's warnings in this process. Not thread-safe: the engine maps in its
+ * database worker, which runs one operation at a time, so never on two threads at once. */
 static int *log_budget(const char *name)
 {
     for (int i = 0; i < log_nslots; i++) {

@@ -10,8 +10,9 @@
  *   ring        the admission times (mono ms) still inside a rolling window, oldest first. An
  *               admission at a counts in a window of span S while now < a + S; it has left
  *               the window at a + S exactly.
- *   span        the length of a rolling window as pace judges it: 1000 ms for the second,
- *               60000 ms + margin for the minute.
+ *   span        the length of a rolling window as pace judges it: PACE_SECOND_SPAN_MS
+ *               (1000 ms + a fixed 25 ms) for the second, 60000 ms + the configured margin
+ *               (margin_ms) for the minute.
  *   hold        a mono instant before which nothing is admitted (a 429's back-off).
  *   day hold    a wall instant before which the day is spent (a day 429, or the server said
  *               nothing is left); answered with PACE_DAY_SPENT.
@@ -26,10 +27,11 @@
  * a + 60000 + m arrives at a + 60000 + m + l2, which is safe when m > l1 - l2, the latency
  * jitter between two requests. Same-region HTTPS jitter is well under 250 ms, and 250 ms costs
  * 0.42 % of the minute's throughput (60000 / 60250), so the default minute margin is 250 ms.
- * The second window gets only a tiny margin (PACE_SEC_MARGIN_MS below): even spacing already puts a
- * whole interval (1000/rate ms) between consecutive sends, the server's SpikeArrest smooths to that
- * same interval, and a margin there would cost a full 1/rate of every second; jitter that still
- * trips the spike arrest is answered by the AIMD rate cut below.
+ * The second window gets only a tiny fixed margin (the 25 ms of PACE_SECOND_SPAN_MS, see
+ * PACE_SEC_SPAN_MS below): even spacing already puts a whole interval (PACE_SECOND_SPAN_MS /
+ * rate ms) between consecutive sends, the server's SpikeArrest smooths to about that interval,
+ * and a wide margin there would cost a full 1/rate of every second; jitter that still trips
+ * the spike arrest is answered by the AIMD rate cut below.
  *
  * Rate (AIMD). A spike 429 halves the current per-second rate, never below 0.5/s (or the
  * configured rate, if lower). Recovery is additive and time based: every success adds 0.1/s
@@ -62,15 +64,16 @@
 #include <string.h>
 
 /*
- * The second window's span carries a small margin of its own: both ends truncate time to
- * whole milliseconds, so a send exactly 1000 ms after the one it replaces can land in the
- * same server-side second (seen against keapsim under faketime). 25 ms covers that and
- * loopback jitter for 2.4 % of the per-second ceiling, which with Keap's limits never binds
- * (240/min is 4/s); spacing is stretched to match, so sends stay even.
+ * The second window's span, 1025 ms (pace.h): it carries a small margin of its own, fixed
+ * and apart from margin_ms: both ends truncate time to whole milliseconds, so a send exactly
+ * 1000 ms after the one it replaces can land in the same server-side second (seen against
+ * keapsim under faketime). 25 ms covers that and loopback jitter for 2.4 % of the per-second
+ * ceiling, which with Keap's limits never binds (240/min is 4/s); spacing is stretched to
+ * match, so sends stay even.
  */
 #define PACE_SEC_SPAN_MS       PACE_SECOND_SPAN_MS
-#define PACE_BURST_FACTOR      2.0
-#define PACE_MIN_SPAN_MS       60000u
+#define PACE_BURST_FACTOR      2.0    /* spacing allows this many times the minute's mean rate */
+#define PACE_MIN_SPAN_MS       60000u /* the rolling minute's span before margin_ms is added */
 #define PACE_RETRY_FLOOR_MS    250
 #define PACE_BACKOFF_BASE_MS   1000
 #define PACE_BACKOFF_MAX_MS    60000

@@ -12,8 +12,9 @@
  *               request spends one token. Without tokens pace answers PACE_NEED_GRANT.
  *   observation what the server's x-keap-* headers said; the server is the truth.
  *   share       how many processes split this key's per-second and per-minute windows.
- *   margin      extra span added to rolling windows, because the server judges them at
- *               arrival time, which jitters relative to our send time.
+ *   margin      extra span added to the rolling minute (margin_ms), because the server
+ *               judges it at arrival time, which jitters relative to our send time. The
+ *               second's small margin is fixed, in PACE_SECOND_SPAN_MS.
  */
 #ifndef KEAPSYNC_PACE_H
 #define KEAPSYNC_PACE_H
@@ -32,7 +33,7 @@ struct pace_config {
     int64_t per_min;         /* rolling 60 s ceiling; 0 = none */
     int64_t per_day;         /* UTC day ceiling; 0 = none */
     double reserve_fraction; /* share of per_day left to the tenant's other integrations */
-    uint32_t margin_ms;      /* safety margin for rolling windows */
+    uint32_t margin_ms;      /* safety margin added to the rolling minute's span */
 };
 
 /* Defaults: 10/s, 240/min, 30000/day, no reserve, default margin. */

@@ -11,10 +11,23 @@
  *   watermark the until of the last window that completed; the next window starts at it
  *             (minus the job's overlap).
  *   cursor    where the current window stands: the next offset and the last id committed.
- *             It lives in the checkpoint and only ever moves forward.
+ *             It lives in the checkpoint and moves forward with each committed page, back
+ *             only when records shifted (step back) or a page token was refused (restart).
  *   epoch     bumped whenever the cursor is corrected (a page showed that records shifted,
  *             or a page had to be fetched again); pages requested under an older epoch are
  *             dropped unread.
+ *
+ * Files (sched_int.h holds what they share):
+ *   run.c     sched_run: set-up (pace, http, tenant, jobs' cursors, peers, leases), teardown
+ *   loop.c    the loop: admission (sched_pump, pick_page), grants, timers, heartbeat, signals,
+ *             stopping (sched_stop, and sched_nomem when memory runs out)
+ *   job.c     one job: its page pipeline (request, response, hand-off) and its state
+ *   cursor.c  a job's cursor: windows, the v1 drift check, the checkpoint's JSON text
+ *   child.c   child streams: batches of parent ids, fan-out, closing the window
+ *   ops.c     the database worker: the operation queue and each operation's work and done
+ *   result.c  the run's result: how it ended, what each job did
+ * The quota planner (which jobs get how much of the day's budget) will be a file of its own
+ * beside these, called from run.c and loop.c.
  */
 #ifndef KEAPSYNC_SCHED_H
 #define KEAPSYNC_SCHED_H
@@ -44,12 +57,22 @@ struct sched_job_result {
     int64_t skipped;  /* rows older than the table's, left alone */
     int64_t mismatches;
     int64_t nul_replaced;
-    int state; /* enum sched_job_state (sched.c); see sched_job_state_name */
+    int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
 };
 
+/* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */
+enum sched_outcome {
+    SCHED_OUTCOME_COMPLETE = 0, /* every selected job completed its window */
+    SCHED_OUTCOME_QUOTA,        /* stopped at the day's quota, progress saved */
+    SCHED_OUTCOME_AUTH,         /* Keap refused the credentials */
+    SCHED_OUTCOME_FAILED,       /* a job failed; progress up to its last commit kept */
+    SCHED_OUTCOME_INTERRUPTED,  /* stopped by SIGINT/SIGTERM, progress saved */
+    SCHED_OUTCOME_NOMEM,        /* stopped: out of memory, progress up to the last commit kept */
+};
+
 struct sched_result {
-    int exit_code;    /* 0, 75, 77 or 1 (DESIGN.md) */
+    enum sched_outcome outcome;
     int64_t requests; /* all requests sent */
     int64_t rejected_429;
     int64_t rows;
@@ -61,7 +84,7 @@ struct sched_result {
 
 /*
  * Runs the jobs of set (already loaded, selected and validated) with store s (connected,
- * migrated). Blocks until the run ends. Returns 0 with *res filled in (its exit_code tells
+ * migrated). Blocks until the run ends. Returns 0 with *res filled in (its outcome tells
  * how the run ended), or an error code with err set when the run could not start.
  */
 int sched_run(const struct sched_options *opt, struct jobs_set *set, struct store *s,

@@ -1,7 +1,7 @@
 /*
- * store.c: the connection, migrations, checkpoints, settings, run history and the helpers the
- * store's other files share (store_int.h). The sink (ensure_table, commit_page) is in sink.c,
- * the quota ledger in ledger.c.
+ * store.c: the connection, migrations, checkpoints, settings and run history. The libpq
+ * helpers the store's files share are in pq.c, the sink (ensure_table, commit_page) in
+ * sink.c, the quota ledger in ledger.c, leases in lease.c.
  *
  * Words used here: see store.h. "conninfo" is what the user gave (DATABASE_URL): a libpq
  * key=value string, a postgresql:// URI, a bare database name, or nothing (PG* variables).
@@ -10,7 +10,6 @@
 #include "store_int.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,114 +17,13 @@
 /* pg_advisory_xact_lock key that serialises migrations: "keapsync" in ASCII. */
 #define STORE_MIGRATE_LOCK "7738151096083899747"
 
-/* Copies the first line of a libpq message into buf (libpq's texts end in "\n" and may go
- * on with indented detail lines). */
-static void first_line(const char *msg, char *buf, size_t n)
-{
-    size_t len;
-
-    if (msg == NULL || msg[0] == '\0')
-        msg = "unknown error";
-    len = strcspn(msg, "\r\n");
-    if (len >= n)
-        len = n - 1;
-    memcpy(buf, msg, len);
-    buf[len] = '\0';
-}
-
-int store_pg_error(struct store *s, const PGresult *res, struct base_err *err, const char *fmt, ...)
-{
-    char what[256];
-    char line[320];
-    const char *primary = NULL, *hint = NULL, *context = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    if (res != NULL) {
-        primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
-        context = PQresultErrorField(res, PG_DIAG_CONTEXT);
-    }
-    if (primary != NULL) {
-        first_line(primary, line, sizeof(line));
-    } else {
-        first_line(s != NULL && s->conn != NULL ? PQerrorMessage(s->conn) : NULL, line,
-                   sizeof(line));
-    }
-    /* COPY's context line names the line and column of a bad row: worth keeping. It is the
-     * last of the context's lines ("JSON data, line 1: ..." may come first). */
-    if (context != NULL) {
-        const char *c = context;
-
-        while (strncmp(c, "COPY ", 5) != 0 && (c = strchr(c, '\n')) != NULL)
-            c++;
-        context = c;
-    }
-    if (context != NULL) {
-        char ctx[160];
-
-        first_line(context, ctx, sizeof(ctx));
-        base_err_set(err, BASE_EDB, "%s: %s (%s)", what, line, ctx);
-    } else {
-        base_err_set(err, BASE_EDB, "%s: %s", what, line);
-    }
-    if (hint != NULL)
-        base_err_hint(err, "%s", hint);
-    return BASE_EDB;
-}
-
-int store_query(struct store *s, PGresult **out, ExecStatusType want, const char *sql, int nparams,
-                const char *const *params, struct base_err *err, const char *fmt, ...)
-{
-    PGresult *res;
-    char what[256];
-    va_list ap;
-
-    if (nparams > 0)
-        res = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    else
-        res = PQexec(s->conn, sql);
-    if (res != NULL && PQresultStatus(res) == want) {
-        if (out != NULL)
-            *out = res;
-        else
-            PQclear(res);
-        return BASE_OK;
-    }
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    store_pg_error(s, res, err, "%s", what);
-    PQclear(res);
-    return BASE_EDB;
-}
-
-void store_rollback(struct store *s)
-{
-    PGresult *res;
-
-    if (s->conn == NULL || PQtransactionStatus(s->conn) == PQTRANS_IDLE)
-        return;
-    res = PQexec(s->conn, "ROLLBACK");
-    PQclear(res);
-}
-
-int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err)
-{
-    if (base_time_format_day(day_wall, buf, n) < 0)
-        return base_err_set(err, BASE_EINVAL, "could not format the UTC day of %" PRId64, day_wall);
-    return BASE_OK;
-}
-
 /* Server notices (e.g. "relation already exists, skipping") are debug chatter, not output. */
 static void notice_cb(void *arg, const char *message)
 {
     char line[512];
 
     (void)arg;
-    first_line(message, line, sizeof(line));
+    store_first_line(message, line, sizeof(line));
     base_log_debug("postgres: %s", line);
 }
 
@@ -177,7 +75,7 @@ int store_connect(struct store **out, const char *conninfo, struct base_err *err
         goto out;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
+        store_first_line(PQerrorMessage(conn), line, sizeof(line));
         rc = base_err_set(err, BASE_EDB, "could not connect to the database: %s", line);
         base_err_hint(err,
                       "check DATABASE_URL (or the PG* variables) and that the server is running");
@@ -271,19 +169,6 @@ int store_latest_version(void)
         if (store_migrations[i].version > v)
             v = store_migrations[i].version;
     return v;
-}
-
-int store_commit(struct store *s, struct base_err *err, const char *what)
-{
-    PGresult *res = PQexec(s->conn, "COMMIT");
-    int rc = BASE_OK;
-
-    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = store_pg_error(s, res, err, "%s", what);
-    else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
-        rc = base_err_set(err, BASE_EDB, "%s: the transaction was rolled back", what);
-    PQclear(res);
-    return rc;
 }
 
 /*
@@ -508,6 +393,39 @@ int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t req
     if (strcmp(PQcmdTuples(res), "1") != 0)
         rc = base_err_set(err, BASE_ENOTFOUND,
                           "could not record the end of run %" PRId64 ": no such run", run_id);
+out:
+    PQclear(res);
+    return rc;
+}
+
+int store_run_last(struct store *s, const char *job, struct store_run_info *out, bool *found,
+                   struct base_err *err)
+{
+    const char *params[1] = {job};
+    PGresult *res = NULL;
+    int64_t id, code;
+    int rc;
+
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT id, exit_code, coalesce(message, '') FROM keapsync.runs "
+                     "WHERE finished_at IS NOT NULL AND exit_code IS NOT NULL "
+                     "AND $1 = ANY (string_to_array(jobs, ',')) ORDER BY id DESC LIMIT 1",
+                     1, params, err, "could not read the last run of \"%s\"", job);
+    if (rc < 0)
+        goto out;
+    if (PQntuples(res) == 0) {
+        *found = false;
+        goto out;
+    }
+    rc = result_int64(res, 0, 0, &id, err, "could not read the last run");
+    if (rc == 0)
+        rc = result_int64(res, 0, 1, &code, err, "could not read the last run");
+    if (rc < 0)
+        goto out;
+    out->id = id;
+    out->exit_code = (int)code;
+    snprintf(out->message, sizeof(out->message), "%s", PQgetvalue(res, 0, 2));
+    *found = true;
 out:
     PQclear(res);
     return rc;

@@ -185,6 +185,20 @@ int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, stru
 int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,
                      const char *message, struct base_err *err);
 
+/* A finished run, as store_run_last reads it. */
+struct store_run_info {
+    int64_t id;
+    int exit_code;
+    char message[512]; /* "" when none; cut short when longer */
+};
+/*
+ * The last finished run whose jobs list (store_run_begin's jobs_csv) names job: *found says
+ * whether there is one, and *out is filled in when there is. Runs not finished (still going,
+ * or killed) are left out.
+ */
+int store_run_last(struct store *s, const char *job, struct store_run_info *out, bool *found,
+                   struct base_err *err);
+
 /* Runs one SQL statement that returns nothing (for tests and tools). */
 int store_exec(struct store *s, const char *sql, struct base_err *err);
 

@@ -1,7 +1,7 @@
 /*
  * store_int.h: what the store's own files share and nobody else sees: the connection
- * struct, the per-table cache of the sink, the embedded migrations and the helpers that turn
- * a libpq failure into a report.
+ * struct, the per-table cache of the sink, the embedded migrations and the libpq helpers
+ * (pq.c) that run statements and turn a libpq failure into a report.
  *
  * Words used here (see store.h for the public ones):
  *   staging   a per-connection temporary table pg_temp.ks_stage_<seq>, LIKE keap.<table>,
@@ -62,6 +62,11 @@ struct store {
     int next_seq;
 };
 
+/* ---- pq.c ---- */
+
+/* Copies the first line of a libpq message (or "unknown error") into buf. */
+void store_first_line(const char *msg, char *buf, size_t n);
+
 /*
  * Sets err to "<what>: <the server's message>" (res's error, or the connection's when res is
  * NULL or has none) with the server's hint, if any. Returns BASE_EDB.
@@ -89,6 +94,8 @@ void store_rollback(struct store *s);
 /* Formats the UTC day of day_wall ("2024-11-07") into buf (>= 11 bytes). */
 int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err);
 
+/* ---- ledger.c ---- */
+
 /*
  * Adds n requests to the spend of tenant's day (a "YYYY-MM-DD" text), raising reserved to at
  * least the new spend. Runs inside the caller's transaction; err says "<what>: ...".
@@ -96,6 +103,7 @@ int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err);
 int store_ledger_spend(struct store *s, const char *tenant, const char *day, int64_t n,
                        struct base_err *err, const char *what);
 
+/* ---- sink.c ---- */
 /* Checks a table definition: names, types, no clash with id/data/synced_at, and the
  * updated column among the map's columns. */
 int store_check_table(const struct store_table *t, struct base_err *err);

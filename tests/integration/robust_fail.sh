@@ -8,6 +8,7 @@
 #   part 2  HTTP 503: retried with exponential backoff (1 s .. 30 s), then given up. keapsync
 #           runs with its clocks sped up tenfold by libfaketime so the backoff takes seconds.
 # Part 3 clears the fault: the next run resumes at the checkpoint and ends equal to the truth.
+# `keapsync status` exits 1 and says so while the last run failed, 0 once one succeeded.
 . "$(dirname "$0")/lib.sh"
 
 it_make_db
@@ -90,6 +91,11 @@ check "malformed: it says how often it tried ($attempts)" test -n "$attempts"
 check "malformed: keapsim failed at least that many requests ($fired >= ${attempts:-?})" \
    test "$fired" -ge "${attempts:-1000000}"
 rows1=$(rows)
+rc=0; "$KS" status >"$IT_TMP/status1.out" 2>"$IT_TMP/status1.err" || rc=$?
+eq "malformed: status exits 1 after the failed run" 1 "$rc"
+check "malformed: status says the last run of the job failed" \
+   grep -q 'the last run of job "contacts" failed' "$IT_TMP/status1.err"
+check "malformed: status still prints the checkpoint" grep -q '^job "contacts": {' "$IT_TMP/status1.out"
 
 # ---- part 2: 503 from some page on, keapsync's clocks ten times faster
 lib=$(it_faketime_lib)
@@ -120,5 +126,7 @@ eq "recovered: row count equals the truth" "$ntruth" "$(rows)"
 eq "recovered: every record exactly as served" 0 \
    "$(sql "SELECT count(*) FROM truth_contacts t LEFT JOIN keap.contacts c ON c.id = (t.doc->>'id')::bigint WHERE c.data IS DISTINCT FROM t.doc")"
 eq "recovered: window closed" "null" "$(sql "SELECT state->'window' FROM keapsync.checkpoints WHERE job = 'contacts'")"
+rc=0; "$KS" status >"$IT_TMP/status3.out" 2>"$IT_TMP/status3.err" || rc=$?
+eq "recovered: status exits 0" 0 "$rc"
 
 it_done

@@ -1,8 +1,8 @@
 /*
  * Unit tests for keap: credentials from the environment (and that no message ever holds the
- * key), auth header lines, v1/v2 URLs, classifying the real error bodies of KEAP_API.md with
- * and without quota headers, reading x-keap-* headers, and parsing the real list pages of
- * tests/data/keap/fixtures plus the \u0000 rule.
+ * key), the credential's identifier, auth header lines, v1/v2 URLs, classifying the real
+ * error bodies of KEAP_API.md with and without quota headers, reading x-keap-* headers, and
+ * parsing the real list pages of tests/data/keap/fixtures plus the \u0000 rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -201,6 +201,47 @@ static void test_auth_headers(void **state)
     assert_int_equal(keap_auth_headers(&none, &h), BASE_EINVAL);
     assert_null(h);
     keap_headers_free(NULL);
+}
+
+/* The credential's identifier: stable, one per secret, never the secret itself. */
+static void test_credential_id(void **state)
+{
+    char key[] = SECRET, other[] = SECRET "x", token[] = "tok-123", a[] = "a";
+    struct keap_credential pat = {.api_key = key};
+    struct keap_credential pat2 = {.api_key = other};
+    struct keap_credential oauth = {.access_token = token};
+    struct keap_credential both = {.api_key = key, .access_token = token};
+    struct keap_credential one = {.api_key = a};
+    struct keap_credential none = {0};
+    char id[KEAP_CREDENTIAL_ID_LEN + 1], id2[KEAP_CREDENTIAL_ID_LEN + 1], small[8];
+
+    (void)state;
+    /* FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c; its halves xor-ed: 0x296230c0. */
+    assert_int_equal(keap_credential_id(&one, id, sizeof(id)), 0);
+    assert_string_equal(id, "296230c0");
+
+    assert_int_equal(keap_credential_id(&pat, id, sizeof(id)), 0);
+    assert_string_equal(id, "a1763e32");
+    assert_int_equal(strspn(id, "0123456789abcdef"), KEAP_CREDENTIAL_ID_LEN);
+    assert_null(strstr(SECRET, id));
+    assert_int_equal(keap_credential_id(&pat, id2, sizeof(id2)), 0);
+    assert_string_equal(id, id2);
+    assert_int_equal(keap_credential_id(&pat2, id2, sizeof(id2)), 0);
+    assert_string_not_equal(id, id2);
+
+    /* The API key wins over an access token; a token alone is identified too. */
+    assert_int_equal(keap_credential_id(&both, id2, sizeof(id2)), 0);
+    assert_string_equal(id, id2);
+    assert_int_equal(keap_credential_id(&oauth, id2, sizeof(id2)), 0);
+    assert_string_not_equal(id, id2);
+
+    /* No secret, or no room: refused, the buffer untouched. */
+    memset(small, 'z', sizeof(small));
+    assert_int_equal(keap_credential_id(&pat, small, sizeof(small)), BASE_EINVAL);
+    assert_int_equal(small[0], 'z');
+    snprintf(id2, sizeof(id2), "unset");
+    assert_int_equal(keap_credential_id(&none, id2, sizeof(id2)), BASE_EINVAL);
+    assert_string_equal(id2, "unset");
 }
 
 /* ------------------------------------------------------------------ URLs */
@@ -866,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_credential_env_unset),
         cmocka_unit_test(test_credential_key_file),
         cmocka_unit_test(test_auth_headers),
+        cmocka_unit_test(test_credential_id),
         cmocka_unit_test(test_v1_url),
         cmocka_unit_test(test_v2_url),
         cmocka_unit_test(test_extra_params),

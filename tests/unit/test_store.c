@@ -1062,6 +1062,36 @@ static void test_runs(void **state)
     free(msg);
     assert_int_equal(store_run_finish(s, id2, 0, 0, 0, NULL, &err), 0);
     assert_int_equal(store_run_finish(s, id2 + 1000, 0, 0, 0, NULL, &err), BASE_ENOTFOUND);
+
+    /* The last finished run of each job, matched by whole name. */
+    {
+        struct store_run_info last;
+        bool found = false;
+        int64_t id3 = 0;
+
+        assert_int_equal(store_run_last(s, "contacts", &last, &found, &err), 0);
+        assert_true(found);
+        assert_int_equal(last.id, id1);
+        assert_int_equal(last.exit_code, 75);
+        assert_string_equal(last.message, "quota spent");
+        assert_int_equal(store_run_last(s, "tags", &last, &found, &err), 0);
+        assert_true(found);
+        assert_int_equal(last.id, id2);
+        assert_int_equal(last.exit_code, 0);
+        assert_string_equal(last.message, "");
+        assert_int_equal(store_run_last(s, "tag", &last, &found, &err), 0);
+        assert_false(found);
+        /* A run still going does not count until it finishes. */
+        assert_int_equal(store_run_begin(s, "orders,contacts", &id3, &err), 0);
+        assert_int_equal(store_run_last(s, "contacts", &last, &found, &err), 0);
+        assert_int_equal(last.id, id1);
+        assert_int_equal(store_run_finish(s, id3, 1, 5, 0, "boom", &err), 0);
+        assert_int_equal(store_run_last(s, "contacts", &last, &found, &err), 0);
+        assert_true(found);
+        assert_int_equal(last.id, id3);
+        assert_int_equal(last.exit_code, 1);
+        assert_string_equal(last.message, "boom");
+    }
     store_close(s);
 }
 

@@ -1,0 +1,358 @@
+/*
+ * run.c: sched_run: sets up a run (pace, http, the ledger's tenant, every job's cursor, the
+ * peer group and the job leases), runs the loop, and tears it all down.
+ */
+#include "sched_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_result *res,
+                            struct base_err *err)
+{
+    int64_t wall = now_wall(s);
+
+    s->jobs = calloc(set->n, sizeof(*s->jobs));
+    res->jobs = calloc(set->n, sizeof(*res->jobs));
+    if (s->jobs == NULL || res->jobs == NULL)
+        return base_err_set(err, BASE_ENOMEM, "out of memory");
+    s->njobs = set->n;
+    res->njobs = set->n;
+    for (size_t i = 0; i < set->n; i++) {
+        struct sched_job *job = &s->jobs[i];
+        const struct jobs_job *def = &set->jobs[i];
+        char *ckpt = NULL;
+        int rc;
+
+        job->s = s;
+        job->def = def;
+        job->res = &res->jobs[i];
+        job->res->name = def->name;
+        job->depth = 1;
+        /* Drift-proof paging needs ids in order. KEAPSYNC_PAGING=naive turns it off: plain
+         * offsets, as most tools page; only for comparing the two in tests and benchmarks. */
+        job->overlap =
+            def->api == KEAP_API_V1 && def->order && strcmp(def->order, "id") == 0 && !s->naive;
+        base_buf_init(&job->copy, SCHED_MAX_COPY);
+        job->table.table = def->table;
+        job->table.map = &def->map;
+        job->table.updated_col = def->updated_field;
+        job->table.parent_col = def->parent_col;
+        job->child = def->parent_job != NULL;
+        rc = store_ensure_table(s->store, &job->table, err);
+        if (rc < 0)
+            return rc;
+        rc = store_checkpoint_load(s->store, def->name, &ckpt, err);
+        if (rc < 0)
+            return rc;
+        rc = cursor_load(&job->cur, ckpt, def, err);
+        free(ckpt);
+        if (rc < 0)
+            return rc;
+        if (cursor_fresh(&job->cur, def, s->clock)) {
+            /* Read in full less than refresh_hours ago: nothing to do this run. */
+            base_log_info("job \"%s\": fresh, its last complete pass was %" PRId64
+                          " min ago (refresh_hours %d); skipped",
+                          def->name, (wall - job->cur.completed_ms) / 60000, def->refresh_hours);
+            job_set_state(job, SCHED_JOB_DONE, NULL);
+            continue;
+        }
+        cursor_open_window(&job->cur, def, s->clock);
+        job->epoch = job->cur.epoch;
+        job->next_offset = job->cur.next_offset;
+        if (job->child) {
+            job->have_after = job->cur.have_done;
+            job->after = job->cur.done_through;
+            if (job->cur.have_done)
+                base_log_info("job \"%s\": resuming after parent %" PRId64, def->name,
+                              job->cur.done_through);
+        }
+        if (job->cur.in_window && job->cur.next_offset > 0)
+            base_log_info("job \"%s\": resuming at offset %" PRId64, def->name,
+                          job->cur.next_offset);
+    }
+    return 0;
+}
+
+static int sched_setup_tenant(struct sched *s, struct base_err *err)
+{
+    struct base_buf key;
+    char *cached = NULL;
+    int rc;
+
+    if (s->opt->tenant != NULL) {
+        s->tenant = strdup(s->opt->tenant);
+        return s->tenant ? 0 : base_err_set(err, BASE_ENOMEM, "out of memory");
+    }
+    base_buf_init(&key, 4096);
+    rc = base_buf_printf(&key, "tenant:%s", s->opt->base_url);
+    if (rc == 0)
+        rc = store_setting_get(s->store, key.data, &cached, err);
+    base_buf_free(&key);
+    if (rc < 0)
+        return rc;
+    if (cached != NULL) {
+        s->tenant = cached;
+        return 0;
+    }
+    /* Unknown until the first response names it: charge the API root meanwhile. */
+    s->tenant = strdup(s->opt->base_url);
+    s->tenant_provisional = true;
+    return s->tenant ? 0 : base_err_set(err, BASE_ENOMEM, "out of memory");
+}
+
+/*
+ * The peer group: processes that share one key's per-second and per-minute windows, so the
+ * API root and keap's identifier of the credential.
+ */
+static int sched_peer_group(struct sched *s, const struct keap_credential *cred,
+                            struct base_err *err)
+{
+    char id[KEAP_CREDENTIAL_ID_LEN + 1];
+    int rc = keap_credential_id(cred, id, sizeof(id));
+
+    if (rc < 0)
+        return base_err_set(err, rc, "could not identify the credential: %s", base_strerror(rc));
+    snprintf(s->peer_group, sizeof(s->peer_group), "%s#%s", s->opt->base_url, id);
+    return 0;
+}
+
+/*
+ * Is holder ("host:pid:nonce") a process of this host that no longer exists? Such a holder
+ * was killed (SIGKILL, a crash) and never released what it held.
+ */
+static bool holder_is_dead(const struct sched *s, const char *holder)
+{
+    const char *colon = strchr(s->holder, ':'), *p;
+    size_t hostlen = colon ? (size_t)(colon - s->holder) + 1 : 0;
+    char pidbuf[24];
+    int64_t pid;
+    size_t n;
+
+    if (hostlen == 0 || strncmp(holder, s->holder, hostlen) != 0)
+        return false; /* another host: cannot tell, wait for the lease to expire */
+    p = holder + hostlen;
+    n = strcspn(p, ":");
+    if (n == 0 || n >= sizeof(pidbuf))
+        return false;
+    memcpy(pidbuf, p, n);
+    pidbuf[n] = '\0';
+    if (base_parse_int64(pidbuf, &pid) < 0 || pid <= 0 || pid == (int64_t)getpid())
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Releases the leases (peer entries, job leases) of dead processes of this host. */
+static void sched_reap_dead(struct sched *s, const char *prefix)
+{
+    char **names = NULL, **holders = NULL;
+    struct base_err e2;
+    int n = 0;
+
+    if (store_lease_list(s->store, prefix, &names, &holders, &n, &e2) < 0) {
+        base_log_warning("%s", e2.msg);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!holder_is_dead(s, holders[i]))
+            continue;
+        base_log_info("releasing \"%s\" held by %s, a keapsync process that no longer exists",
+                      names[i], holders[i]);
+        if (store_lease_release(s->store, names[i], holders[i], &e2) < 0)
+            base_log_warning("%s", e2.msg);
+    }
+    store_lease_list_free(names, holders);
+}
+
+/*
+ * Joins the tenant's live processes (they split the key's windows) and takes each job's
+ * lease: a job another live process is running is not run twice; it fails with a message.
+ * Leases left by dead processes of this host are released first.
+ */
+static int sched_setup_leases(struct sched *s, struct base_err *err)
+{
+    char host[64] = "host";
+    int rc;
+
+    gethostname(host, sizeof(host) - 1);
+    snprintf(s->holder, sizeof(s->holder), "%s:%ld:%08x", host, (long)getpid(), (unsigned)rand());
+    sched_reap_dead(s, "job:");
+    sched_reap_dead(s, "peer:");
+    rc = store_peer_heartbeat(s->store, s->peer_group, s->holder, SCHED_PEER_TTL_MS, &s->npeers,
+                              err);
+    if (rc < 0)
+        return rc;
+    if (s->npeers > 1) {
+        base_log_info("%d keapsync processes share this key", s->npeers);
+        pace_set_share(s->pace, s->npeers);
+        /* The others learn of us at their next heartbeat; until then they still use the
+         * whole key. */
+        s->join_until = now_mono(s) + SCHED_HEARTBEAT_MS + 500;
+    }
+    for (size_t i = 0; i < s->njobs; i++) {
+        struct sched_job *job = &s->jobs[i];
+        char name[128], why[512];
+        char *other = NULL;
+        bool got = false;
+
+        if (job_terminal(job))
+            continue; /* fresh: nothing to run, nothing to hold */
+        snprintf(name, sizeof(name), "job:%s", job->def->name);
+        rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, &other, err);
+        if (rc < 0)
+            return rc;
+        job->holds_lease = got;
+        if (!got) {
+            snprintf(why, sizeof(why),
+                     "job \"%s\" is already being run by another keapsync process (%s); "
+                     "not running it twice",
+                     job->def->name, other ? other : "unknown");
+            base_log_error("%s", why);
+            job_set_state(job, SCHED_JOB_FAILED, why);
+        }
+        free(other);
+    }
+    return 0;
+}
+
+static void sched_release_leases(struct sched *s)
+{
+    struct base_err e2;
+
+    for (size_t i = 0; i < s->njobs; i++) {
+        char name[128];
+
+        if (!s->jobs[i].holds_lease)
+            continue; /* another process runs it, or it was fresh */
+        snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
+        if (store_lease_release(s->store, name, s->holder, &e2) < 0)
+            base_log_warning("%s", e2.msg);
+    }
+    if (s->holder[0] != '\0' && store_peer_leave(s->store, s->peer_group, s->holder, &e2) < 0)
+        base_log_warning("%s", e2.msg);
+}
+
+static void walk_close_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct store *store,
+              const struct keap_credential *cred, struct sched_result *res, struct base_err *err)
+{
+    struct sched_options opt = *opt_in;
+    struct http_options hopt = {0};
+    struct sched *s;
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (opt.max_depth <= 0)
+        opt.max_depth = SCHED_DEFAULT_DEPTH;
+    if (opt.max_attempts <= 0)
+        opt.max_attempts = SCHED_DEFAULT_ATTEMPTS;
+    if (opt.clock == NULL)
+        opt.clock = base_clock_system();
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return base_err_set(err, BASE_ENOMEM, "out of memory");
+    s->opt = &opt;
+    s->clock = opt.clock;
+    s->store = store;
+    s->started_mono = now_mono(s);
+    {
+        const char *paging = getenv("KEAPSYNC_PAGING");
+
+        s->naive = paging != NULL && strcmp(paging, "naive") == 0;
+        if (s->naive)
+            base_log_warning("KEAPSYNC_PAGING=naive: offset paging without drift checks; records "
+                             "may be missed");
+    }
+    {
+        double keep = 1.0 - opt.limits.reserve_fraction;
+
+        s->budget =
+            opt.limits.per_day > 0 ? (int64_t)((double)opt.limits.per_day * keep) : INT64_MAX / 4;
+    }
+    rc = uv_loop_init(&s->loop);
+    if (rc < 0) {
+        free(s);
+        return base_err_set(err, BASE_EIO, "could not start the event loop: %s", uv_strerror(rc));
+    }
+    rc = pace_new(&s->pace, &opt.limits);
+    if (rc < 0) {
+        base_err_set(err, rc, "could not set up pacing: %s", base_strerror(rc));
+        goto out_loop;
+    }
+    /* Processes sharing a key must not retry in step. */
+    pace_set_seed(s->pace, (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_wall(s));
+    srand((unsigned)getpid() ^ (unsigned)now_wall(s));
+    rc = keap_auth_headers(cred, &s->auth_headers);
+    if (rc < 0) {
+        base_err_set(err, rc, "could not build request headers: %s", base_strerror(rc));
+        goto out_loop;
+    }
+    rc = sched_peer_group(s, cred, err);
+    if (rc < 0)
+        goto out_loop;
+    hopt.max_body = SCHED_MAX_BODY;
+    hopt.max_connections = opt.max_depth * (int)(set->n < 4 ? set->n : 4) + 2;
+    rc = http_client_new(&s->http, &s->loop, &hopt);
+    if (rc < 0) {
+        base_err_set(err, rc, "could not set up HTTP: %s", base_strerror(rc));
+        goto out_loop;
+    }
+    rc = sched_setup_tenant(s, err);
+    if (rc == 0)
+        rc = sched_setup_jobs(s, set, res, err);
+    if (rc == 0)
+        rc = sched_setup_leases(s, err);
+    sched_link_parents(s);
+    if (rc < 0)
+        goto out_http;
+    sched_loop_run(s);
+
+    /* Hand back what the ledger reserved and we did not send. */
+    {
+        int64_t unspent = pace_unspent(s->pace);
+        struct base_err e2;
+
+        if (unspent > 0 && s->tenant != NULL &&
+            store_ledger_release(store, s->tenant, now_wall(s), unspent, &e2) < 0)
+            base_log_warning("%s", e2.msg);
+    }
+
+    sched_release_leases(s);
+    sched_result_fill(s, res);
+    rc = 0;
+    goto out_jobs;
+
+out_http:
+    http_client_close(s->http);
+    s->http = NULL;
+out_jobs:
+    uv_walk(&s->loop, walk_close_cb, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < s->njobs; i++) {
+        base_buf_free(&s->jobs[i].copy);
+        free(s->jobs[i].cur.page_token);
+        free(s->jobs[i].cur.plist);
+        free(s->jobs[i].pids);
+        job_drop_pages(&s->jobs[i]);
+    }
+    free(s->jobs);
+out_loop:
+    if (uv_loop_close(&s->loop) != 0)
+        base_log_warning("event loop closed with handles still open");
+    keap_headers_free(s->auth_headers);
+    pace_free(s->pace);
+    free(s->tenant);
+    free(s);
+    return rc;
+}

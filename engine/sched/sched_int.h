@@ -1,0 +1,386 @@
+/*
+ * sched_int.h: what the scheduler's own files share and nobody else sees: the run (struct
+ * sched), its jobs, their pages and cursors, the database worker's operations, and the
+ * functions one file of engine/sched calls in another. See sched.h for the words and the
+ * files.
+ *
+ * Threads: everything runs on the loop thread except the work half of a database operation
+ * (ops.c), which runs on libuv's thread pool, one operation at a time.
+ */
+#ifndef KEAPSYNC_SCHED_INT_H
+#define KEAPSYNC_SCHED_INT_H
+
+#include "sched.h"
+
+#include "http.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define SCHED_DEFAULT_DEPTH    4
+#define SCHED_DEFAULT_ATTEMPTS 8
+#define SCHED_MAX_BODY         (64u * 1024 * 1024)
+#define SCHED_MAX_COPY         (256u * 1024 * 1024)
+
+enum sched_job_state {
+    SCHED_JOB_PAGING = 0, /* requesting pages of the current window */
+    SCHED_JOB_DONE,       /* window complete, checkpoint committed */
+    SCHED_JOB_FAILED,     /* stopped by an error; progress up to the last commit kept */
+    SCHED_JOB_STOPPED, /* the run stopped (quota, auth, signal, memory) before the job finished */
+};
+
+enum sched_page_state {
+    PAGE_WANT = 0,  /* to be sent (new, or again after a failure) */
+    PAGE_INFLIGHT,  /* request sent */
+    PAGE_ARRIVED,   /* body here, waiting for earlier pages to be submitted */
+    PAGE_SUBMITTED, /* handed to the database worker */
+};
+
+enum sched_stop {
+    STOP_NONE = 0,
+    STOP_QUOTA,  /* the day's budget is spent: SCHED_OUTCOME_QUOTA */
+    STOP_AUTH,   /* credentials refused: SCHED_OUTCOME_AUTH */
+    STOP_SIGNAL, /* SIGINT/SIGTERM: SCHED_OUTCOME_INTERRUPTED, progress saved */
+    STOP_NOMEM,  /* out of memory (sched_nomem): SCHED_OUTCOME_NOMEM */
+};
+
+/*
+ * Where a job's current window stands. Who writes it: cursor_load and cursor_open_window
+ * before the loop runs; then the job's page operations on the worker (ops.c, child.c); and
+ * response_cb on the loop, when Keap refuses a v2 page token (it clears the token and bumps
+ * the epoch: a v2 job has one page outstanding at a time, so none of its operations runs
+ * then). While an operation runs the loop reads only the window's bounds, which no
+ * operation changes; the rest it reads in an operation's done half.
+ */
+struct sched_cursor {
+    int64_t watermark_ms; /* until of the last completed window, -1: none */
+    int64_t completed_ms; /* wall time the last window completed, -1: never */
+    bool in_window;
+    int64_t since_ms; /* -1: open */
+    int64_t until_ms; /* -1: open */
+    int64_t next_offset;
+    bool have_last_id;
+    int64_t last_id;
+    char *page_token; /* v2 */
+    uint32_t epoch;
+    bool done;
+    unsigned stepback; /* consecutive step-backs: each doubles the distance */
+    /* child streams: every parent up to done_through is complete; parents begun after it
+     * wait in plist, in id order, until those before them complete */
+    bool have_done;
+    int64_t done_through;
+    struct sched_parent *plist;
+    int plist_n, plist_cap;
+};
+
+struct sched_parent {
+    int64_t id;
+    bool complete;
+};
+
+#define SCHED_PARENT_BATCH 1000
+
+struct sched;
+struct sched_job;
+
+struct sched_page {
+    struct sched_job *job;
+    struct sched_page *next; /* the job's outstanding pages, in seq order */
+    enum sched_page_state state;
+    bool stale; /* dropped from its job while in flight; freed when the response comes */
+    uint64_t seq;
+    uint32_t epoch;
+    int64_t offset;
+    char *page_token;
+    int attempts;
+    int64_t requests;
+    uint64_t not_before;
+    uint64_t admitted_mono;
+    int64_t sent_wall;
+    int64_t server_used; /* x-keap-product-quota-used of the response, -1 unknown */
+    int64_t parent_id;   /* child streams: whose list this page is */
+    struct base_buf body;
+};
+
+struct sched_job {
+    struct sched *s;
+    const struct jobs_job *def;
+    struct store_table table;
+    enum sched_job_state state;
+    struct sched_page *pages; /* outstanding (not stale) pages, in seq order */
+    int npages;
+    int depth;
+    int overlap; /* 1 when drift-proof offset paging applies, else 0 */
+    uint32_t epoch;
+    int64_t next_offset;
+    uint64_t next_seq;
+    uint64_t submit_seq;
+    bool end_known;          /* the worker saw the window's last page */
+    int failures;            /* pages fetched again at the current cursor position */
+    int token_restarts;      /* v2 windows restarted for a refused page token, this run */
+    bool holds_lease;        /* this process took the job's lease (sched_setup_leases) */
+    struct sched_cursor cur; /* see struct sched_cursor for who writes it */
+    /* child streams (loop-owned): the batch of parent ids being fanned out */
+    bool child;
+    int64_t *pids;
+    int pn, ppos;
+    bool have_after;
+    int64_t after; /* last parent id read into a batch */
+    bool parents_exhausted;
+    bool fetching_parents;
+    bool closing_window;      /* OP_CLOSE queued */
+    struct sched_job *parent; /* the parent's job when it runs in this run too */
+    struct base_buf copy;     /* worker-owned COPY buffer */
+    struct sched_job_result *res;
+};
+
+enum sched_op_kind {
+    OP_PAGE,
+    OP_RESERVE,
+    OP_HEARTBEAT, /* peer registration and job lease renewal */
+    OP_PARENTS,   /* the next batch of parent ids of a child stream */
+    OP_CLOSE,     /* a child stream's last parent is done: close its window */
+    OP_NKINDS     /* the number of kinds (ops.c's table has one entry per kind) */
+};
+
+#define SCHED_HEARTBEAT_MS 2000
+#define SCHED_PEER_TTL_MS  8000
+#define SCHED_LEASE_TTL_MS 60000
+
+enum sched_op_result {
+    OPR_COMMITTED, /* rows and checkpoint committed */
+    OPR_DISCARDED, /* page of an older epoch, or after the window ended: dropped */
+    OPR_STEP_BACK, /* records shifted: cursor moved back, epoch bumped */
+    OPR_REFETCH,   /* page unparseable: fetch again at the cursor, epoch bumped */
+    OPR_DB_ERROR,  /* the commit failed: the job stops (the run, when out of memory) */
+};
+
+struct sched_op {
+    uv_work_t work;
+    struct sched *s;
+    struct sched_op *next;
+    enum sched_op_kind kind;
+    /* OP_PAGE */
+    struct sched_page *page;
+    enum sched_op_result result;
+    struct store_page_result pres;
+    int64_t nrecords;
+    int64_t mismatches;
+    int64_t nul_replaced;
+    char *tenant;      /* ledger key at submit time */
+    char *tenant_seen; /* x-keap-tenant-id to remember, or NULL */
+    /* OP_RESERVE */
+    int64_t carry;  /* tokens already spent under a provisional key, moved to tenant */
+    int64_t budget; /* the day's budget when the op was queued */
+    int64_t want;
+    int64_t granted;
+    int64_t day_wall;
+    /* OP_HEARTBEAT */
+    int npeers;
+    bool *renew; /* per job: renew its lease (snapshot taken on the loop) */
+    /* OP_PARENTS, OP_CLOSE */
+    struct sched_job *job;
+    int64_t *pids;
+    int pn;
+    /* OP_PAGE of a child stream: the parent needs another page at more_offset */
+    bool more;
+    int64_t more_offset;
+    int rc;
+    struct base_err err;
+};
+
+struct sched {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    uv_timer_t heartbeat;
+    uv_signal_t sigint, sigterm;
+    char holder[128];     /* this process among its peers: host:pid:nonce */
+    char peer_group[512]; /* processes sharing this key's windows: "<base url>#<key id>" */
+    uint64_t join_until;  /* joined running peers: send nothing before (mono ms) */
+    int npeers;
+    bool heartbeat_queued;
+    bool timer_armed;
+    uint64_t timer_due;
+    const struct sched_options *opt;
+    const struct base_clock *clock;
+    struct store *store;
+    struct http_client *http;
+    struct pace *pace;
+    char **auth_headers;
+    struct sched_job *jobs;
+    size_t njobs;
+    size_t rr; /* round-robin position */
+    /* database worker */
+    struct sched_op *ops_head, *ops_tail;
+    bool op_running;
+    /* ledger */
+    char *tenant;
+    bool tenant_provisional;
+    bool tenant_unsaved; /* learned, not yet written to keapsync.settings */
+    bool naive;          /* KEAPSYNC_PAGING=naive: no overlap, no drift check */
+    int64_t carry;       /* granted under the provisional key, to move on switch */
+    int64_t budget;      /* day budget after the reserve */
+    int64_t grant_day;   /* day start of the last grant */
+    bool reserving;
+    bool ledger_exhausted;
+    /* state */
+    enum sched_stop stop;
+    bool closing;
+    size_t inflight;
+    int64_t requests;
+    int64_t rejected_429;
+    uint64_t started_mono;
+    char message[512];
+};
+
+static inline uint64_t now_mono(const struct sched *s)
+{
+    return base_clock_mono_ms(s->clock);
+}
+
+static inline int64_t now_wall(const struct sched *s)
+{
+    return base_clock_wall_ms(s->clock);
+}
+
+/* Did the worker run out of memory during op? It says so with BASE_ENOMEM in op->err; the
+ * run then stops (sched_nomem) and the operation's failure fails no job. */
+static inline bool op_nomem(const struct sched_op *op)
+{
+    return op->err.code == BASE_ENOMEM;
+}
+
+/* ---- job.c: one job's pages and state ------------------------------------------------- */
+
+void page_free(struct sched_page *pg); /* accepts NULL */
+/* Takes pg off job's list of outstanding pages (it stays allocated). */
+void job_unlink_page(struct sched_job *job, struct sched_page *pg);
+/* Drops every page not yet handed to the worker; pages in flight become stale. */
+void job_drop_pages(struct sched_job *job);
+/* Drops the pages waiting to be sent (after a stop they never will be). */
+void job_drop_wanted(struct sched_job *job);
+/* The one function that changes a job's state; why is the error of a FAILED job. */
+void job_set_state(struct sched_job *job, enum sched_job_state st, const char *why);
+bool job_terminal(const struct sched_job *job);
+/* Realigns the loop's view of job (epoch, offset, parents) with its cursor; drops pages. */
+void job_resync(struct sched_job *job);
+/* Queues an operation of kind for job; false when out of memory (the run stops). */
+bool job_submit_op(struct sched_job *job, enum sched_op_kind kind);
+/* Marks job DONE when its window is complete, or queues OP_CLOSE for a child stream. */
+void job_check_done(struct sched_job *job);
+/* Fails job because page pg could not be fetched (reason says why). */
+void job_fail_page(struct sched_job *job, struct sched_page *pg, const char *reason);
+/* A new page (WANT) at the end of job's pipeline; NULL when out of memory (the run stops). */
+struct sched_page *job_add_page(struct sched_job *job, int64_t parent_id, int64_t offset);
+/* The page of job to send at now, or NULL (*wake: when a waiting page may go, if earlier). */
+struct sched_page *job_next_page(struct sched_job *job, uint64_t now, uint64_t *wake);
+/* Sends pg (admitted by pace); on failure nothing was sent and pg is still WANT. */
+int job_send_page(struct sched *s, struct sched_page *pg);
+
+/* ---- cursor.c: windows, the drift check, checkpoints ---------------------------------- */
+
+/*
+ * Pure: no I/O, and time only from the clock passed in (tests drive them on a
+ * base_fake_clock).
+ */
+
+/* Appends c as the checkpoint's JSON text to out (what cursor_load reads back). */
+int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out);
+/*
+ * Reads checkpoint json (NULL: the job never ran) into c, which must be zeroed. Outside a
+ * window only the watermark and completion time are kept. BASE_EPROTO when json is not
+ * JSON; err names def's job.
+ */
+int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job *def,
+                struct base_err *err);
+/* True when def's last complete pass ended less than its refresh_hours ago (skip the job). */
+bool cursor_fresh(const struct sched_cursor *c, const struct jobs_job *def,
+                  const struct base_clock *clock);
+/*
+ * Opens a new window unless c is in one: for an incremental job, [watermark - overlap_s,
+ * now - lag_s), open below when there is no watermark yet; for others, everything.
+ */
+void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
+                        const struct base_clock *clock);
+/* The record's id as an integer; false when it has none or it is not one. */
+bool cursor_record_id(const struct jobs_job *def, const cJSON *rec, int64_t *id);
+/*
+ * Which records of the v1 page at offset (the array recs, n of them) are new: the index of
+ * the first whose id is above c's last id, 0 when there is no drift check (overlap 0, no
+ * last id yet, or ids unusable), or -1 when the page shows that records shifted left past
+ * c's position (it starts above the last id but is not the window's first page).
+ */
+int cursor_v1_first_new(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                        int64_t offset, const cJSON *recs, int n);
+/*
+ * Records shifted before offset: moves c back (16 records at the first step-back, twice as
+ * far at each one after it without a commit between, at most page_size - 1, never below 0)
+ * and bumps its epoch. Returns the new offset.
+ */
+int64_t cursor_v1_step_back(struct sched_cursor *c, int page_size, int64_t offset);
+/*
+ * *next is c after the page at offset (recs, n records; for v2, next_token, the page's next
+ * page token, which next->page_token borrows) is committed: v1 moves the offset on by n less
+ * the overlap and remembers the last id; the window's last page (v1: short, v2: no token)
+ * closes it, moving the watermark to its until (incremental jobs) and completed_ms to
+ * sent_wall.
+ */
+void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def, int overlap,
+                       int64_t offset, const cJSON *recs, int n, char *next_token,
+                       int64_t sent_wall, struct sched_cursor *next);
+/*
+ * Its page committed, next (from cursor_after_page) becomes c: c copies next's page token
+ * and the step-back distance starts over. BASE_ENOMEM when the token could not be copied
+ * (c then has none); everything else has moved all the same.
+ */
+int cursor_advance(struct sched_cursor *c, const struct sched_cursor *next);
+
+/* ---- child.c: child streams ------------------------------------------------------------ */
+
+/* OP_PAGE of a child stream, on the worker: maps and commits page, marks its parent. */
+void op_child_page_work(struct sched_op *op, struct keap_page *page);
+/* OP_PARENTS: the next batch of parent ids. */
+void op_parents_work(struct sched_op *op);
+void op_parents_done(struct sched *s, struct sched_op *op);
+/* OP_CLOSE: saves the checkpoint of the closed window. */
+void op_close_work(struct sched_op *op);
+void op_close_done(struct sched *s, struct sched_op *op);
+/* Queues OP_PARENTS unless a batch is being read or there are no more. */
+void job_fetch_parents(struct sched_job *job);
+/* Links each child stream to its parent's job when both run now. */
+void sched_link_parents(struct sched *s);
+
+/* ---- ops.c: the database worker -------------------------------------------------------- */
+
+/* Queues op (owned by the queue from now on); it runs when those before it are done. */
+void op_submit(struct sched *s, struct sched_op *op);
+/* On the worker: commits the job's COPY rows with cursor after's checkpoint (ops.c). */
+int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_t nrows);
+
+/* ---- loop.c: admission, timers, signals, stopping ------------------------------------- */
+
+/* Starts the timers and signal handlers and runs the loop until the run is over. */
+void sched_loop_run(struct sched *s);
+/* Sends every page pace admits now, arms a timer for the next, finishes the run when done. */
+void sched_pump(struct sched *s);
+/* Stops the run for why (the first stop wins) with msg; pages waiting to be sent drop. */
+void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
+/*
+ * The one answer to an allocation that failed on the loop thread: stops the run with
+ * STOP_NOMEM (whatever stopped it before) and a message naming where ("adding a page").
+ * Every page not yet handed to the worker is dropped, so callers must not touch a page of
+ * the list they were walking. The worker reports its own failures with BASE_ENOMEM in the
+ * operation's err, and ops.c calls this on its behalf.
+ */
+void sched_nomem(struct sched *s, const char *where);
+/* A response named the tenant: the ledger key switches to it (once). */
+void sched_note_tenant(struct sched *s, const char *tenant);
+
+/* ---- result.c: how the run ended ------------------------------------------------------- */
+
+/* Fills in res from the run that ended (each job's figures are already in res->jobs). */
+void sched_result_fill(const struct sched *s, struct sched_result *res);
+
+#endif

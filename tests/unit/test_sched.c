@@ -1,0 +1,597 @@
+/*
+ * Unit tests for sched's cursor (engine/sched/cursor.c, declared in sched_int.h), on a
+ * base_fake_clock and the shipped jobs/contacts.json: opening a window from the watermark
+ * with the job's lag and overlap, the refresh_hours skip, the v1 drift check (which record
+ * of a page is the first new one, when a page shows records shifted), the doubling
+ * step-back, the cursor after a committed page (v1 offsets and last id, v2 tokens, closing
+ * the window), the checkpoint's JSON text read back by cursor_load, and the run's outcome
+ * for each way a run ends (sched_result_fill).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+
+#define MIN_MS  60000LL
+#define HOUR_MS 3600000LL
+
+/* 2026-03-01T12:00:00Z */
+#define T0 1772366400000LL
+
+static struct jobs_job contacts;
+
+static int setup_job(void **state)
+{
+    struct base_err err;
+
+    (void)state;
+    base_err_clear(&err);
+    if (jobs_load_file(KEAPSYNC_SOURCE_DIR "/jobs/contacts.json", &contacts, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown_job(void **state)
+{
+    (void)state;
+    jobs_job_free(&contacts);
+    return 0;
+}
+
+/* A cursor as cursor_load leaves it for a job that never ran. */
+static void cursor_none(struct sched_cursor *c)
+{
+    struct base_err err;
+
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(cursor_load(c, NULL, &contacts, &err), 0);
+}
+
+static void cursor_clear(struct sched_cursor *c)
+{
+    free(c->page_token);
+    free(c->plist);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ------------------------------------------------------------------ windows */
+
+static void test_window_first(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    /* The shipped job is what the window arithmetic below assumes. */
+    assert_true(contacts.incremental);
+    assert_int_equal(contacts.lag_s, 60);
+    assert_int_equal(contacts.overlap_s, 300);
+
+    base_fake_clock_init(&fc, 5000, T0);
+    cursor_none(&c);
+    assert_int_equal(c.watermark_ms, -1);
+    assert_false(c.in_window);
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_true(c.in_window);
+    assert_int_equal(c.since_ms, -1); /* no watermark: open below */
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    assert_false(c.have_last_id);
+    cursor_clear(&c);
+}
+
+static void test_window_from_watermark(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    base_fake_clock_init(&fc, 5000, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - 2 * HOUR_MS;
+    c.have_last_id = true; /* left from the last window: a new one starts afresh */
+    c.last_id = 77;
+    c.next_offset = 1234;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.since_ms, T0 - 2 * HOUR_MS - 300 * 1000);
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    assert_false(c.have_last_id);
+
+    /* A window in progress is kept as it is, however late the clock. */
+    c.next_offset = 4000;
+    fc.wall += 3 * HOUR_MS;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.until_ms, T0 - MIN_MS);
+    assert_int_equal(c.next_offset, 4000);
+
+    /* The window done, the next one starts at the watermark less the overlap. */
+    c.in_window = false;
+    c.watermark_ms = c.until_ms;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    assert_int_equal(c.since_ms, T0 - MIN_MS - 300 * 1000);
+    assert_int_equal(c.until_ms, T0 + 3 * HOUR_MS - MIN_MS);
+    assert_int_equal(c.next_offset, 0);
+    cursor_clear(&c);
+}
+
+static void test_window_full_read(void **state)
+{
+    struct jobs_job full = contacts;
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    full.incremental = false;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - HOUR_MS;
+    cursor_open_window(&c, &full, &fc.clock);
+    assert_true(c.in_window);
+    assert_int_equal(c.since_ms, -1);
+    assert_int_equal(c.until_ms, -1);
+    cursor_clear(&c);
+}
+
+static void test_fresh(void **state)
+{
+    struct jobs_job def = contacts;
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    def.refresh_hours = 6;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    assert_false(cursor_fresh(&c, &def, &fc.clock)); /* never completed */
+    c.completed_ms = T0 - 5 * HOUR_MS;
+    assert_true(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = c.completed_ms + 6 * HOUR_MS - 1;
+    assert_true(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = c.completed_ms + 6 * HOUR_MS;
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    fc.wall = T0;
+    c.in_window = true; /* a window begun is finished whatever the age */
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    c.in_window = false;
+    def.refresh_hours = 0; /* every run */
+    assert_false(cursor_fresh(&c, &def, &fc.clock));
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ v1 drift check */
+
+/* The v1 page of records with these ids (id <= 0: a record without one). */
+static cJSON *page_of(const int64_t *ids, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+
+    assert_non_null(arr);
+    for (int i = 0; i < n; i++) {
+        cJSON *rec = cJSON_CreateObject();
+
+        assert_non_null(rec);
+        if (ids[i] > 0)
+            assert_non_null(cJSON_AddNumberToObject(rec, "id", (double)ids[i]));
+        assert_non_null(cJSON_AddStringToObject(rec, "given_name", "x"));
+        cJSON_AddItemToArray(arr, rec);
+    }
+    return arr;
+}
+
+static int first_new(const struct sched_cursor *c, int overlap, int64_t offset, const int64_t *ids,
+                     int n)
+{
+    cJSON *page = page_of(ids, n);
+    int first = cursor_v1_first_new(c, &contacts, overlap, offset, page, n);
+
+    cJSON_Delete(page);
+    return first;
+}
+
+static void test_first_new(void **state)
+{
+    const int64_t overlapping[] = {100, 101, 102};
+    const int64_t behind[] = {97, 99, 100, 104};
+    const int64_t shifted[] = {101, 102, 103};
+    const int64_t nothing_new[] = {90, 100};
+    const int64_t no_ids[] = {0, 0, 0};
+    struct sched_cursor c;
+
+    (void)state;
+    cursor_none(&c);
+    c.in_window = true;
+    c.have_last_id = true;
+    c.last_id = 100;
+
+    /* The page starts with the last committed record, as overlapping pages do. */
+    assert_int_equal(first_new(&c, 1, 999, overlapping, 3), 1);
+    /* Records were added before our position: skip up to the last committed id. */
+    assert_int_equal(first_new(&c, 1, 999, behind, 4), 3);
+    /* The overlap record is gone: records shifted left past us, step back. */
+    assert_int_equal(first_new(&c, 1, 999, shifted, 3), -1);
+    assert_int_equal(first_new(&c, 1, 1, shifted, 3), -1);
+    /* The window's first page cannot have shifted. */
+    assert_int_equal(first_new(&c, 1, 0, shifted, 3), 0);
+    /* Every record is old: none is new. */
+    assert_int_equal(first_new(&c, 1, 999, nothing_new, 2), 2);
+    /* No drift check without overlap, without a last id, or without usable ids. */
+    assert_int_equal(first_new(&c, 0, 999, behind, 4), 0);
+    assert_int_equal(first_new(&c, 1, 999, no_ids, 3), 0);
+    c.have_last_id = false;
+    assert_int_equal(first_new(&c, 1, 999, shifted, 3), 0);
+    cursor_clear(&c);
+}
+
+static void test_step_back_doubles(void **state)
+{
+    const int64_t steps[] = {16, 32, 64, 128, 256, 512, 999, 999};
+    struct sched_cursor c;
+    int64_t at = 100000;
+
+    (void)state;
+    cursor_none(&c);
+    c.epoch = 7;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        int64_t back = cursor_v1_step_back(&c, contacts.page_size, at);
+
+        assert_int_equal(back, at - steps[i]);
+        assert_int_equal(c.next_offset, back);
+        assert_int_equal(c.stepback, i + 1);
+        assert_int_equal(c.epoch, 8 + i);
+        at = back;
+    }
+    /* Never before the window's start. */
+    assert_int_equal(cursor_v1_step_back(&c, contacts.page_size, 10), 0);
+    assert_int_equal(c.next_offset, 0);
+    /* A commit resets the distance (ops.c sets stepback to 0); small pages step less. */
+    c.stepback = 0;
+    assert_int_equal(cursor_v1_step_back(&c, 10, 500), 491);
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ after a page */
+
+/* A cursor in the window [T0 - 1 h, T0), last committed id 100 at offset 999. */
+static void cursor_mid_window(struct sched_cursor *c)
+{
+    cursor_none(c);
+    c->in_window = true;
+    c->since_ms = T0 - HOUR_MS;
+    c->until_ms = T0;
+    c->watermark_ms = T0 - HOUR_MS;
+    c->next_offset = 999;
+    c->have_last_id = true;
+    c->last_id = 100;
+    c->epoch = 4;
+    c->stepback = 3;
+}
+
+static void test_after_page_v1(void **state)
+{
+    int64_t *ids = calloc(1000, sizeof(*ids));
+    const int64_t unordered[] = {100, 101, 50};
+    const int64_t no_last_id[] = {100, 101, 0};
+    struct sched_cursor c, next;
+    cJSON *page;
+
+    (void)state;
+    assert_non_null(ids);
+    for (int i = 0; i < 1000; i++)
+        ids[i] = 100 + i;
+    cursor_mid_window(&c);
+
+    /* A full page, overlapping: the next starts at its last record. */
+    page = page_of(ids, 1000);
+    cursor_after_page(&c, &contacts, 1, 999, page, 1000, NULL, T0 + 5, &next);
+    assert_int_equal(next.next_offset, 999 + 1000 - 1);
+    assert_true(next.have_last_id);
+    assert_int_equal(next.last_id, 1099);
+    assert_false(next.done);
+    assert_true(next.in_window);
+    assert_int_equal(next.watermark_ms, T0 - HOUR_MS);
+    assert_int_equal(next.completed_ms, -1);
+    assert_int_equal(next.epoch, 4);
+    /* Plain offsets (no overlap): the next page follows, ids are not tracked. */
+    cursor_after_page(&c, &contacts, 0, 999, page, 1000, NULL, T0 + 5, &next);
+    assert_int_equal(next.next_offset, 1999);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+
+    /* A short page is the window's last: the window closes at its until. */
+    page = page_of(ids, 10);
+    cursor_after_page(&c, &contacts, 1, 999, page, 10, NULL, T0 + 5, &next);
+    assert_true(next.done);
+    assert_false(next.in_window);
+    assert_int_equal(next.watermark_ms, T0);
+    assert_int_equal(next.completed_ms, T0 + 5);
+    assert_int_equal(next.last_id, 109);
+    cJSON_Delete(page);
+
+    /* An empty page ends the window where it is. */
+    cursor_after_page(&c, &contacts, 1, 999, NULL, 0, NULL, T0 + 5, &next);
+    assert_true(next.done);
+    assert_int_equal(next.next_offset, 999);
+    assert_int_equal(next.last_id, 100);
+
+    /* The last id only grows, and only from a record that has one. */
+    page = page_of(unordered, 3);
+    cursor_after_page(&c, &contacts, 1, 999, page, 3, NULL, T0 + 5, &next);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+    page = page_of(no_last_id, 3);
+    cursor_after_page(&c, &contacts, 1, 999, page, 3, NULL, T0 + 5, &next);
+    assert_int_equal(next.last_id, 100);
+    cJSON_Delete(page);
+
+    /* A full read (not incremental) keeps its watermark when it completes. */
+    {
+        struct jobs_job full = contacts;
+
+        full.incremental = false;
+        c.watermark_ms = -1;
+        cursor_after_page(&c, &full, 1, 999, NULL, 0, NULL, T0 + 5, &next);
+        assert_true(next.done);
+        assert_int_equal(next.watermark_ms, -1);
+        assert_int_equal(next.completed_ms, T0 + 5);
+    }
+    free(ids);
+    cursor_clear(&c);
+}
+
+static void test_after_page_v2(void **state)
+{
+    struct jobs_job v2 = contacts;
+    struct sched_cursor c, next;
+    char tok[] = "next-tok", empty[] = "";
+
+    (void)state;
+    v2.api = KEAP_API_V2;
+    cursor_mid_window(&c);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, tok, T0 + 7, &next);
+    assert_ptr_equal(next.page_token, tok); /* borrowed until cursor_advance copies it */
+    assert_false(next.done);
+    assert_true(next.in_window);
+    assert_int_equal(next.next_offset, 999); /* v2 pages by token, not offset */
+
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, NULL, T0 + 7, &next);
+    assert_true(next.done);
+    assert_false(next.in_window);
+    assert_int_equal(next.watermark_ms, T0);
+    assert_int_equal(next.completed_ms, T0 + 7);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, empty, T0 + 7, &next);
+    assert_true(next.done);
+    cursor_clear(&c);
+}
+
+static void test_advance(void **state)
+{
+    struct jobs_job v2 = contacts;
+    struct sched_cursor c, next;
+    char tok[] = "tok-2";
+
+    (void)state;
+    v2.api = KEAP_API_V2;
+    cursor_mid_window(&c);
+    c.page_token = strdup("tok-1");
+    assert_non_null(c.page_token);
+    cursor_after_page(&c, &v2, 0, 0, NULL, 5, tok, T0 + 7, &next);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    assert_non_null(c.page_token);
+    assert_string_equal(c.page_token, "tok-2");
+    assert_ptr_not_equal(c.page_token, tok); /* its own copy */
+    assert_int_equal(c.stepback, 0);
+    assert_int_equal(c.epoch, 4);
+    assert_int_equal(c.since_ms, T0 - HOUR_MS);
+
+    /* The window's last v1 page: the token goes, the window closes. */
+    cursor_after_page(&c, &contacts, 1, 999, NULL, 0, NULL, T0 + 9, &next);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    assert_null(c.page_token);
+    assert_true(c.done);
+    assert_false(c.in_window);
+    assert_int_equal(c.watermark_ms, T0);
+    assert_int_equal(c.completed_ms, T0 + 9);
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static char *checkpoint_of(const struct sched_cursor *c)
+{
+    struct base_buf b;
+    char *text;
+
+    base_buf_init(&b, 64 * 1024);
+    assert_int_equal(cursor_checkpoint(c, &b), 0);
+    text = strdup(b.data);
+    assert_non_null(text);
+    base_buf_free(&b);
+    return text;
+}
+
+static void test_checkpoint_text(void **state)
+{
+    struct sched_cursor c;
+    char *text;
+
+    (void)state;
+    cursor_none(&c);
+    text = checkpoint_of(&c);
+    assert_string_equal(text, "{\"v\":1,\"watermark_ms\":-1,\"completed_ms\":-1,\"window\":null}");
+    free(text);
+
+    c.in_window = true;
+    c.since_ms = -1;
+    c.until_ms = T0;
+    c.next_offset = 2997;
+    c.epoch = 3;
+    c.have_last_id = true;
+    c.last_id = 4242;
+    text = checkpoint_of(&c);
+    assert_string_equal(text, "{\"v\":1,\"watermark_ms\":-1,\"completed_ms\":-1,\"window\":"
+                              "{\"since_ms\":-1,\"until_ms\":1772366400000,\"offset\":2997,"
+                              "\"epoch\":3,\"last_id\":4242}}");
+    free(text);
+    cursor_clear(&c);
+}
+
+static void test_checkpoint_round_trip(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c, back;
+    struct base_err err;
+    char *text;
+
+    (void)state;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - HOUR_MS;
+    c.completed_ms = T0 - HOUR_MS + 1500;
+    cursor_open_window(&c, &contacts, &fc.clock);
+    c.next_offset = 5994;
+    c.epoch = 12;
+    c.have_last_id = true;
+    c.last_id = 987654321;
+    c.have_done = true;
+    c.done_through = 31337;
+    c.page_token = strdup("tok \"quoted\" \\ back/slash \xc3\xa9");
+    assert_non_null(c.page_token);
+
+    text = checkpoint_of(&c);
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_int_equal(back.watermark_ms, c.watermark_ms);
+    assert_int_equal(back.completed_ms, c.completed_ms);
+    assert_true(back.in_window);
+    assert_int_equal(back.since_ms, T0 - HOUR_MS - 300 * 1000);
+    assert_int_equal(back.until_ms, T0 - MIN_MS);
+    assert_int_equal(back.next_offset, 5994);
+    assert_int_equal(back.epoch, 12);
+    assert_true(back.have_last_id);
+    assert_int_equal(back.last_id, 987654321);
+    assert_true(back.have_done);
+    assert_int_equal(back.done_through, 31337);
+    assert_non_null(back.page_token);
+    assert_string_equal(back.page_token, c.page_token);
+    /* The text read back writes the same text. */
+    {
+        char *again = checkpoint_of(&back);
+
+        assert_string_equal(again, text);
+        free(again);
+    }
+    free(text);
+    cursor_clear(&back);
+
+    /* Between windows only the watermark and the completion time survive. */
+    c.in_window = false;
+    text = checkpoint_of(&c);
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_false(back.in_window);
+    assert_false(back.have_last_id);
+    assert_null(back.page_token);
+    assert_int_equal(back.watermark_ms, T0 - HOUR_MS);
+    assert_int_equal(back.completed_ms, T0 - HOUR_MS + 1500);
+    free(text);
+    cursor_clear(&back);
+    cursor_clear(&c);
+}
+
+static void test_checkpoint_bad(void **state)
+{
+    struct sched_cursor c;
+    struct base_err err;
+
+    (void)state;
+    memset(&c, 0, sizeof(c));
+    base_err_clear(&err);
+    assert_int_equal(cursor_load(&c, "{\"v\":1,\"window\":", &contacts, &err), BASE_EPROTO);
+    assert_non_null(strstr(err.msg, "\"contacts\""));
+    assert_non_null(strstr(err.msg, "not valid JSON"));
+    cursor_clear(&c);
+}
+
+/* ------------------------------------------------------------------ the run's outcome */
+
+/* The outcome of a run of two jobs in states a and b that stopped for stop. */
+static enum sched_outcome outcome_of(enum sched_stop stop, enum sched_job_state a,
+                                     enum sched_job_state b)
+{
+    struct sched_job_result jr[2] = {{.name = "a", .rows = 3}, {.name = "b", .rows = 4}};
+    struct sched_job jobs[2] = {{.state = a, .res = &jr[0]}, {.state = b, .res = &jr[1]}};
+    struct base_fake_clock fc;
+    struct sched s = {0};
+    struct sched_result res = {0};
+
+    base_fake_clock_init(&fc, 12500, T0);
+    s.clock = &fc.clock;
+    s.started_mono = 10000;
+    s.jobs = jobs;
+    s.njobs = 2;
+    s.stop = stop;
+    s.requests = 9;
+    s.rejected_429 = 1;
+    snprintf(s.message, sizeof(s.message), "why");
+    sched_result_fill(&s, &res);
+    assert_int_equal(res.rows, 7);
+    assert_int_equal(res.requests, 9);
+    assert_int_equal(res.rejected_429, 1);
+    assert_true(res.seconds > 2.49 && res.seconds < 2.51);
+    assert_string_equal(res.message, "why");
+    return res.outcome;
+}
+
+static void test_outcome(void **state)
+{
+    (void)state;
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_DONE, SCHED_JOB_DONE), SCHED_OUTCOME_COMPLETE);
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_DONE, SCHED_JOB_FAILED), SCHED_OUTCOME_FAILED);
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_QUOTA);
+    /* Stopped at the quota after everything was done: complete. */
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_DONE, SCHED_JOB_DONE),
+                     SCHED_OUTCOME_COMPLETE);
+    /* A failed job outweighs the quota. */
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_FAILED, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_FAILED);
+    assert_int_equal(outcome_of(STOP_AUTH, SCHED_JOB_FAILED, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_AUTH);
+    assert_int_equal(outcome_of(STOP_SIGNAL, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_INTERRUPTED);
+    /* Out of memory is said whatever else happened. */
+    assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_NOMEM);
+    assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_FAILED, SCHED_JOB_DONE), SCHED_OUTCOME_NOMEM);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_window_first),
+        cmocka_unit_test(test_window_from_watermark),
+        cmocka_unit_test(test_window_full_read),
+        cmocka_unit_test(test_fresh),
+        cmocka_unit_test(test_first_new),
+        cmocka_unit_test(test_step_back_doubles),
+        cmocka_unit_test(test_after_page_v1),
+        cmocka_unit_test(test_after_page_v2),
+        cmocka_unit_test(test_advance),
+        cmocka_unit_test(test_checkpoint_text),
+        cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_checkpoint_bad),
+        cmocka_unit_test(test_outcome),
+    };
+
+    return cmocka_run_group_tests(tests, setup_job, teardown_job);
+}
