@@ -66,11 +66,22 @@ struct sched_cursor {
     int64_t done_through;
     struct sched_parent *plist;
     int plist_n, plist_cap;
+    /* child streams: a pass reads the parents whose rows were written (synced_at) after
+     * since_mark ("": every parent); mark is the latest synced_at of the parent's table when
+     * the pass's fan-out began ("": not begun), the next pass's since_mark. parent_complete:
+     * had the parent job completed a pass then (so its table held every parent)? -1: not
+     * begun. Marks are timestamptz text, exact to the microsecond. */
+    char since_mark[48];
+    char mark[48];
+    int parent_complete;
 };
 
+/* A parent whose list a child stream has begun to read. */
 struct sched_parent {
     int64_t id;
     bool complete;
+    char *keep; /* ids its earlier pages listed, a text[] literal ("{"1","2"}"), or NULL */
+    size_t keep_len;
 };
 
 #define SCHED_PARENT_BATCH 1000
@@ -125,6 +136,7 @@ struct sched_job {
     bool fetching_parents;
     bool closing_window;      /* OP_CLOSE queued */
     struct sched_job *parent; /* the parent's job when it runs in this run too */
+    bool parent_completed;    /* else: its checkpoint shows a completed pass */
     struct base_buf copy;     /* worker-owned COPY buffer */
     struct sched_job_result *res;
 };
@@ -176,9 +188,17 @@ struct sched_op {
     struct sched_job *job;
     int64_t *pids;
     int pn;
-    /* OP_PAGE of a child stream: the parent needs another page at more_offset */
+    /* OP_PAGE of a child stream: the parent needs another page at more_offset; or its list
+     * ended with this page, and its rows no page listed are marked deleted (sweep; the
+     * earlier pages' ids in sweep_keep, borrowed from the worker) */
     bool more;
     int64_t more_offset;
+    bool sweep;
+    const char *sweep_keep;
+    /* OP_PARENTS, OP_CLOSE: has the parent job completed a pass, and does it run in this
+     * run (read on the loop)? */
+    bool parent_complete;
+    bool parent_here;
     int rc;
     struct base_err err;
 };
@@ -266,6 +286,10 @@ int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out);
 int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job *def,
                 struct base_err *err);
 void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def, int64_t wall);
+/* Opens a child stream's pass over the parents written after c->since_mark. */
+void cursor_open_pass(struct sched_cursor *c);
+/* Forgets the begun parents (their pages will be fetched again). */
+void cursor_plist_clear(struct sched_cursor *c);
 bool record_int_id(const struct jobs_job *def, const cJSON *rec, int64_t *id);
 int v1_first_new(const struct sched_job *job, const struct sched_page *pg, cJSON *recs, int n);
 
@@ -277,6 +301,8 @@ void op_parents_done(struct sched *s, struct sched_op *op);
 void op_close_work(struct sched_op *op);
 void op_close_done(struct sched *s, struct sched_op *op);
 void job_fetch_parents(struct sched_job *job);
+/* Has the parent job completed a pass, so that its table holds every parent? (loop) */
+bool child_parent_complete(const struct sched_job *job);
 void sched_link_parents(struct sched *s);
 
 /* ---- ops.c: the database worker -------------------------------------------------------- */
