@@ -22,12 +22,13 @@ static int sched_parent_completed(struct sched *s, const struct jobs_job *def, b
 
     *done = false;
     rc = store_checkpoint_load(s->store, def->parent_job, &ckpt, err);
-    if (rc == 0 && ckpt != NULL)
+    if (rc == 0 && ckpt != NULL) {
         rc = cursor_load(&pc, ckpt, def, err);
+        if (rc == 0)
+            *done = pc.completed_ms >= 0;
+    }
     free(ckpt);
     free(pc.page_token);
-    if (rc == 0)
-        *done = pc.completed_ms >= 0;
     return rc;
 }
 
