@@ -362,8 +362,10 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, con
     rc = check_identifier(c, field, name);
     if (rc < 0)
         return rc;
-    if (strcmp(name, "id") == 0 || strcmp(name, "data") == 0 || strcmp(name, "synced_at") == 0)
-        return fail(c, field, "\"%s\" is reserved (id, data and synced_at are set by keapsync)",
+    if (strcmp(name, "id") == 0 || strcmp(name, "data") == 0 || strcmp(name, "synced_at") == 0 ||
+        strcmp(name, "deleted_at") == 0)
+        return fail(c, field,
+                    "\"%s\" is reserved (id, data, synced_at and deleted_at are set by keapsync)",
                     name);
     snprintf(field, sizeof(field), "columns[%zu].type", i);
     rc = get_string(c, obj, "type", field, true, &type);
@@ -609,8 +611,8 @@ static int load_parent(const struct load_ctx *c, const cJSON *root, const char *
         rc = check_identifier(c, "parent.column", pcol);
     if (rc < 0)
         return rc;
-    if (pcol != NULL &&
-        (strcmp(pcol, "id") == 0 || strcmp(pcol, "data") == 0 || strcmp(pcol, "synced_at") == 0))
+    if (pcol != NULL && (strcmp(pcol, "id") == 0 || strcmp(pcol, "data") == 0 ||
+                         strcmp(pcol, "synced_at") == 0 || strcmp(pcol, "deleted_at") == 0))
         return fail(c, "parent.column", "\"%s\" is reserved by keapsync", pcol);
     if (!templated)
         return fail(c, "endpoint", "a child stream's endpoint needs a {parent_id} segment");

@@ -14,10 +14,13 @@
 
 int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
 {
-    int rc = base_buf_printf(
-        out, "{\"v\":1,\"watermark_ms\":%" PRId64 ",\"completed_ms\":%" PRId64 ",\"window\":",
-        c->watermark_ms, c->completed_ms);
+    int rc = base_buf_printf(out, "{\"v\":1,\"watermark_ms\":%" PRId64 ",\"completed_ms\":%" PRId64,
+                             c->watermark_ms, c->completed_ms);
 
+    if (rc == 0 && c->since_mark[0] != '\0')
+        rc = base_buf_printf(out, ",\"parent_mark\":\"%s\"", c->since_mark);
+    if (rc == 0)
+        rc = base_buf_puts(out, ",\"window\":");
     if (rc < 0)
         return rc;
     if (!c->in_window)
@@ -30,6 +33,9 @@ int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
         rc = base_buf_printf(out, ",\"last_id\":%" PRId64, c->last_id);
     if (rc == 0 && c->have_done)
         rc = base_buf_printf(out, ",\"parent_done\":%" PRId64, c->done_through);
+    if (rc == 0 && c->mark[0] != '\0')
+        rc = base_buf_printf(out, ",\"mark\":\"%s\",\"parent_complete\":%s", c->mark,
+                             c->parent_complete > 0 ? "true" : "false");
     if (rc == 0 && c->page_token != NULL) {
         cJSON *item = cJSON_CreateStringReference(c->page_token);
         char *tok = item ? cJSON_PrintUnformatted(item) : NULL;
@@ -97,6 +103,7 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
     c->watermark_ms = -1;
     c->completed_ms = -1;
     c->in_window = false;
+    c->parent_complete = -1;
     if (json == NULL)
         return 0;
     root = cJSON_Parse(json);
@@ -109,6 +116,10 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
     it = cJSON_GetObjectItemCaseSensitive(root, "completed_ms");
     if (cJSON_IsNumber(it))
         c->completed_ms = (int64_t)it->valuedouble;
+    c->since_mark[0] = c->mark[0] = '\0';
+    it = cJSON_GetObjectItemCaseSensitive(root, "parent_mark");
+    if (cJSON_IsString(it))
+        snprintf(c->since_mark, sizeof(c->since_mark), "%s", it->valuestring);
     w = cJSON_GetObjectItemCaseSensitive(root, "window");
     if (cJSON_IsObject(w)) {
         c->in_window = true;
@@ -129,6 +140,12 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
         if (cJSON_IsNumber(it)) {
             c->have_done = true;
             c->done_through = (int64_t)it->valuedouble;
+        }
+        it = cJSON_GetObjectItemCaseSensitive(w, "mark");
+        if (cJSON_IsString(it)) {
+            snprintf(c->mark, sizeof(c->mark), "%s", it->valuestring);
+            it = cJSON_GetObjectItemCaseSensitive(w, "parent_complete");
+            c->parent_complete = cJSON_IsTrue(it) ? 1 : 0;
         }
         it = cJSON_GetObjectItemCaseSensitive(w, "page_token");
         if (cJSON_IsString(it) && (c->page_token = strdup(it->valuestring)) == NULL) {
@@ -211,5 +228,25 @@ void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
         if (c->watermark_ms >= 0)
             c->since_ms = c->watermark_ms - (int64_t)def->overlap_s * 1000;
         c->until_ms = wall - (int64_t)def->lag_s * 1000;
+    } else if (def->parent_job != NULL) {
+        cursor_open_pass(c);
     }
+}
+
+void cursor_open_pass(struct sched_cursor *c)
+{
+    c->in_window = true;
+    c->next_offset = 0;
+    c->have_done = false;
+    c->done_through = 0;
+    c->mark[0] = '\0';
+    c->parent_complete = -1;
+    cursor_plist_clear(c);
+}
+
+void cursor_plist_clear(struct sched_cursor *c)
+{
+    for (int i = 0; i < c->plist_n; i++)
+        free(c->plist[i].keep);
+    c->plist_n = 0;
 }

@@ -134,6 +134,10 @@ bool job_submit_op(struct sched_job *job, enum sched_op_kind kind)
     }
     op->kind = kind;
     op->job = job;
+    if (job->child) {
+        op->parent_complete = child_parent_complete(job);
+        op->parent_here = job->parent != NULL;
+    }
     op_submit(job->s, op);
     return true;
 }

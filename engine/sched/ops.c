@@ -43,6 +43,9 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
         sp.tenant = op->tenant;
         sp.day_wall = pg->sent_wall;
         sp.requests = pg->requests;
+        sp.sweep = op->sweep;
+        sp.sweep_parent = pg->parent_id;
+        sp.sweep_keep = op->sweep_keep;
         rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
     }
     if (rc < 0)
@@ -77,7 +80,7 @@ static void op_page_work(struct sched_op *op)
     }
     if (rc < 0) {
         c->epoch++;
-        c->plist_n = 0; /* child streams restart from the last complete parent */
+        cursor_plist_clear(c); /* child streams restart from the last complete parent */
         op->result = OPR_REFETCH;
         goto out;
     }
@@ -235,6 +238,7 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         job->res->pages++;
         job->res->rows += op->pres.inserted + op->pres.updated;
         job->res->skipped += op->pres.skipped;
+        job->res->deleted += op->pres.deleted;
         job->res->mismatches += op->mismatches;
         job->failures = 0;
         if (pg->page_token != NULL)

@@ -12,6 +12,26 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Does the checkpoint of def's parent job show a completed pass? */
+static int sched_parent_completed(struct sched *s, const struct jobs_job *def, bool *done,
+                                  struct base_err *err)
+{
+    struct sched_cursor pc = {0};
+    char *ckpt = NULL;
+    int rc;
+
+    *done = false;
+    rc = store_checkpoint_load(s->store, def->parent_job, &ckpt, err);
+    if (rc == 0 && ckpt != NULL) {
+        rc = cursor_load(&pc, ckpt, def, err);
+        if (rc == 0)
+            *done = pc.completed_ms >= 0;
+    }
+    free(ckpt);
+    free(pc.page_token);
+    return rc;
+}
+
 static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_result *res,
                             struct base_err *err)
 {
@@ -66,6 +86,9 @@ static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_
         job->epoch = job->cur.epoch;
         job->next_offset = job->cur.next_offset;
         if (job->child) {
+            rc = sched_parent_completed(s, def, &job->parent_completed, err);
+            if (rc < 0)
+                return rc;
             job->have_after = job->cur.have_done;
             job->after = job->cur.done_through;
             if (job->cur.have_done)
@@ -342,6 +365,7 @@ out_jobs:
     for (size_t i = 0; i < s->njobs; i++) {
         base_buf_free(&s->jobs[i].copy);
         free(s->jobs[i].cur.page_token);
+        cursor_plist_clear(&s->jobs[i].cur);
         free(s->jobs[i].cur.plist);
         free(s->jobs[i].pids);
         job_drop_pages(&s->jobs[i]);

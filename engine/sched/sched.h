@@ -55,6 +55,7 @@ struct sched_job_result {
     int64_t pages;    /* pages committed */
     int64_t rows;     /* rows written (inserted + updated) */
     int64_t skipped;  /* rows older than the table's, left alone */
+    int64_t deleted;  /* rows marked deleted: their parent no longer lists them */
     int64_t mismatches;
     int64_t nul_replaced;
     int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */

@@ -73,11 +73,22 @@ struct sched_cursor {
     int64_t done_through;
     struct sched_parent *plist;
     int plist_n, plist_cap;
+    /* child streams: a pass reads the parents whose rows were written (synced_at) after
+     * since_mark ("": every parent); mark is the latest synced_at of the parent's table when
+     * the pass's fan-out began ("": not begun), the next pass's since_mark. parent_complete:
+     * had the parent job completed a pass then (so its table held every parent)? -1: not
+     * begun. Marks are timestamptz text, exact to the microsecond. */
+    char since_mark[48];
+    char mark[48];
+    int parent_complete;
 };
 
+/* A parent whose list a child stream has begun to read. */
 struct sched_parent {
     int64_t id;
     bool complete;
+    char *keep; /* ids its earlier pages listed, a text[] literal ("{"1","2"}"), or NULL */
+    size_t keep_len;
 };
 
 #define SCHED_PARENT_BATCH 1000
@@ -132,6 +143,7 @@ struct sched_job {
     bool fetching_parents;
     bool closing_window;      /* OP_CLOSE queued */
     struct sched_job *parent; /* the parent's job when it runs in this run too */
+    bool parent_completed;    /* else: its checkpoint shows a completed pass */
     struct base_buf copy;     /* worker-owned COPY buffer */
     struct sched_job_result *res;
 };
@@ -184,9 +196,17 @@ struct sched_op {
     struct sched_job *job;
     int64_t *pids;
     int pn;
-    /* OP_PAGE of a child stream: the parent needs another page at more_offset */
+    /* OP_PAGE of a child stream: the parent needs another page at more_offset; or its list
+     * ended with this page, and its rows no page listed are marked deleted (sweep; the
+     * earlier pages' ids in sweep_keep, borrowed from the worker) */
     bool more;
     int64_t more_offset;
+    bool sweep;
+    const char *sweep_keep;
+    /* OP_PARENTS, OP_CLOSE: has the parent job completed a pass, and does it run in this
+     * run (read on the loop)? */
+    bool parent_complete;
+    bool parent_here;
     int rc;
     struct base_err err;
 };
@@ -336,6 +356,10 @@ void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def,
  * (c then has none); everything else has moved all the same.
  */
 int cursor_advance(struct sched_cursor *c, const struct sched_cursor *next);
+/* Opens a child stream's pass over the parents written after c->since_mark. */
+void cursor_open_pass(struct sched_cursor *c);
+/* Forgets the begun parents and frees what they kept (their pages will be fetched again). */
+void cursor_plist_clear(struct sched_cursor *c);
 
 /* ---- child.c: child streams ------------------------------------------------------------ */
 
@@ -344,11 +368,13 @@ void op_child_page_work(struct sched_op *op, struct keap_page *page);
 /* OP_PARENTS: the next batch of parent ids. */
 void op_parents_work(struct sched_op *op);
 void op_parents_done(struct sched *s, struct sched_op *op);
-/* OP_CLOSE: saves the checkpoint of the closed window. */
+/* OP_CLOSE: the pass's last parent is done: close it, open the next, or leave it open. */
 void op_close_work(struct sched_op *op);
 void op_close_done(struct sched *s, struct sched_op *op);
 /* Queues OP_PARENTS unless a batch is being read or there are no more. */
 void job_fetch_parents(struct sched_job *job);
+/* Has the parent job completed a pass, so that its table holds every parent? (loop) */
+bool child_parent_complete(const struct sched_job *job);
 /* Links each child stream to its parent's job when both run now. */
 void sched_link_parents(struct sched *s);
 

@@ -94,7 +94,8 @@ int store_check_table(const struct store_table *t, struct base_err *err)
         rc = check_ident(c, "column", err);
         if (rc < 0)
             return rc;
-        if (strcmp(c, "id") == 0 || strcmp(c, "data") == 0 || strcmp(c, "synced_at") == 0)
+        if (strcmp(c, "id") == 0 || strcmp(c, "data") == 0 || strcmp(c, "synced_at") == 0 ||
+            strcmp(c, "deleted_at") == 0)
             return base_err_set(err, BASE_EINVAL,
                                 "column \"%s\" of table \"%s\" is reserved by keapsync", c,
                                 t->table);
@@ -113,7 +114,7 @@ int store_check_table(const struct store_table *t, struct base_err *err)
         if (rc < 0)
             return rc;
         if (strcmp(t->parent_col, "id") == 0 || strcmp(t->parent_col, "data") == 0 ||
-            strcmp(t->parent_col, "synced_at") == 0)
+            strcmp(t->parent_col, "synced_at") == 0 || strcmp(t->parent_col, "deleted_at") == 0)
             return base_err_set(err, BASE_EINVAL, "parent column \"%s\" is reserved by keapsync",
                                 t->parent_col);
         for (size_t i = 0; i < m->ncols; i++)
@@ -241,7 +242,8 @@ static int build_create(struct sql *q, const struct store_table *t)
         sql_puts(q, " ");
         sql_puts(q, map_type_sql(m->cols[i].type));
     }
-    sql_puts(q, ", data jsonb NOT NULL, synced_at timestamptz NOT NULL DEFAULT now()");
+    sql_puts(q, ", data jsonb NOT NULL, synced_at timestamptz NOT NULL DEFAULT now(), "
+                "deleted_at timestamptz");
     if (t->parent_col != NULL) {
         sql_puts(q, ", PRIMARY KEY (");
         sql_key(q, t);
@@ -267,8 +269,12 @@ static int build_alter(struct sql *q, const struct store_table *t, const PGresul
     const struct map_spec *m = t->map;
     int n = 0;
 
-    for (size_t i = 0; i < m->ncols; i++) {
-        if (result_has(existing, m->cols[i].name))
+    for (size_t i = 0; i <= m->ncols; i++) {
+        /* the typed columns, then deleted_at (tables made before it existed lack it) */
+        const char *name = i < m->ncols ? m->cols[i].name : "deleted_at";
+        const char *type = i < m->ncols ? map_type_sql(m->cols[i].type) : "timestamptz";
+
+        if (result_has(existing, name))
             continue;
         if (n++ == 0) {
             sql_puts(q, "ALTER TABLE ");
@@ -277,9 +283,9 @@ static int build_alter(struct sql *q, const struct store_table *t, const PGresul
             sql_puts(q, ",");
         }
         sql_puts(q, " ADD COLUMN IF NOT EXISTS ");
-        sql_ident(q, m->cols[i].name);
+        sql_ident(q, name);
         sql_puts(q, " ");
-        sql_puts(q, map_type_sql(m->cols[i].type));
+        sql_puts(q, type);
     }
     return q->rc;
 }
@@ -352,7 +358,8 @@ static int build_upsert(struct sql *q, const struct store_table *t, const char *
         sql_ident(q, m->cols[i].name);
         sql_puts(q, ", ");
     }
-    sql_puts(q, "data = EXCLUDED.data, synced_at = EXCLUDED.synced_at");
+    /* A record listed again is not deleted (any more). */
+    sql_puts(q, "data = EXCLUDED.data, synced_at = EXCLUDED.synced_at, deleted_at = NULL");
     if (t->updated_col != NULL) {
         sql_puts(q, " WHERE cur.");
         sql_ident(q, t->updated_col);
@@ -574,12 +581,55 @@ static int copy_rows(struct store *s, const struct store_tcache *tc, const struc
     return rc;
 }
 
+/*
+ * A child table's parent was listed in full by this page (and the earlier pages whose ids
+ * are in page->sweep_keep): its rows that none of them listed are marked deleted.
+ */
+static int sweep_parent(struct store *s, const struct store_tcache *tc, const struct store_page *p,
+                        int64_t *deleted, struct base_err *err, const char *what)
+{
+    const struct store_table *t = p->table;
+    char parent[32], stage[32];
+    const char *params[2];
+    struct sql q;
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(parent, sizeof(parent), "%" PRId64, p->sweep_parent);
+    snprintf(stage, sizeof(stage), "ks_stage_%d", tc->seq);
+    sql_init(&q, s);
+    sql_puts(&q, "UPDATE ");
+    sql_target(&q, t->table);
+    sql_puts(&q, " AS cur SET deleted_at = now() WHERE cur.");
+    sql_ident(&q, t->parent_col);
+    sql_puts(&q, " = $1::bigint AND cur.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM pg_temp.");
+    sql_puts(&q, stage);
+    sql_puts(&q, " st WHERE st.");
+    sql_ident(&q, t->parent_col);
+    sql_puts(&q, " = cur.");
+    sql_ident(&q, t->parent_col);
+    sql_puts(&q, " AND st.id = cur.id) AND NOT (cur.id::text = ANY (COALESCE($2::text[], '{}')))");
+    if (q.rc != BASE_OK) {
+        rc = sql_fail(&q, err, what);
+        goto out;
+    }
+    params[0] = parent;
+    params[1] = p->sweep_keep;
+    rc = store_query(s, &res, PGRES_COMMAND_OK, q.b.data, 2, params, err, "%s", what);
+    if (rc == 0 && base_parse_int64(PQcmdTuples(res), deleted) < 0)
+        rc = base_err_set(err, BASE_EDB, "%s: unexpected UPDATE result", what);
+out:
+    PQclear(res);
+    base_buf_free(&q.b);
+    return rc;
+}
+
 int store_commit_page(struct store *s, const struct store_page *page, struct store_page_result *res,
                       struct base_err *err)
 {
     const struct store_table *t;
     struct store_tcache *tc;
-    struct store_page_result r = {0, 0, 0};
+    struct store_page_result r = {0, 0, 0, 0};
     PGresult *pr = NULL;
     char what[160], day[16] = "";
     int64_t copied = 0;
@@ -590,7 +640,8 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
     t = page->table;
     snprintf(what, sizeof(what), "could not commit page of \"%s\"", t->table);
     if (page->nrows < 0 || (page->rows_len > 0 && page->rows == NULL) ||
-        (page->checkpoint != NULL && page->job == NULL) || page->requests < 0)
+        (page->checkpoint != NULL && page->job == NULL) || page->requests < 0 ||
+        (page->sweep && t->parent_col == NULL))
         return base_err_set(err, BASE_EINVAL, "%s: invalid page", what);
     if (page->tenant != NULL) {
         rc = store_day(page->day_wall, day, sizeof(day), err);
@@ -635,6 +686,11 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
         }
         r.skipped = copied - r.inserted - r.updated;
     }
+    if (page->sweep) {
+        rc = sweep_parent(s, tc, page, &r.deleted, err, what);
+        if (rc < 0)
+            goto out;
+    }
     if (page->checkpoint != NULL) {
         const char *params[2] = {page->job, page->checkpoint};
 
@@ -659,8 +715,8 @@ out:
     return rc;
 }
 
-int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after, int max,
-                     int64_t *ids, int *n, struct base_err *err)
+int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after,
+                     const char *since_mark, int max, int64_t *ids, int *n, struct base_err *err)
 {
     char after_s[32], max_s[32];
     const char *params[3];
@@ -690,7 +746,8 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
     base_buf_reset(&q.b);
     sql_puts(&q, "SELECT id FROM ");
     sql_target(&q, table);
-    sql_puts(&q, " WHERE $1::bigint IS NULL OR id > $1::bigint ORDER BY id LIMIT $2::int");
+    sql_puts(&q, " WHERE ($1::bigint IS NULL OR id > $1::bigint) AND ($3::timestamptz IS NULL "
+                 "OR synced_at > $3::timestamptz) ORDER BY id LIMIT $2::int");
     if (q.rc != BASE_OK) {
         rc = sql_fail(&q, err, "could not read parent ids");
         goto out;
@@ -699,7 +756,8 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
     snprintf(max_s, sizeof(max_s), "%d", max);
     params[0] = have_after ? after_s : NULL;
     params[1] = max_s;
-    rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 2, params, err,
+    params[2] = since_mark;
+    rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 3, params, err,
                      "could not read parent ids from \"%s\"", table);
     if (rc < 0)
         goto out;
@@ -711,6 +769,57 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
         }
         *n = i + 1;
     }
+out:
+    PQclear(res);
+    base_buf_free(&q.b);
+    return rc;
+}
+
+int store_parent_mark(struct store *s, const char *table, int early_s, char *mark, size_t n,
+                      struct base_err *err)
+{
+    char early[16];
+    const char *params[2];
+    struct sql q;
+    PGresult *res = NULL;
+    int rc;
+
+    sql_init(&q, s);
+    sql_target(&q, table);
+    if (q.rc != BASE_OK) {
+        rc = sql_fail(&q, err, "could not read the parents' mark");
+        goto out;
+    }
+    /* No table yet, or no rows: every row to come is after the mark. */
+    snprintf(early, sizeof(early), "%d", early_s);
+    params[0] = q.b.data;
+    params[1] = early;
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT CASE WHEN to_regclass($1) IS NULL THEN '-infinity'::timestamptz END",
+                     1, params, err, "could not read the parents' mark of \"%s\"", table);
+    if (rc < 0)
+        goto out;
+    if (PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        res = NULL;
+        base_buf_reset(&q.b);
+        sql_puts(&q, "SELECT COALESCE(max(synced_at) - make_interval(secs => $1::int), "
+                     "'-infinity')::text FROM ");
+        sql_target(&q, table);
+        if (q.rc != BASE_OK) {
+            rc = sql_fail(&q, err, "could not read the parents' mark");
+            goto out;
+        }
+        rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 1, params + 1, err,
+                         "could not read the parents' mark of \"%s\"", table);
+        if (rc < 0)
+            goto out;
+    }
+    if (base_snprintf(mark, n, "%s", PQgetisnull(res, 0, 0) ? "-infinity" : PQgetvalue(res, 0, 0)) <
+            0 ||
+        strpbrk(mark, "\"\\") != NULL)
+        rc = base_err_set(err, BASE_EDB,
+                          "could not read the parents' mark of \"%s\": unexpected value", table);
 out:
     PQclear(res);
     base_buf_free(&q.b);

@@ -7,7 +7,8 @@
  *   migration   a versioned file sql/NNNN_name.sql, compiled into the binary; applied in
  *               order, each in its own transaction, recorded in keapsync.migrations.
  *   target      a job's table keap.<table>: id primary key, typed columns, data jsonb (the
- *               record as received), synced_at.
+ *               record as received), synced_at, deleted_at (set when Keap stopped listing the
+ *               record; never a DELETE).
  *   page        a batch of rows in COPY text format (from map) committed in one
  *               transaction with the job's checkpoint and the ledger's spend.
  *   checkpoint  an opaque JSON text per job; store never reads it.
@@ -114,10 +115,18 @@ int store_evolve_sql_value(const struct map_column *col, struct base_buf *out,
 
 /*
  * Up to max ids of keap.<table>, ascending, greater than after (all when !have_after), into
- * ids[0..*n). A table that does not exist yet has no ids.
+ * ids[0..*n); with since_mark (a timestamptz text from store_parent_mark), only the rows
+ * written (synced_at) after it. A table that does not exist yet has no ids.
  */
-int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after, int max,
-                     int64_t *ids, int *n, struct base_err *err);
+int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after,
+                     const char *since_mark, int max, int64_t *ids, int *n, struct base_err *err);
+/*
+ * The latest synced_at of keap.<table>, early_s seconds earlier, as timestamptz text into
+ * mark[0..n) ("-infinity" for a missing or empty table): the rows written after it are the
+ * ones a later store_parent_ids with this mark reads.
+ */
+int store_parent_mark(struct store *s, const char *table, int early_s, char *mark, size_t n,
+                      struct base_err *err);
 
 /* The job's checkpoint JSON text (malloc'd, caller frees), or NULL when there is none. */
 int store_checkpoint_load(struct store *s, const char *job, char **json, struct base_err *err);
@@ -136,12 +145,19 @@ struct store_page {
     const char *tenant;     /* ledger row to charge, or NULL */
     int64_t day_wall;       /* any wall ms within the UTC day to charge */
     int64_t requests;       /* requests this page cost (spent in the ledger) */
+    /* Child tables: this page ends the list of parent sweep_parent. Its rows that neither
+     * this page nor sweep_keep (a text[] literal of the ids its earlier pages listed, or
+     * NULL) holds get deleted_at: the parent no longer lists them. */
+    bool sweep;
+    int64_t sweep_parent;
+    const char *sweep_keep;
 };
 
 struct store_page_result {
     int64_t inserted; /* new ids */
     int64_t updated;  /* existing ids overwritten (not older) */
     int64_t skipped;  /* rows older than what the table holds, left alone */
+    int64_t deleted;  /* rows marked deleted by the page's sweep */
 };
 
 /*

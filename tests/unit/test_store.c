@@ -444,7 +444,7 @@ static void test_ensure_table(void **state)
     assert_col_type("contacts", "data", MAP_JSONB);
     assert_int_equal(q_int("SELECT count(*) FROM pg_attribute WHERE attrelid = "
                            "'keap.contacts'::regclass AND attnum > 0 AND NOT attisdropped"),
-                     (int64_t)spec_v1.ncols + 3);
+                     (int64_t)spec_v1.ncols + 4); /* id, data, synced_at, deleted_at */
     /* The primary key and the newer-wins index. */
     assert_int_equal(q_int("SELECT count(*) FROM pg_index WHERE indrelid = "
                            "'keap.contacts'::regclass AND indisprimary"),
@@ -504,7 +504,7 @@ static void test_ensure_table(void **state)
 static void test_commit_rows(void **state)
 {
     struct store *s = open_store();
-    struct store_page_result r = {-1, -1, -1};
+    struct store_page_result r = {-1, -1, -1, -1};
     struct store_ledger_row lr;
     struct base_buf rows;
     struct base_err err;
@@ -573,7 +573,7 @@ static void test_child_table(void **state)
 {
     const struct store_table tags = {"contact_tags", &spec_v1, "updated", "contact_id"};
     struct store *s = open_store();
-    struct store_page_result r = {-1, -1, -1};
+    struct store_page_result r = {-1, -1, -1, -1};
     struct base_buf rows;
     int64_t ids[4];
     int n = -1;
@@ -605,19 +605,120 @@ static void test_child_table(void **state)
                      1);
 
     /* Parent ids are read in order, after a given one, in batches; none before the table is. */
-    assert_int_equal(store_parent_ids(s, "contacts", false, 0, 4, ids, &n, &err), 0);
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, NULL, 4, ids, &n, &err), 0);
     assert_int_equal(n, 0);
     ensure_ok(s, &contacts);
     q_run("INSERT INTO keap.contacts (id, data) SELECT g, '{}' FROM generate_series(1, 9) g");
-    assert_int_equal(store_parent_ids(s, "contacts", false, 0, 4, ids, &n, &err), 0);
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, NULL, 4, ids, &n, &err), 0);
     assert_int_equal(n, 4);
     assert_int_equal(ids[0], 1);
     assert_int_equal(ids[3], 4);
-    assert_int_equal(store_parent_ids(s, "contacts", true, 7, 4, ids, &n, &err), 0);
+    assert_int_equal(store_parent_ids(s, "contacts", true, 7, NULL, 4, ids, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_int_equal(ids[0], 8);
     assert_int_equal(ids[1], 9);
     base_buf_free(&rows);
+    store_close(s);
+}
+
+/* A child page that ends its parent's list marks the parent's rows it did not list deleted,
+ * keeping those earlier pages listed; a row listed again is live again. */
+static void test_child_sweep(void **state)
+{
+    const struct store_table tags = {"contact_tags", &spec_v1, NULL, "contact_id"};
+    struct store *s = open_store();
+    struct store_page_result r = {-1, -1, -1, -1};
+    struct store_page p;
+    struct base_buf rows;
+    struct base_err err;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contact_tags");
+    ensure_ok(s, &tags);
+    base_buf_init(&rows, 1 << 16);
+    /* parent 7 lists 1, 2, 3; parent 8 lists 1 */
+    assert_int_equal(base_buf_puts(&rows, "7\t1\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"
+                                          "7\t2\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"
+                                          "7\t3\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"
+                                          "8\t1\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"),
+                     0);
+    commit_ok(s, &tags, &rows, 4, NULL, &r);
+    /* Parent 7 again over two pages: 3 on the first (kept), 4 on the last; 1 and 2 are gone. */
+    base_buf_reset(&rows);
+    assert_int_equal(base_buf_puts(&rows, "7\t4\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"), 0);
+    memset(&p, 0, sizeof(p));
+    p.table = &tags;
+    p.rows = rows.data;
+    p.rows_len = rows.len;
+    p.nrows = 1;
+    p.sweep = true;
+    p.sweep_parent = 7;
+    p.sweep_keep = "{\"3\"}";
+    assert_int_equal(store_commit_page(s, &p, &r, &err), 0);
+    assert_int_equal(r.deleted, 2);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE deleted_at IS NOT NULL"),
+                     2);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE contact_id = 7 AND "
+                           "deleted_at IS NOT NULL AND id IN (1, 2)"),
+                     2);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE contact_id = 8 AND "
+                           "deleted_at IS NULL"),
+                     1);
+    /* An empty last page (and no earlier ones) of parent 8: its one row is gone. */
+    p.rows = "";
+    p.rows_len = 0;
+    p.nrows = 0;
+    p.sweep_parent = 8;
+    p.sweep_keep = NULL;
+    assert_int_equal(store_commit_page(s, &p, &r, &err), 0);
+    assert_int_equal(r.deleted, 1);
+    /* Listed again: live again. */
+    base_buf_reset(&rows);
+    assert_int_equal(base_buf_puts(&rows, "7\t1\ta@x\tA\t2024-01-01T00:00:00Z\t{}\n"), 0);
+    commit_ok(s, &tags, &rows, 1, NULL, &r);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contact_tags WHERE deleted_at IS NOT NULL"),
+                     2);
+    /* A table that is not a child table cannot be swept. */
+    p.table = &notes;
+    assert_int_equal(store_commit_page(s, &p, &r, &err), BASE_EINVAL);
+    base_buf_free(&rows);
+    store_close(s);
+}
+
+/* Marks: the latest write of a parent table; ids written after a mark are read after it. */
+static void test_parent_marks(void **state)
+{
+    struct store *s = open_store();
+    struct base_err err;
+    char mark[48], early[48];
+    int64_t ids[8];
+    int n = -1;
+
+    (void)state;
+    migrate(s);
+    q_run("DROP TABLE IF EXISTS keap.contacts");
+    assert_int_equal(store_parent_mark(s, "contacts", 0, mark, sizeof(mark), &err), 0);
+    assert_string_equal(mark, "-infinity");
+    ensure_ok(s, &contacts);
+    assert_int_equal(store_parent_mark(s, "contacts", 0, mark, sizeof(mark), &err), 0);
+    assert_string_equal(mark, "-infinity");
+    q_run("INSERT INTO keap.contacts (id, data, synced_at) SELECT g, '{}', "
+          "'2024-01-01 00:00:00.000001+00'::timestamptz + g * interval '1 second' "
+          "FROM generate_series(1, 5) g");
+    assert_int_equal(store_parent_mark(s, "contacts", 0, mark, sizeof(mark), &err), 0);
+    assert_int_equal(store_parent_mark(s, "contacts", 2, early, sizeof(early), &err), 0);
+    /* Nothing after the exact mark, to the microsecond; ids 4 and 5 after the early one. */
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, mark, 8, ids, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, early, 8, ids, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], 4);
+    assert_int_equal(ids[1], 5);
+    q_run("UPDATE keap.contacts SET synced_at = now() WHERE id = 2");
+    assert_int_equal(store_parent_ids(s, "contacts", false, 0, mark, 8, ids, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 2);
     store_close(s);
 }
 
@@ -749,7 +850,7 @@ static void test_duplicates_in_page(void **state)
 static void test_page_is_atomic(void **state)
 {
     struct store *s = open_store();
-    struct store_page_result r = {-7, -7, -7};
+    struct store_page_result r = {-7, -7, -7, -7};
     struct store_ledger_row before, after;
     struct base_buf rows;
     struct base_err err;
@@ -1769,6 +1870,8 @@ int main(void)
         cmocka_unit_test(test_ensure_table),
         cmocka_unit_test(test_commit_rows),
         cmocka_unit_test(test_child_table),
+        cmocka_unit_test(test_child_sweep),
+        cmocka_unit_test(test_parent_marks),
         cmocka_unit_test(test_newer_wins),
         cmocka_unit_test(test_duplicates_in_page),
         cmocka_unit_test(test_page_is_atomic),
