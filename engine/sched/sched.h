@@ -23,7 +23,9 @@
  *             stopping (sched_stop, and sched_nomem when memory runs out)
  *   job.c     one job: its page pipeline (request, response, hand-off) and its state
  *   cursor.c  a job's cursor: windows, the v1 drift check, the checkpoint's JSON text
- *   child.c   child streams: batches of parent ids, fan-out, closing the window
+ *   child.c   child streams: passes over the parents written since the last pass (marks),
+ *             batches of parent ids, fan-out, marking what a parent no longer lists,
+ *             closing a pass only over a complete parent
  *   ops.c     the database worker: the operation queue and each operation's work and done
  *   result.c  the run's result: how it ended, what each job did
  * The quota planner (which jobs get how much of the day's budget) will be a file of its own
