@@ -273,6 +273,22 @@ static void response_cb(struct http_response *resp, void *data)
         page_free(pg);
         goto pump;
     }
+    if (job->child && resp->status == 404) {
+        /* The parent is gone from Keap (deleted since its row was read): its list is empty,
+         * and its rows are marked deleted like any the parent no longer lists. */
+        base_log_info("job \"%s\": parent %" PRId64 " is gone from Keap (HTTP 404); its rows "
+                      "are marked deleted",
+                      job->def->name, pg->parent_id);
+        base_buf_reset(&pg->body);
+        if (base_buf_printf(&pg->body, "{\"%s\":[]}", job->def->array_key) < 0) {
+            sched_nomem(s, "reading a parent that is gone");
+            goto pump;
+        }
+        pg->gone = true;
+        page_set_state(pg, PAGE_ARRIVED, "gone");
+        job_handoff(s, job);
+        goto pump;
+    }
     switch (v.outcome) {
     case KEAP_OUTCOME_OK:
         pg->body = resp->body;
