@@ -52,6 +52,7 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
             sp.seen_close = op->seen_close;
             sp.seen_since = job->cur.mark;
         }
+        sp.gone_ids = op->gone_ids;
         rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
     }
     if (rc < 0)
@@ -114,7 +115,7 @@ static void op_page_work(struct sched_op *op)
         struct base_buf ids;
 
         base_buf_init(&ids, SCHED_MAX_COPY);
-        rc = cursor_ids_literal(def, page.records, &ids);
+        rc = cursor_ids_literal(def, page.records, NULL, &ids);
         if (rc < 0) {
             base_buf_free(&ids);
             base_err_set(&op->err, rc, "could not list the ids of a page of \"%s\": %s", def->name,
@@ -124,10 +125,24 @@ static void op_page_work(struct sched_op *op)
         }
         op->seen_ids = ids.data; /* the buffer's memory is the op's now */
     }
+    if (job->sync) {
+        struct base_buf ids;
+
+        base_buf_init(&ids, SCHED_MAX_COPY);
+        rc = cursor_ids_literal(def, page.records, "DELETED", &ids);
+        if (rc < 0) {
+            base_buf_free(&ids);
+            base_err_set(&op->err, rc, "could not list the ids of a page of \"%s\": %s", def->name,
+                         base_strerror(rc));
+            op->result = OPR_DB_ERROR;
+            goto out;
+        }
+        op->gone_ids = ids.data;
+    }
     rec = page.records->child;
     for (int i = 0; i < first && rec != NULL; i++)
         rec = rec->next;
-    /* A delete sweep stores no rows, only the ids it saw. */
+    /* A delete sweep stores no rows, only the ids it saw (or were reported deleted). */
     if (job->kind == SCHED_KIND_SWEEP)
         first = n;
     for (int i = first; i < n && rec != NULL; i++, rec = rec->next) {
@@ -157,9 +172,15 @@ static void op_page_work(struct sched_op *op)
     cursor_after_page(c, def, job->overlap, pg->offset, page.records, n, page.next_page_token,
                       pg->sent_wall, &next);
     op->seen_close = next.done;
+    if (job->sync)
+        cursor_sync_after_page(page.root, &next);
     rc = op_commit_rows(op, &next, n - first);
     if (rc < 0)
         goto out;
+    if (job->sync) {
+        memcpy(c->mark, next.mark, sizeof(c->mark));
+        memcpy(c->since_mark, next.since_mark, sizeof(c->since_mark));
+    }
     if (cursor_advance(c, &next) < 0)
         base_err_set(&op->err, BASE_ENOMEM, "out of memory"); /* committed all the same */
     op->result = OPR_COMMITTED;
@@ -229,6 +250,7 @@ static void op_heartbeat_work(struct sched_op *op)
 static void op_free(struct sched_op *op)
 {
     free(op->seen_ids);
+    free(op->gone_ids);
     free(op->pids);
     free(op->renew);
     free(op->tenant);

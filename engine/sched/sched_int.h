@@ -170,6 +170,7 @@ struct sched_job {
      * with xquery its own query array), and the job it was derived from */
     enum sched_kind kind;
     bool sweeping; /* pages record their ids; the window's last page marks the rest */
+    bool sync;     /* a sweep through /v1/products/sync: marks what it reports DELETED */
     struct jobs_job xdef;
     struct keap_param *xquery;
     const struct jobs_job *origin;
@@ -232,9 +233,11 @@ struct sched_op {
     int64_t more_offset;
     bool sweep;
     const char *sweep_keep;
-    /* OP_PAGE of a sweeping job: the page's ids (a text[] literal), and is it the last? */
+    /* OP_PAGE of a sweeping job: the page's ids (a text[] literal), and is it the last?
+     * Of a products sync: the ids it reports DELETED */
     char *seen_ids;
     bool seen_close;
+    char *gone_ids;
     /* OP_PARENTS, OP_CLOSE: has the parent job completed a pass, and does it run in this
      * run (read on the loop)? */
     bool parent_complete;
@@ -432,8 +435,20 @@ int64_t cursor_backfill_until(int64_t since, int64_t to, int64_t prev_span_ms,
                               int64_t prev_requests, int64_t remaining);
 /* Opens the backfill window [since, until) at its start (bumps the epoch). */
 void cursor_backfill_open(struct sched_cursor *c, int64_t since, int64_t until);
-/* Appends the ids of records (a JSON array) to out as a text[] literal ("{"1","2"}"). */
-int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, struct base_buf *out);
+/*
+ * Appends the ids of records (a JSON array) to out as a text[] literal ("{"1","2"}"). With
+ * status (a products sync), only the records whose "status" is status count, and the id is
+ * their "product"'s.
+ */
+int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, const char *status,
+                       struct base_buf *out);
+/*
+ * A products sync's page is committed: *next (from cursor_after_page) takes the response's
+ * sync_token (root, the page's JSON) when the pass has none yet (mark), and a pass that
+ * ends makes it the token of the next one (since_mark). A sync's cursor keeps its tokens
+ * there: since_mark the token the pass reads with, mark the one the next pass will.
+ */
+void cursor_sync_after_page(const cJSON *root, struct sched_cursor *next);
 /*
  * Adds to s->jobs (room for them was allocated) the sweeps that are due and the backfills
  * not yet done of the jobs of set, each set up as sched_setup_jobs sets up a job; main[i] is
@@ -451,6 +466,8 @@ int sched_begin_sweep(struct sched *s, struct sched_job *job, bool was_in_window
 void job_backfill_next(struct sched_job *job);
 /* Backfills, at set-up: opens the first window of this run from the watermark (or from). */
 void job_backfill_first(struct sched_job *job, int64_t from);
+/* Is def the products job that /v1/products/sync can tell deletions for ("<job>#sync")? */
+bool sched_products_sync(const struct jobs_job *def);
 /* Frees what a job's derived definition owns. */
 void sched_extra_free(struct sched_job *job);
 

@@ -9,6 +9,8 @@
  *             the rows it did not see, in that page's transaction (store_sweep_apply). A job
  *             that reads everything each pass sweeps with its own full pass, at no extra
  *             request (sched_begin_sweep).
+ *   sync      "<job>#sync": the products job's /v1/products/sync, every run: the products it
+ *             reports DELETED since its last pass's token are marked (store_page.gone_ids).
  *   backfill  "<job>#backfill<id>": the job's changes over a recorded range (keapsync
  *             backfill), read in windows on the job's changed-since filter, each sized to
  *             what today's budget still allows (cursor_backfill_until). Its watermark is how
@@ -27,6 +29,10 @@
 
 /* v2 fields= of a sweep: the id is all it needs. */
 static char sweep_fields[] = "id";
+/* A products sync's list, its array and its token parameter. */
+static char sync_endpoint[] = "/v1/products/sync";
+static char sync_key[] = "product_statuses";
+static char sync_param[] = "sync_token";
 
 bool cursor_sweep_due(const struct sched_cursor *sweep, int64_t main_watermark, int sweep_days,
                       int64_t now_ms)
@@ -78,16 +84,25 @@ void cursor_backfill_open(struct sched_cursor *c, int64_t since, int64_t until)
     c->epoch++;
 }
 
-int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, struct base_buf *out)
+int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, const char *status,
+                       struct base_buf *out)
 {
     bool first = true;
     int rc = base_buf_puts(out, "{");
 
     for (const cJSON *rec = records ? records->child : NULL; rc == 0 && rec != NULL;
          rec = rec->next) {
+        const cJSON *r = rec;
         char id[128];
 
-        if (map_record_id(&def->map, rec, id, sizeof(id)) != 0)
+        if (status != NULL) {
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
+
+            if (!cJSON_IsString(st) || strcmp(st->valuestring, status) != 0)
+                continue;
+            r = cJSON_GetObjectItemCaseSensitive(rec, "product");
+        }
+        if (r == NULL || map_record_id(&def->map, r, id, sizeof(id)) != 0)
             continue; /* such a record is skipped, not stored */
         rc = base_buf_puts(out, first ? "\"" : ",\"");
         for (const char *p = id; rc == 0 && *p; p++)
@@ -99,6 +114,20 @@ int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, struct 
     if (rc == 0)
         rc = base_buf_puts(out, "}");
     return rc;
+}
+
+void cursor_sync_after_page(const cJSON *root, struct sched_cursor *next)
+{
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "sync_token");
+
+    /* The first page's token: what changes while the pass is read is reported again. */
+    if (next->mark[0] == '\0' && cJSON_IsString(tok) &&
+        strlen(tok->valuestring) < sizeof(next->mark) && strpbrk(tok->valuestring, "\"\\") == NULL)
+        snprintf(next->mark, sizeof(next->mark), "%s", tok->valuestring);
+    if (next->done && next->mark[0] != '\0') {
+        memcpy(next->since_mark, next->mark, sizeof(next->since_mark));
+        next->mark[0] = '\0';
+    }
 }
 
 void sched_extra_free(struct sched_job *job)
@@ -140,6 +169,13 @@ static int derive_def(struct sched_job *job, const struct jobs_job *orig, const 
             }
             d->query = job->xquery;
         }
+    }
+    if (kind == SCHED_KIND_SWEEP && job->sync) {
+        d->endpoint = sync_endpoint; /* never freed: the def is a copy */
+        d->array_key = sync_key;
+        d->order = NULL;
+        d->query = NULL;
+        d->nquery = 0;
     }
     job->def = d;
     return 0;
@@ -194,7 +230,7 @@ int sched_begin_sweep(struct sched *s, struct sched_job *job, bool was_in_window
                       struct base_err *err)
 {
     const struct jobs_job *def = job->def;
-    bool sweeps = job->kind == SCHED_KIND_SWEEP ||
+    bool sweeps = (job->kind == SCHED_KIND_SWEEP && !job->sync) ||
                   (job->kind == SCHED_KIND_MAIN && !def->incremental && def->parent_job == NULL);
     int rc;
 
@@ -230,6 +266,11 @@ static int extras_of(struct sched *s, const struct jobs_set *set, struct store_b
     return store_backfill_list(s->store, bf, nbf, err);
 }
 
+bool sched_products_sync(const struct jobs_job *def)
+{
+    return def->api == KEAP_API_V1 && strcmp(def->endpoint, "/v1/products") == 0;
+}
+
 int sched_count_extras(struct sched *s, const struct jobs_set *set, size_t *n, struct base_err *err)
 {
     struct store_backfill *bf = NULL;
@@ -238,7 +279,7 @@ int sched_count_extras(struct sched *s, const struct jobs_set *set, size_t *n, s
 
     *n = nbf;
     for (size_t i = 0; rc == 0 && i < set->n; i++)
-        if (set->jobs[i].sweep_days > 0)
+        if (set->jobs[i].sweep_days > 0 || sched_products_sync(&set->jobs[i]))
             (*n)++;
     free(bf);
     return rc;
@@ -246,8 +287,8 @@ int sched_count_extras(struct sched *s, const struct jobs_set *set, size_t *n, s
 
 /* Sets up job (derived from orig as name, of kind) as a job of the run. */
 static int add_extra(struct sched *s, const struct jobs_job *orig, const char *name,
-                     enum sched_kind kind, int64_t from, int64_t to, struct sched_result *res,
-                     struct base_err *err)
+                     enum sched_kind kind, bool sync, int64_t from, int64_t to,
+                     struct sched_result *res, struct base_err *err)
 {
     struct sched_job *job = &s->jobs[s->njobs];
     int rc;
@@ -255,12 +296,23 @@ static int add_extra(struct sched *s, const struct jobs_job *orig, const char *n
     memset(job, 0, sizeof(*job));
     job->res = &res->jobs[res->njobs];
     job->bf_to = to;
+    job->sync = sync;
     rc = derive_def(job, orig, name, kind);
     s->njobs++; /* from here on teardown frees it */
     res->njobs++;
     if (rc < 0)
         return base_err_set(err, rc, "out of memory");
     rc = sched_setup_job(s, job, job->def, from, err);
+    if (rc == 0 && sync && job->cur.since_mark[0] != '\0') {
+        /* Changes since the last pass's token; without one, Keap lists every product. */
+        job->xquery = calloc(1, sizeof(*job->xquery));
+        if (job->xquery == NULL)
+            return base_err_set(err, BASE_ENOMEM, "out of memory");
+        job->xquery[0].name = sync_param;
+        job->xquery[0].value = job->cur.since_mark;
+        job->xdef.query = job->xquery;
+        job->xdef.nquery = 1;
+    }
     if (rc == 0 && !job_terminal(job))
         base_log_info("job \"%s\": %s", name,
                       kind == SCHED_KIND_SWEEP ? "a delete sweep is due: reading every id"
@@ -291,8 +343,8 @@ int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched
         if (rc == 0 && !c.in_window && c.watermark_ms >= bf[i].to_ms)
             continue; /* done */
         if (rc == 0)
-            rc =
-                add_extra(s, orig, name, SCHED_KIND_BACKFILL, bf[i].from_ms, bf[i].to_ms, res, err);
+            rc = add_extra(s, orig, name, SCHED_KIND_BACKFILL, false, bf[i].from_ms, bf[i].to_ms,
+                           res, err);
     }
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
         const struct jobs_job *orig = &set->jobs[i];
@@ -306,7 +358,18 @@ int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched
         free(c.page_token);
         if (rc == 0 &&
             cursor_sweep_due(&c, s->jobs[i].cur.watermark_ms, orig->sweep_days, now_wall(s)))
-            rc = add_extra(s, orig, name, SCHED_KIND_SWEEP, 0, 0, res, err);
+            rc = add_extra(s, orig, name, SCHED_KIND_SWEEP, false, 0, 0, res, err);
+    }
+    /* Products: /v1/products/sync reports what was deleted since its last token, every run,
+     * for about a request (KEAP_API.md). */
+    for (size_t i = 0; rc == 0 && i < set->n; i++) {
+        const struct jobs_job *orig = &set->jobs[i];
+        char name[160];
+
+        if (!sched_products_sync(orig))
+            continue;
+        snprintf(name, sizeof(name), "%s#sync", orig->name);
+        rc = add_extra(s, orig, name, SCHED_KIND_SWEEP, true, 0, 0, res, err);
     }
     free(bf);
     return rc;

@@ -692,7 +692,7 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
         if (rc < 0)
             goto out;
     }
-    if (page->seen_key != NULL) {
+    if (page->seen_key != NULL || page->gone_ids != NULL) {
         rc = store_sweep_apply(s, page, &r, err, what);
         if (rc < 0)
             goto out;

@@ -161,6 +161,9 @@ struct store_page {
     const char *seen_ids;
     bool seen_close;
     const char *seen_since;
+    /* Ids Keap reports deleted (a text[] literal, e.g. /v1/products/sync's DELETED), or
+     * NULL: those rows of the table get deleted_at. */
+    const char *gone_ids;
 };
 
 struct store_page_result {

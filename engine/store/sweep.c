@@ -61,6 +61,32 @@ int store_sweep_apply(struct store *s, const struct store_page *page, struct sto
     struct base_buf q;
     int rc = 0;
 
+    if (page->gone_ids != NULL) {
+        const char *params[1] = {page->gone_ids};
+        PGresult *res = NULL;
+        int64_t n = 0;
+
+        ident = PQescapeIdentifier(s->conn, t, strlen(t));
+        base_buf_init(&q, STORE_MAX_SQL);
+        rc = ident ? base_buf_printf(&q,
+                                     "UPDATE keap.%s SET deleted_at = now() WHERE deleted_at IS "
+                                     "NULL AND id::text = ANY ($1::text[])",
+                                     ident)
+                   : BASE_ENOMEM;
+        if (rc == 0)
+            rc = store_query(s, &res, PGRES_COMMAND_OK, q.data, 1, params, err, "%s", what);
+        else
+            base_err_set(err, rc, "%s: could not build a statement", what);
+        if (rc == 0 && base_parse_int64(PQcmdTuples(res), &n) < 0)
+            rc = base_err_set(err, BASE_EDB, "%s: unexpected UPDATE result", what);
+        r->deleted += n;
+        PQclear(res);
+        base_buf_free(&q);
+        PQfreemem(ident);
+        ident = NULL;
+        if (rc < 0 || page->seen_key == NULL)
+            return rc;
+    }
     if (page->seen_ids != NULL) {
         const char *params[2] = {page->seen_key, page->seen_ids};
 

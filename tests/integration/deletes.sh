@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deletes: a delete sweep marks exactly the rows whose records keapsim deleted (deleted_at,
 # never a DELETE); a full pass of a job that reads everything does the same at no extra
-# request; a sweep stopped at the quota or killed (SIGKILL) halfway marks nothing, and the
+# request, and products' /v1/products/sync reports what was deleted between its passes; a
+# sweep stopped at the quota or killed (SIGKILL) halfway marks nothing, and the
 # next run completes it and marks exactly them; a record listed again is live again; a parent
 # deleted after its row was read ends with its child rows marked, and exit 0.
 # Expected values come from keapsim's truth (/__admin/truth), never from constants.
@@ -118,6 +119,22 @@ check "it resumed where the killed one stopped" grep -q 'job "contacts#sweep": r
 eq "and marks exactly the deleted rows" 0 "$(contacts_off)"
 eq "1 % marked" "$((ncont / 100))" "$(marked contacts)"
 eq "the sweep is closed" false "$(sweep_open contacts)"
+
+# ---- products: /v1/products/sync reports deletions between full passes, at a request
+mkdir -p "$IT_TMP/jobs3"
+cp "$KEAPSYNC_SRC/jobs/products.json" "$IT_TMP/jobs3/" # refresh_hours 24: one pass a day
+it_make_db
+KEAPSYNC_JOBS="$IT_TMP/jobs3" "$KS" migrate >/dev/null
+rc=0; KEAPSYNC_JOBS="$IT_TMP/jobs3" run_ks s_load run || rc=$?
+eq "products: the first run exits 0" 0 "$rc"
+curl -sf -X POST "$KSIM_URL/__admin/delete?resource=products&count=2" >/dev/null
+before=$(ksim_stat .requests)
+rc=0; KEAPSYNC_JOBS="$IT_TMP/jobs3" run_ks s_sync run || rc=$?
+eq "products: the next run exits 0" 0 "$rc"
+check "its full pass is fresh (skipped)" grep -q 'job "products": fresh' "$IT_TMP/s_sync.err"
+eq "the sync cost one request" 1 "$(( $(ksim_stat .requests) - before ))"
+eq "products: the sync marked exactly the deleted ones" 0 "$(meta_off products)"
+eq "products: two marked" 2 "$(marked products)"
 
 # ---- a parent deleted after its row was read: its child rows are marked, exit 0
 kill "$KSIM_PID"; wait "$KSIM_PID" 2>/dev/null || true

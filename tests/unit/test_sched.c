@@ -614,11 +614,11 @@ static void test_ids_literal(void **state)
     (void)state;
     assert_non_null(recs);
     base_buf_init(&b, 4096);
-    assert_int_equal(cursor_ids_literal(&contacts, recs, &b), 0);
+    assert_int_equal(cursor_ids_literal(&contacts, recs, NULL, &b), 0);
     assert_string_equal(b.data, "{\"1\",\"30\"}"); /* bigint ids: "a\"b" is not one */
     base_buf_reset(&b);
     text_ids.map.id.type = MAP_TEXT;
-    assert_int_equal(cursor_ids_literal(&text_ids, recs, &b), 0);
+    assert_int_equal(cursor_ids_literal(&text_ids, recs, NULL, &b), 0);
     assert_string_equal(b.data, "{\"1\",\"a\\\"b\",\"30\"}");
     base_buf_free(&b);
     cJSON_Delete(recs);
