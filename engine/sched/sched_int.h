@@ -277,6 +277,7 @@ struct sched {
     bool naive;          /* KEAPSYNC_PAGING=naive: no overlap, no drift check */
     int64_t carry;       /* granted under the provisional key, to move on switch */
     int64_t budget;      /* day budget after the reserve */
+    int64_t day_left;    /* what the ledger left of today's budget at set-up (-1: unknown) */
     int64_t grant_day;   /* day start of the last grant */
     bool reserving;
     bool ledger_exhausted;
@@ -419,7 +420,9 @@ void sched_link_parents(struct sched *s);
  * Is a sweep due? sweep is the sweep's cursor (loaded), sweep_days the job's cadence. A
  * sweep in its window is due (it resumes). A job that has never completed a window
  * (main_watermark < 0) is reading everything for the first time: no sweep yet. Else due when
- * no sweep completed, or the last completed sweep_days or more ago (now_ms, wall).
+ * no sweep completed, or the last completed sweep_days or more ago (now_ms, wall). (At its
+ * first run after its first complete window a job's sweep checkpoint is started as if a
+ * sweep had completed then: that window read every record. sched_setup_extras.)
  */
 bool cursor_sweep_due(const struct sched_cursor *sweep, int64_t main_watermark, int sweep_days,
                       int64_t now_ms);

@@ -181,18 +181,28 @@ static int derive_def(struct sched_job *job, const struct jobs_job *orig, const 
     return 0;
 }
 
-/* What today's budget still allows, as the ledger says at set-up. */
-static int64_t day_remaining(struct sched *s)
+/* Reads what the ledger leaves of today's budget into s->day_left (set-up only: the loop
+ * thread must not use the store, which the worker does). */
+static void day_left_setup(struct sched *s)
 {
     struct store_ledger_row row = {0, 0};
-    struct pace_stats st;
     struct base_err e2;
+
+    s->day_left = -1;
+    if (s->tenant != NULL && store_ledger_get(s->store, s->tenant, now_wall(s), &row, &e2) == 0)
+        s->day_left = s->budget > row.reserved ? s->budget - row.reserved : 0;
+}
+
+/* What today's budget still allows: the ledger's at set-up less what this run sent since. */
+static int64_t day_remaining(const struct sched *s)
+{
+    struct pace_stats st;
     int64_t left;
 
-    if (s->tenant == NULL || store_ledger_get(s->store, s->tenant, now_wall(s), &row, &e2) < 0)
+    if (s->day_left < 0)
         return s->budget;
     pace_get_stats(s->pace, &st);
-    left = s->budget - row.reserved - st.day_spent;
+    left = s->day_left - st.day_spent;
     return left > 0 ? left : 0;
 }
 
@@ -259,6 +269,30 @@ static int load_cursor(struct store *st, const char *name, const struct jobs_job
     return rc;
 }
 
+/*
+ * The job has completed a window but never swept: its first window read every record, so
+ * its first sweep is due sweep_days from now, as if one had just completed (saved in c and
+ * as the sweep's checkpoint).
+ */
+static int sweep_clock_start(struct sched *s, const char *name, const struct jobs_job *def,
+                             struct sched_cursor *c, struct base_err *err)
+{
+    struct base_buf ckpt;
+    int rc;
+
+    c->completed_ms = now_wall(s);
+    base_buf_init(&ckpt, 4096);
+    rc = cursor_checkpoint(c, &ckpt);
+    if (rc == 0)
+        rc = store_checkpoint_save(s->store, name, ckpt.data, err);
+    else
+        base_err_set(err, rc, "could not build the checkpoint of \"%s\"", name);
+    base_buf_free(&ckpt);
+    if (rc == 0)
+        base_log_info("job \"%s\": its first sweep is due in %d days", name, def->sweep_days);
+    return rc;
+}
+
 static int extras_of(struct sched *s, const struct jobs_set *set, struct store_backfill **bf,
                      size_t *nbf, struct base_err *err)
 {
@@ -313,7 +347,7 @@ static int add_extra(struct sched *s, const struct jobs_job *orig, const char *n
         job->xdef.query = job->xquery;
         job->xdef.nquery = 1;
     }
-    if (rc == 0 && !job_terminal(job))
+    if (rc == 0 && !job_terminal(job) && !sync)
         base_log_info("job \"%s\": %s", name,
                       kind == SCHED_KIND_SWEEP ? "a delete sweep is due: reading every id"
                                                : "continuing the backfill");
@@ -327,6 +361,7 @@ int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched
     size_t nbf = 0;
     int rc = extras_of(s, set, &bf, &nbf, err);
 
+    day_left_setup(s);
     for (size_t i = 0; rc == 0 && i < nbf; i++) {
         const struct jobs_job *orig = NULL;
         char name[160];
@@ -356,6 +391,8 @@ int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched
         snprintf(name, sizeof(name), "%s#sweep", orig->name);
         rc = load_cursor(s->store, name, orig, &c, err);
         free(c.page_token);
+        if (rc == 0 && c.completed_ms < 0 && !c.in_window && s->jobs[i].cur.watermark_ms >= 0)
+            rc = sweep_clock_start(s, name, orig, &c, err);
         if (rc == 0 &&
             cursor_sweep_due(&c, s->jobs[i].cur.watermark_ms, orig->sweep_days, now_wall(s)))
             rc = add_extra(s, orig, name, SCHED_KIND_SWEEP, false, 0, 0, res, err);

@@ -50,6 +50,11 @@ rc=0; run_ks load run || rc=$?
 eq "the first run exits 0" 0 "$rc"
 check "the first run sweeps nothing (it read every record anyway)" \
     bash -c "! grep -q 'contacts#sweep' '$IT_TMP/load.err'"
+before=$(ksim_stat .requests)
+rc=0; run_ks clock run || rc=$?
+eq "a run right after exits 0" 0 "$rc"
+check "it starts the sweeps' clock" grep -q 'job "contacts#sweep": its first sweep is due in 7 days' "$IT_TMP/clock.err"
+eq "and sweeps nothing: a request per job (products: its pass and its sync)" 4 "$(( $(ksim_stat .requests) - before ))"
 ncont=$(sql "SELECT count(*) FROM keap.contacts")
 ncomp=$(sql "SELECT count(*) FROM keap.companies")
 curl -sf -X POST "$KSIM_URL/__admin/mutate?deletes=$((ncont / 100))" >/dev/null
@@ -57,8 +62,8 @@ curl -sf -X POST "$KSIM_URL/__admin/delete?resource=companies&count=$((ncomp / 1
 curl -sf -X POST "$KSIM_URL/__admin/delete?resource=products&count=1" >/dev/null
 eq "keapsim deleted 1 % of the companies" "$((ncomp / 100))" "$(jq '.deleted | length' "$IT_TMP/delco.json")"
 before=$(ksim_stat .requests)
-rc=0; run_ks sweep1 run || rc=$?
-eq "the run with the sweeps exits 0" 0 "$rc"
+rc=0; it_faketime +8d "$KS" run >"$IT_TMP/sweep1.out" 2>"$IT_TMP/sweep1.err" || rc=$?
+eq "the run 8 days on, with the sweeps, exits 0" 0 "$rc"
 eq "contacts: exactly the deleted rows are marked" 0 "$(contacts_off)"
 eq "contacts: 1 % marked" "$((ncont / 100))" "$(marked contacts)"
 eq "companies: exactly the deleted rows are marked" 0 "$(meta_off companies)"
@@ -75,14 +80,14 @@ check "the sweep read ids only (no custom fields)" \
     bash -c "! grep -q 'contacts#sweep.*optional_properties' '$IT_TMP/sweep1.err'"
 check "status shows the sweeps" grep -q '^sweep "contacts": every 7 days, last completed 20' \
     <("$KS" status 2>/dev/null || true)
-rc=0; run_ks sweep2 run || rc=$?
+rc=0; it_faketime +8d "$KS" run >"$IT_TMP/sweep2.out" 2>"$IT_TMP/sweep2.err" || rc=$?
 eq "a run right after exits 0" 0 "$rc"
 check "and sweeps nothing (not due for 7 days)" bash -c "! grep -q 'contacts#sweep' '$IT_TMP/sweep2.out'"
 
 # ---- a record listed again is live again (the next sweep, 8 days on)
 back=$(jq '.deleted[0]' "$IT_TMP/delco.json")
 curl -sf -X POST "$KSIM_URL/__admin/delete?resource=companies&restore=$back" >/dev/null
-rc=0; it_faketime +8d "$KS" run >"$IT_TMP/back.out" 2>"$IT_TMP/back.err" || rc=$?
+rc=0; it_faketime +16d "$KS" run >"$IT_TMP/back.out" 2>"$IT_TMP/back.err" || rc=$?
 eq "the sweep 8 days on exits 0" 0 "$rc"
 eq "the company listed again is live again" "" "$(sql "SELECT deleted_at FROM keap.companies WHERE id = $back")"
 eq "companies: the marks equal the truth" 0 "$(meta_off companies)"
@@ -93,16 +98,21 @@ it_make_db
 "$KS" migrate >/dev/null
 rc=0; run_ks i_load run --only contacts || rc=$?
 eq "load: exit 0" 0 "$rc"
+rc=0; run_ks i_clock run --only contacts || rc=$?
+eq "load, the run after: exit 0" 0 "$rc"
 curl -sf -X POST "$KSIM_URL/__admin/mutate?deletes=$((ncont / 100))" >/dev/null
-spent=$(sql "SELECT COALESCE(sum(spent), 0) FROM keapsync.quota_ledger")
-# the incremental (a page) and two pages of the sweep fit in the day's budget
-rc=0; KEAPSYNC_LIMITS="200/s,12000/min,$((spent + 3))/day" run_ks i_quota run --only contacts || rc=$?
+# 8 days on (a new UTC day): the incremental (a page) and two pages of the sweep fit in the
+# day's budget
+rc=0; KEAPSYNC_LIMITS="200/s,12000/min,3/day" it_faketime +8d "$KS" run --only contacts \
+    >"$IT_TMP/i_quota.out" 2>"$IT_TMP/i_quota.err" || rc=$?
 eq "the sweep stops at the quota" 75 "$rc"
 eq "the sweep stays open" true "$(sweep_open contacts)"
 eq "a sweep stopped at the quota marks nothing" 0 "$(marked contacts)"
 # a slow key: the sweep's pages come 1 a second; killed once one more page is in
 off0=$(sql "SELECT (state->'window'->>'offset')::bigint FROM keapsync.checkpoints WHERE job = 'contacts#sweep'")
-KEAPSYNC_LIMITS="1/s,12000/min,30000/day" "$KS" run --only contacts >"$IT_TMP/i_kill.out" 2>"$IT_TMP/i_kill.err" &
+# (keapsync itself in the background, not a shell around it, so the kill reaches it)
+KEAPSYNC_LIMITS="1/s,12000/min,30000/day" LD_PRELOAD="$(it_faketime_lib)" FAKETIME=+8d \
+    DONT_FAKE_MONOTONIC=1 "$KS" run --only contacts >"$IT_TMP/i_kill.out" 2>"$IT_TMP/i_kill.err" &
 kpid=$!
 for i in $(seq 1 200); do
     off=$(sql "SELECT (state->'window'->>'offset')::bigint FROM keapsync.checkpoints WHERE job = 'contacts#sweep'")
@@ -113,7 +123,7 @@ kill -KILL "$kpid"; wait "$kpid" 2>/dev/null || true
 check "the killed sweep had read more pages (offset $off0 -> $off)" test "$off" -gt "$off0"
 eq "a killed sweep marks nothing" 0 "$(marked contacts)"
 eq "and stays open" true "$(sweep_open contacts)"
-rc=0; run_ks i_done run --only contacts || rc=$?
+rc=0; it_faketime +8d "$KS" run --only contacts >"$IT_TMP/i_done.out" 2>"$IT_TMP/i_done.err" || rc=$?
 eq "the next run completes the sweep" 0 "$rc"
 check "it resumed where the killed one stopped" grep -q 'job "contacts#sweep": resuming at offset' "$IT_TMP/i_done.err"
 eq "and marks exactly the deleted rows" 0 "$(contacts_off)"
