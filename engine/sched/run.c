@@ -82,9 +82,7 @@ int sched_setup_job(struct sched *s, struct sched_job *job, const struct jobs_jo
         job_backfill_first(job, from);
     else
         cursor_open_window(&job->cur, def, s->clock);
-    rc = sched_begin_sweep(s, job, was_in_window, err);
-    if (rc < 0)
-        return rc;
+    job->opened = !was_in_window; /* its sweep begins once the job's lease is ours */
     job->epoch = job->cur.epoch;
     job->next_offset = job->cur.next_offset;
     if (job->child) {
@@ -359,6 +357,10 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
         rc = sched_setup_jobs(s, set, res, err);
     if (rc == 0)
         rc = sched_setup_leases(s, err);
+    /* Only the process that runs a job may begin its sweep (which forgets the ids seen). */
+    for (size_t i = 0; rc == 0 && i < s->njobs; i++)
+        if (s->jobs[i].holds_lease)
+            rc = sched_begin_sweep(s, &s->jobs[i], !s->jobs[i].opened, err);
     sched_link_parents(s);
     if (rc < 0)
         goto out_http;

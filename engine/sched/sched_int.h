@@ -171,6 +171,7 @@ struct sched_job {
     enum sched_kind kind;
     bool sweeping; /* pages record their ids; the window's last page marks the rest */
     bool sync;     /* a sweep through /v1/products/sync: marks what it reports DELETED */
+    bool opened;   /* set-up opened its window (it was not resuming one) */
     struct jobs_job xdef;
     struct keap_param *xquery;
     const struct jobs_job *origin;
@@ -462,7 +463,8 @@ int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched
 /* The number of extra jobs (sweeps, backfills) set may need: an upper bound for the array. */
 int sched_count_extras(struct sched *s, const struct jobs_set *set, size_t *n,
                        struct base_err *err);
-/* Opens a sweeping window's sweep (store_sweep_begin) when job's window has just opened. */
+/* Decides whether job's pages sweep, and begins its sweep (store_sweep_begin) when its
+ * window has just opened. After the job's lease is taken (run.c), before the loop. */
 int sched_begin_sweep(struct sched *s, struct sched_job *job, bool was_in_window,
                       struct base_err *err);
 /* Backfills: the window job completed was not the last: opens the next (loop thread). */

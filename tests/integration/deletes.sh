@@ -62,8 +62,13 @@ curl -sf -X POST "$KSIM_URL/__admin/delete?resource=companies&count=$((ncomp / 1
 curl -sf -X POST "$KSIM_URL/__admin/delete?resource=products&count=1" >/dev/null
 eq "keapsim deleted 1 % of the companies" "$((ncomp / 100))" "$(jq '.deleted | length' "$IT_TMP/delco.json")"
 before=$(ksim_stat .requests)
-rc=0; it_faketime +8d "$KS" run >"$IT_TMP/sweep1.out" 2>"$IT_TMP/sweep1.err" || rc=$?
+rc=0; KEAPSYNC_LOG_LEVEL=debug it_faketime +8d "$KS" run >"$IT_TMP/sweep1.out" 2>"$IT_TMP/sweep1.err" || rc=$?
 eq "the run 8 days on, with the sweeps, exits 0" 0 "$rc"
+# Admission by kind: no sweep request before every incremental and full pass is over.
+last_main=$(grep -nE 'job "(contacts|companies|products)": paging -> ' "$IT_TMP/sweep1.err" | tail -1 | cut -d: -f1)
+first_sweep=$(grep -nE 'job "[a-z]+#(sweep|sync)": GET ' "$IT_TMP/sweep1.err" | head -1 | cut -d: -f1)
+check "the sweeps' first request ($first_sweep) comes after the last main job ended ($last_main)" \
+    test "${first_sweep:-0}" -gt "${last_main:-999999}"
 eq "contacts: exactly the deleted rows are marked" 0 "$(contacts_off)"
 eq "contacts: 1 % marked" "$((ncont / 100))" "$(marked contacts)"
 eq "companies: exactly the deleted rows are marked" 0 "$(meta_off companies)"
