@@ -683,6 +683,40 @@ static void test_backfill_windows(void **state)
     cursor_clear(&c);
 }
 
+/* A products sync keeps the first page's token for the next pass, and only then uses it. */
+static void test_sync_tokens(void **state)
+{
+    cJSON *p1 = cJSON_Parse("{\"product_statuses\":[],\"sync_token\":\"00000000000000a1\"}");
+    cJSON *p2 = cJSON_Parse("{\"product_statuses\":[],\"sync_token\":\"00000000000000b2\"}");
+    cJSON *recs = cJSON_Parse("[{\"product\":{\"id\":5},\"status\":\"DELETED\"},"
+                              "{\"product\":{\"id\":6},\"status\":\"UPDATED\"},"
+                              "{\"product\":{\"id\":7},\"status\":\"DELETED\"}]");
+    struct sched_cursor next;
+    struct base_buf b;
+
+    (void)state;
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_non_null(recs);
+    cursor_none(&next);
+    snprintf(next.since_mark, sizeof(next.since_mark), "%s", "0000000000000099");
+    next.done = false;
+    cursor_sync_after_page(p1, &next);
+    assert_string_equal(next.mark, "00000000000000a1");
+    assert_string_equal(next.since_mark, "0000000000000099"); /* the pass reads with the old */
+    next.done = true;
+    cursor_sync_after_page(p2, &next); /* a later page's token is newer: not kept */
+    assert_string_equal(next.since_mark, "00000000000000a1");
+    assert_string_equal(next.mark, "");
+    base_buf_init(&b, 4096);
+    assert_int_equal(cursor_ids_literal(&contacts, recs, "DELETED", &b), 0);
+    assert_string_equal(b.data, "{\"5\",\"7\"}");
+    base_buf_free(&b);
+    cJSON_Delete(p1);
+    cJSON_Delete(p2);
+    cJSON_Delete(recs);
+}
+
 /* ------------------------------------------------------------------ the run's outcome */
 
 /* The outcome of a run of two jobs in states a and b that stopped for stop. */
@@ -757,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_ids_literal),
         cmocka_unit_test(test_backfill_until),
         cmocka_unit_test(test_backfill_windows),
+        cmocka_unit_test(test_sync_tokens),
     };
 
     return cmocka_run_group_tests(tests, setup_job, teardown_job);
