@@ -42,7 +42,12 @@ static const char usage[] =
     "  run [--only A,B] [--drop-columns]\n"
     "                        sync the jobs (all, or the named ones) into Postgres\n"
     "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
-    "  status                show each job's checkpoint; exits 1 if a job's last run failed\n"
+    "  status                show each job's checkpoint, sweeps and backfills; exits 1 if a\n"
+    "                        job's last run failed\n"
+    "  backfill NAME --from DATE [--to DATE]\n"
+    "                        record a backfill of incremental job NAME's history over\n"
+    "                        [--from, --to) (YYYY-MM-DD or ISO-8601, UTC; --to defaults to\n"
+    "                        now); every later run continues it until it is done\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -379,6 +384,10 @@ static int cmd_run(int argc, char **argv)
             printf(", %" PRId64 " values of the wrong type stored as NULL", j->mismatches);
         if (j->nul_replaced > 0)
             printf(", %" PRId64 " NUL characters replaced", j->nul_replaced);
+        if (j->deleted > 0)
+            printf(", %" PRId64 " rows marked deleted", j->deleted);
+        if (j->revived > 0)
+            printf(", %" PRId64 " deleted rows listed again", j->revived);
         if (j->error[0] != '\0')
             printf(" (%s)", j->error);
         printf("\n");
@@ -430,6 +439,46 @@ static bool last_run_failed(struct store *s, const char *job)
     return true;
 }
 
+/* status's sections on sweeps and backfills (sched_pending_work); returns code or 1. */
+static int status_pending(struct store *s, const struct jobs_set *set, int code)
+{
+    struct sched_pending *p = NULL;
+    struct base_err err;
+    char a[32], b[32], c[32];
+
+    base_err_clear(&err);
+    if (sched_pending_work(s, set, NULL, &p, &err) < 0) {
+        fail(EXIT_FAILURE, &err);
+        return EXIT_FAILURE;
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        if (p[i].sweep_days <= 0)
+            continue;
+        if (p[i].last_sweep_ms >= 0)
+            base_time_format(p[i].last_sweep_ms, a, sizeof(a));
+        printf("sweep \"%s\": every %d days, last completed %s, %s\n", p[i].job, p[i].sweep_days,
+               p[i].last_sweep_ms >= 0 ? a : "never",
+               p[i].sweep_running ? "in progress"
+               : p[i].sweep_due   ? "due at the next run"
+                                  : "not due");
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        for (size_t k = 0; k < p[i].nbackfills; k++) {
+            const struct sched_pending_backfill *bf = &p[i].backfills[k];
+            double pct = 100.0 * (double)(bf->resume_ms - bf->from_ms) /
+                         (double)(bf->to_ms > bf->from_ms ? bf->to_ms - bf->from_ms : 1);
+
+            base_time_format(bf->from_ms, a, sizeof(a));
+            base_time_format(bf->to_ms, b, sizeof(b));
+            base_time_format(bf->resume_ms, c, sizeof(c));
+            printf("backfill %" PRId64 " \"%s\": from %s to %s, read through %s (%.0f %%), %s\n",
+                   bf->id, p[i].job, a, b, c, pct, bf->done ? "done" : "not done");
+        }
+    }
+    sched_pending_free(p, set->n);
+    return code;
+}
+
 static int cmd_status(void)
 {
     struct base_err err;
@@ -457,7 +506,112 @@ static int cmd_status(void)
         if (last_run_failed(s, set.jobs[i].name))
             code = EXIT_FAILURE;
     }
+    code = status_pending(s, &set, code);
     store_close(s);
+    jobs_set_free(&set);
+    return code;
+}
+
+/*
+ * Reads a DATE of the backfill command: YYYY-MM-DD (00:00 UTC) or a full ISO-8601 time
+ * (no zone: UTC) into *ms; false when it is neither.
+ */
+static bool parse_date(const char *arg, int64_t *ms)
+{
+    char buf[64];
+    size_t n = strlen(arg);
+
+    if (n == 10 && arg[4] == '-' && arg[7] == '-') {
+        snprintf(buf, sizeof(buf), "%sT00:00:00Z", arg);
+        return base_time_parse(buf, ms) == 0;
+    }
+    return n < sizeof(buf) && strchr(arg, 'T') != NULL && base_time_parse(arg, ms) == 0;
+}
+
+/* Bad input to backfill: exit 2 with what (formatted with a and b, which name the input). */
+#define bad_backfill(hint, fmt, a, b)                                                              \
+    bad_backfill_msg(hint, (snprintf(bmsg, sizeof(bmsg), fmt, a, b), bmsg))
+
+static int bad_backfill_msg(const char *hint, const char *msg)
+{
+    struct base_err err;
+
+    base_err_set(&err, BASE_ECONFIG, "%s", msg);
+    base_err_hint(&err, "%s", hint);
+    return fail(EXIT_CONFIG, &err);
+}
+
+static int cmd_backfill(int argc, char **argv)
+{
+    struct base_err err;
+    struct jobs_set set = {0};
+    const struct jobs_job *job = NULL;
+    const char *name = NULL, *from_s = NULL, *to_s = NULL;
+    char from_txt[32], to_txt[32], bmsg[512];
+    int64_t from, to, now = base_clock_wall_ms(base_clock_system()), id = 0;
+    struct store *s;
+    int code = 0;
+
+    base_err_clear(&err);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from_s = argv[++i];
+        else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
+            to_s = argv[++i];
+        else if (argv[i][0] != '-' && name == NULL)
+            name = argv[i];
+        else
+            return fail_usage("unknown option or extra argument \"%s\" for backfill", argv[i]);
+    }
+    if (name == NULL || from_s == NULL)
+        return fail_usage("backfill needs a job name and --from DATE%s", "");
+    if (!parse_date(from_s, &from))
+        return bad_backfill("write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, in UTC",
+                            "--from \"%s\" is not a date%s", from_s, "");
+    if (to_s != NULL && !parse_date(to_s, &to))
+        return bad_backfill("write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, in UTC",
+                            "--to \"%s\" is not a date%s", to_s, "");
+    if (to_s == NULL)
+        to = now;
+    if (from > now || to > now)
+        return bad_backfill("a backfill reads history: give dates up to now (leave out --to "
+                            "for now)",
+                            "%s \"%s\" is in the future", from > now ? "--from" : "--to",
+                            from > now ? from_s : to_s);
+    if (from >= to)
+        return bad_backfill("give a --from before --to", "--from \"%s\" is not before --to %s",
+                            from_s, to_s ? to_s : "(now)");
+    if (load_jobs(&set, NULL, &err) < 0)
+        return fail(EXIT_CONFIG, &err);
+    for (size_t i = 0; i < set.n; i++)
+        if (strcmp(set.jobs[i].name, name) == 0)
+            job = &set.jobs[i];
+    if (job == NULL) {
+        code = bad_backfill("run \"keapsync check\" to list the jobs", "no job is named \"%s\"%s",
+                            name, "");
+        goto out_jobs;
+    }
+    if (!job->incremental) {
+        code = bad_backfill("only incremental jobs have a history to backfill; a job that reads "
+                            "everything reads it all on each pass",
+                            "job \"%s\" is not incremental%s", name, "");
+        goto out_jobs;
+    }
+    if (connect_migrated(&s, &err) < 0) {
+        code = fail(EXIT_CONFIG, &err);
+        goto out_jobs;
+    }
+    if (store_backfill_add(s, job->name, from, to, &id, &err) < 0) {
+        code = fail(EXIT_FAILURE, &err);
+    } else {
+        base_time_format(from, from_txt, sizeof(from_txt));
+        base_time_format(to, to_txt, sizeof(to_txt));
+        printf("backfill %" PRId64 " of \"%s\" recorded: %s to %s; every run continues it "
+               "after its incrementals until it is done\n",
+               id, job->name, from_txt, to_txt);
+    }
+    store_close(s);
+out_jobs:
     jobs_set_free(&set);
     return code;
 }
@@ -502,8 +656,10 @@ int main(int argc, char **argv)
         rc = cmd_run(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "status") == 0 && argc == i + 1)
         rc = cmd_status();
-    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "backfill") == 0 ||
-             strcmp(argv[i], "daemon") == 0 || strcmp(argv[i], "auth") == 0)
+    else if (strcmp(argv[i], "backfill") == 0)
+        rc = cmd_backfill(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "daemon") == 0 ||
+             strcmp(argv[i], "auth") == 0)
         rc = fail_usage("command \"%s\" is not available in this version", argv[i]);
     else
         rc = fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);

@@ -58,7 +58,9 @@ static const char *const job_keys[] = {
     "refresh_hours",
     "description",
     "query",
+    "deletes",
 };
+static const char *const deletes_keys[] = {"sweep_days"};
 static const char *const parent_keys[] = {"job", "column"};
 static const char *const incremental_keys[] = {
     "since_param", "until_param", "filter_since", "filter_until", "lag_seconds", "overlap_seconds",
@@ -562,6 +564,37 @@ static int load_incremental(const struct load_ctx *c, const cJSON *root, struct 
     return BASE_OK;
 }
 
+/* "deletes": {"sweep_days": N}, only on incremental jobs (others see every id each pass). */
+static int load_deletes(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "deletes");
+    int rc;
+
+    job->sweep_days = 0;
+    if (d == NULL)
+        return BASE_OK;
+    if (!cJSON_IsObject(d))
+        return fail(c, "deletes", "expected an object, found %s", json_type_name(d));
+    rc = check_keys(c, d, deletes_keys, BASE_ARRAY_SIZE(deletes_keys), "deletes");
+    if (rc < 0)
+        return rc;
+    if (cJSON_GetObjectItemCaseSensitive(d, "sweep_days") == NULL)
+        return fail(c, "deletes.sweep_days", "missing (how many days between two sweeps, 1..365)");
+    rc = get_int(c, d, "sweep_days", "deletes.sweep_days", 1, 365, 0, &job->sweep_days);
+    if (rc < 0)
+        return rc;
+    if (job->parent_job != NULL)
+        return fail(c, "deletes",
+                    "a child stream marks the rows a parent no longer lists on "
+                    "each pass (remove \"deletes\")");
+    if (!job->incremental)
+        return fail(c, "deletes",
+                    "only for incremental jobs: a job that reads everything marks "
+                    "the rows it did not see on each complete pass (remove "
+                    "\"deletes\")");
+    return BASE_OK;
+}
+
 static int load_updated_field(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const char *s;
@@ -804,6 +837,8 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
                   "what changed)");
     if (rc == BASE_OK)
         rc = load_query(c, root, job);
+    if (rc == BASE_OK)
+        rc = load_deletes(c, root, job);
     for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
         if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
             rc = fail(c, "parent.column", "\"%s\" is also the name of a column", job->parent_col);

@@ -44,6 +44,7 @@ struct jobs_job {
     char *parent_col;         /* the column holding the parent's id */
     char *parent_table;       /* the parent job's table (resolved by jobs_load_dir) */
     int refresh_hours;        /* 0: every run */
+    int sweep_days;           /* "deletes": days between two delete sweeps; 0: none */
     char *description;        /* one sentence: why this endpoint and version; NULL when absent */
     struct keap_param *query; /* "query": fixed parameters for every request */
     size_t nquery;

@@ -141,6 +141,12 @@ void op_child_page_work(struct sched_op *op, struct keap_page *page)
         base_err_set(&op->err, BASE_ENOMEM, "out of memory");
         return;
     }
+    if (pg->gone) {
+        /* Keap no longer has the parent: none of its rows is listed any more. */
+        free(par->keep);
+        par->keep = NULL;
+        par->keep_len = 0;
+    }
     if (n < def->page_size) {
         /* The parent's list ends here: its rows that no page listed are gone from Keap. */
         par->complete = true;

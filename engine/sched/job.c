@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *page_state_name(enum sched_page_state st)
 {
@@ -231,6 +232,21 @@ void job_fail_page(struct sched_job *job, struct sched_page *pg, const char *rea
     job_set_state(job, SCHED_JOB_FAILED, why);
 }
 
+/*
+ * Does a 404 of a child list say its parent is not found (Keap: {"message":"Contact not
+ * found"})? Any other 404 (a wrong endpoint) is an error, not a deleted parent.
+ */
+static bool parent_not_found(const struct http_response *resp)
+{
+    const char *b = resp->body.data;
+    static const char want[] = "not found";
+
+    for (size_t i = 0; b != NULL && i + sizeof(want) - 1 <= resp->body.len; i++)
+        if (strncasecmp(b + i, want, sizeof(want) - 1) == 0)
+            return true;
+    return false;
+}
+
 static void response_cb(struct http_response *resp, void *data)
 {
     struct sched_page *pg = data;
@@ -271,6 +287,22 @@ static void response_cb(struct http_response *resp, void *data)
         if (!pg->stale)
             job_unlink_page(job, pg);
         page_free(pg);
+        goto pump;
+    }
+    if (job->child && resp->status == 404 && parent_not_found(resp)) {
+        /* The parent is gone from Keap (deleted since its row was read): its list is empty,
+         * and its rows are marked deleted like any the parent no longer lists. */
+        base_log_info("job \"%s\": parent %" PRId64 " is gone from Keap (HTTP 404); its rows "
+                      "are marked deleted",
+                      job->def->name, pg->parent_id);
+        base_buf_reset(&pg->body);
+        if (base_buf_printf(&pg->body, "{\"%s\":[]}", job->def->array_key) < 0) {
+            sched_nomem(s, "reading a parent that is gone");
+            goto pump;
+        }
+        pg->gone = true;
+        page_set_state(pg, PAGE_ARRIVED, "gone");
+        job_handoff(s, job);
         goto pump;
     }
     switch (v.outcome) {

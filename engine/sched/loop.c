@@ -170,13 +170,23 @@ void sched_note_tenant(struct sched *s, const char *tenant)
     s->tenant_unsaved = true;
 }
 
+/*
+ * The page to send next: round-robin over the jobs of the earliest kind that has a job not
+ * yet over (enum sched_kind: incremental and full passes, then child streams, backfills,
+ * delete sweeps), so later kinds spend only what earlier ones left of the day.
+ */
 static struct sched_page *pick_page(struct sched *s, uint64_t now, uint64_t *wake)
 {
+    enum sched_kind first = SCHED_KIND_SWEEP;
+
+    for (size_t k = 0; k < s->njobs; k++)
+        if (!job_terminal(&s->jobs[k]) && s->jobs[k].kind < first)
+            first = s->jobs[k].kind;
     for (size_t k = 0; k < s->njobs; k++) {
         struct sched_job *job = &s->jobs[(s->rr + k) % s->njobs];
         struct sched_page *pg;
 
-        if (job_terminal(job))
+        if (job_terminal(job) || job->kind != first)
             continue;
         pg = job_next_page(job, now, wake);
         if (s->stop != STOP_NONE)

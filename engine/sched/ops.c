@@ -46,6 +46,13 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
         sp.sweep = op->sweep;
         sp.sweep_parent = pg->parent_id;
         sp.sweep_keep = op->sweep_keep;
+        if (job->sweeping) {
+            sp.seen_key = job->def->name;
+            sp.seen_ids = op->seen_ids;
+            sp.seen_close = op->seen_close;
+            sp.seen_since = job->cur.mark;
+        }
+        sp.gone_ids = op->gone_ids;
         rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
     }
     if (rc < 0)
@@ -104,9 +111,40 @@ static void op_page_work(struct sched_op *op)
     }
 
     base_buf_reset(&job->copy);
+    if (job->sweeping) {
+        struct base_buf ids;
+
+        base_buf_init(&ids, SCHED_MAX_COPY);
+        rc = cursor_ids_literal(def, page.records, NULL, &ids);
+        if (rc < 0) {
+            base_buf_free(&ids);
+            base_err_set(&op->err, rc, "could not list the ids of a page of \"%s\": %s", def->name,
+                         base_strerror(rc));
+            op->result = OPR_DB_ERROR;
+            goto out;
+        }
+        op->seen_ids = ids.data; /* the buffer's memory is the op's now */
+    }
+    if (job->sync) {
+        struct base_buf ids;
+
+        base_buf_init(&ids, SCHED_MAX_COPY);
+        rc = cursor_ids_literal(def, page.records, "DELETED", &ids);
+        if (rc < 0) {
+            base_buf_free(&ids);
+            base_err_set(&op->err, rc, "could not list the ids of a page of \"%s\": %s", def->name,
+                         base_strerror(rc));
+            op->result = OPR_DB_ERROR;
+            goto out;
+        }
+        op->gone_ids = ids.data;
+    }
     rec = page.records->child;
     for (int i = 0; i < first && rec != NULL; i++)
         rec = rec->next;
+    /* A delete sweep stores no rows, only the ids it saw (or were reported deleted). */
+    if (job->kind == SCHED_KIND_SWEEP)
+        first = n;
     for (int i = first; i < n && rec != NULL; i++, rec = rec->next) {
         /* data is the record's text as received (page.spans), not a reprint */
         if (page.spans != NULL)
@@ -133,9 +171,16 @@ static void op_page_work(struct sched_op *op)
     /* The cursor after this page is committed with its rows; then the cursor moves on. */
     cursor_after_page(c, def, job->overlap, pg->offset, page.records, n, page.next_page_token,
                       pg->sent_wall, &next);
+    op->seen_close = next.done;
+    if (job->sync)
+        cursor_sync_after_page(page.root, &next);
     rc = op_commit_rows(op, &next, n - first);
     if (rc < 0)
         goto out;
+    if (job->sync) {
+        memcpy(c->mark, next.mark, sizeof(c->mark));
+        memcpy(c->since_mark, next.since_mark, sizeof(c->since_mark));
+    }
     if (cursor_advance(c, &next) < 0)
         base_err_set(&op->err, BASE_ENOMEM, "out of memory"); /* committed all the same */
     op->result = OPR_COMMITTED;
@@ -204,6 +249,8 @@ static void op_heartbeat_work(struct sched_op *op)
 
 static void op_free(struct sched_op *op)
 {
+    free(op->seen_ids);
+    free(op->gone_ids);
     free(op->pids);
     free(op->renew);
     free(op->tenant);
@@ -239,6 +286,7 @@ static void op_page_done(struct sched *s, struct sched_op *op)
         job->res->rows += op->pres.inserted + op->pres.updated;
         job->res->skipped += op->pres.skipped;
         job->res->deleted += op->pres.deleted;
+        job->res->revived += op->pres.revived;
         job->res->mismatches += op->mismatches;
         job->failures = 0;
         if (pg->page_token != NULL)
@@ -248,6 +296,9 @@ static void op_page_done(struct sched *s, struct sched_op *op)
             job->depth = s->opt->max_depth;
             if (op->more)
                 job_add_page(job, pg->parent_id, op->more_offset); /* NULL: the run stops */
+        } else if (job->cur.done && job->kind == SCHED_KIND_BACKFILL &&
+                   job->cur.watermark_ms < job->bf_to) {
+            job_backfill_next(job); /* the next window of the range */
         } else if (job->cur.done) {
             job->end_known = true;
         } else if (op->nrecords >= job->def->page_size && job->depth < s->opt->max_depth) {

@@ -32,74 +32,95 @@ static int sched_parent_completed(struct sched *s, const struct jobs_job *def, b
     return rc;
 }
 
+int sched_setup_job(struct sched *s, struct sched_job *job, const struct jobs_job *def,
+                    int64_t from, struct base_err *err)
+{
+    int64_t wall = now_wall(s);
+    char *ckpt = NULL;
+    bool was_in_window;
+    int rc;
+
+    job->s = s;
+    job->def = def;
+    job->res->name = def->name;
+    job->depth = 1;
+    /* Drift-proof paging needs ids in order. KEAPSYNC_PAGING=naive turns it off: plain
+     * offsets, as most tools page; only for comparing the two in tests and benchmarks. */
+    job->overlap =
+        def->api == KEAP_API_V1 && def->order && strcmp(def->order, "id") == 0 && !s->naive;
+    base_buf_init(&job->copy, SCHED_MAX_COPY);
+    job->table.table = def->table;
+    /* a sweep or a backfill writes its job's table, prepared for its job's map */
+    job->table.map = job->origin ? &job->origin->map : &def->map;
+    job->table.updated_col = def->updated_field;
+    job->table.parent_col = def->parent_col;
+    job->child = def->parent_job != NULL;
+    if (job->child)
+        job->kind = SCHED_KIND_CHILD;
+    if (job->origin == NULL) {
+        rc = store_ensure_table(s->store, &job->table, err);
+        if (rc < 0)
+            return rc;
+    }
+    rc = store_checkpoint_load(s->store, def->name, &ckpt, err);
+    if (rc < 0)
+        return rc;
+    rc = cursor_load(&job->cur, ckpt, def, err);
+    free(ckpt);
+    if (rc < 0)
+        return rc;
+    if (cursor_fresh(&job->cur, def, s->clock)) {
+        /* Read in full less than refresh_hours ago: nothing to do this run. */
+        base_log_info("job \"%s\": fresh, its last complete pass was %" PRId64
+                      " min ago (refresh_hours %d); skipped",
+                      def->name, (wall - job->cur.completed_ms) / 60000, def->refresh_hours);
+        job_set_state(job, SCHED_JOB_DONE, NULL);
+        return 0;
+    }
+    was_in_window = job->cur.in_window;
+    if (job->kind == SCHED_KIND_BACKFILL)
+        job_backfill_first(job, from);
+    else
+        cursor_open_window(&job->cur, def, s->clock);
+    job->opened = !was_in_window; /* its sweep begins once the job's lease is ours */
+    job->epoch = job->cur.epoch;
+    job->next_offset = job->cur.next_offset;
+    if (job->child) {
+        rc = sched_parent_completed(s, def, &job->parent_completed, err);
+        if (rc < 0)
+            return rc;
+        job->have_after = job->cur.have_done;
+        job->after = job->cur.done_through;
+        if (job->cur.have_done)
+            base_log_info("job \"%s\": resuming after parent %" PRId64, def->name,
+                          job->cur.done_through);
+    }
+    if (job->cur.in_window && job->cur.next_offset > 0)
+        base_log_info("job \"%s\": resuming at offset %" PRId64, def->name, job->cur.next_offset);
+    return 0;
+}
+
 static int sched_setup_jobs(struct sched *s, struct jobs_set *set, struct sched_result *res,
                             struct base_err *err)
 {
-    int64_t wall = now_wall(s);
+    size_t extra = 0;
+    int rc = sched_count_extras(s, set, &extra, err);
 
-    s->jobs = calloc(set->n, sizeof(*s->jobs));
-    res->jobs = calloc(set->n, sizeof(*res->jobs));
+    if (rc < 0)
+        return rc;
+    s->jobs = calloc(set->n + extra, sizeof(*s->jobs));
+    res->jobs = calloc(set->n + extra, sizeof(*res->jobs));
     if (s->jobs == NULL || res->jobs == NULL)
         return base_err_set(err, BASE_ENOMEM, "out of memory");
     s->njobs = set->n;
     res->njobs = set->n;
     for (size_t i = 0; i < set->n; i++) {
-        struct sched_job *job = &s->jobs[i];
-        const struct jobs_job *def = &set->jobs[i];
-        char *ckpt = NULL;
-        int rc;
-
-        job->s = s;
-        job->def = def;
-        job->res = &res->jobs[i];
-        job->res->name = def->name;
-        job->depth = 1;
-        /* Drift-proof paging needs ids in order. KEAPSYNC_PAGING=naive turns it off: plain
-         * offsets, as most tools page; only for comparing the two in tests and benchmarks. */
-        job->overlap =
-            def->api == KEAP_API_V1 && def->order && strcmp(def->order, "id") == 0 && !s->naive;
-        base_buf_init(&job->copy, SCHED_MAX_COPY);
-        job->table.table = def->table;
-        job->table.map = &def->map;
-        job->table.updated_col = def->updated_field;
-        job->table.parent_col = def->parent_col;
-        job->child = def->parent_job != NULL;
-        rc = store_ensure_table(s->store, &job->table, err);
+        s->jobs[i].res = &res->jobs[i];
+        rc = sched_setup_job(s, &s->jobs[i], &set->jobs[i], 0, err);
         if (rc < 0)
             return rc;
-        rc = store_checkpoint_load(s->store, def->name, &ckpt, err);
-        if (rc < 0)
-            return rc;
-        rc = cursor_load(&job->cur, ckpt, def, err);
-        free(ckpt);
-        if (rc < 0)
-            return rc;
-        if (cursor_fresh(&job->cur, def, s->clock)) {
-            /* Read in full less than refresh_hours ago: nothing to do this run. */
-            base_log_info("job \"%s\": fresh, its last complete pass was %" PRId64
-                          " min ago (refresh_hours %d); skipped",
-                          def->name, (wall - job->cur.completed_ms) / 60000, def->refresh_hours);
-            job_set_state(job, SCHED_JOB_DONE, NULL);
-            continue;
-        }
-        cursor_open_window(&job->cur, def, s->clock);
-        job->epoch = job->cur.epoch;
-        job->next_offset = job->cur.next_offset;
-        if (job->child) {
-            rc = sched_parent_completed(s, def, &job->parent_completed, err);
-            if (rc < 0)
-                return rc;
-            job->have_after = job->cur.have_done;
-            job->after = job->cur.done_through;
-            if (job->cur.have_done)
-                base_log_info("job \"%s\": resuming after parent %" PRId64, def->name,
-                              job->cur.done_through);
-        }
-        if (job->cur.in_window && job->cur.next_offset > 0)
-            base_log_info("job \"%s\": resuming at offset %" PRId64, def->name,
-                          job->cur.next_offset);
     }
-    return 0;
+    return sched_setup_extras(s, set, res, err);
 }
 
 static int sched_setup_tenant(struct sched *s, struct base_err *err)
@@ -336,6 +357,10 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
         rc = sched_setup_jobs(s, set, res, err);
     if (rc == 0)
         rc = sched_setup_leases(s, err);
+    /* Only the process that runs a job may begin its sweep (which forgets the ids seen). */
+    for (size_t i = 0; rc == 0 && i < s->njobs; i++)
+        if (s->jobs[i].holds_lease)
+            rc = sched_begin_sweep(s, &s->jobs[i], !s->jobs[i].opened, err);
     sched_link_parents(s);
     if (rc < 0)
         goto out_http;
@@ -369,6 +394,7 @@ out_jobs:
         free(s->jobs[i].cur.plist);
         free(s->jobs[i].pids);
         job_drop_pages(&s->jobs[i]);
+        sched_extra_free(&s->jobs[i]);
     }
     free(s->jobs);
 out_loop:

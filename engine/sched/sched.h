@@ -28,6 +28,7 @@
  *             closing a pass only over a complete parent
  *   ops.c     the database worker: the operation queue and each operation's work and done
  *   result.c  the run's result: how it ended, what each job did
+ *   sweep.c   delete sweeps and backfills: jobs derived from a job, and sched_pending_work
  * The quota planner (which jobs get how much of the day's budget) will be a file of its own
  * beside these, called from run.c and loop.c.
  */
@@ -57,11 +58,13 @@ struct sched_job_result {
     int64_t pages;    /* pages committed */
     int64_t rows;     /* rows written (inserted + updated) */
     int64_t skipped;  /* rows older than the table's, left alone */
-    int64_t deleted;  /* rows marked deleted: their parent no longer lists them */
+    int64_t deleted;  /* rows marked deleted: Keap no longer lists them (sweeps, parents) */
+    int64_t revived;  /* rows a sweep saw again: deleted_at back to NULL */
     int64_t mismatches;
     int64_t nul_replaced;
     int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
+    char name_buf[160]; /* name of a sweep ("<job>#sweep") or backfill ("<job>#backfill<id>") */
 };
 
 /* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */
@@ -94,5 +97,38 @@ int sched_run(const struct sched_options *opt, struct jobs_set *set, struct stor
               const struct keap_credential *cred, struct sched_result *res, struct base_err *err);
 void sched_result_free(struct sched_result *res);
 const char *sched_job_state_name(int state);
+
+/*
+ * The work a job has pending beyond its own window, for the quota planner to cost and for
+ * status to show. A sweep reads every id of the job's list (about one request per 1,000
+ * records); a backfill reads the job's changes over [resume_ms, to_ms) (on the job's
+ * changed-since filter).
+ */
+struct sched_pending_backfill {
+    int64_t id;      /* keapsync.backfills.id */
+    int64_t from_ms; /* the recorded range [from_ms, to_ms) */
+    int64_t to_ms;
+    int64_t resume_ms; /* read up to here: what remains is [resume_ms, to_ms) */
+    int64_t offset;    /* records read into the window being read (resumes there) */
+    bool done;         /* resume_ms reached to_ms */
+};
+
+struct sched_pending {
+    const char *job;       /* the job's name (borrowed from the set) */
+    int sweep_days;        /* the job's "deletes" cadence; 0: no sweeps */
+    bool sweep_due;        /* the next run sweeps (cursor_sweep_due) */
+    bool sweep_running;    /* a sweep is part read: the next run continues it */
+    int64_t last_sweep_ms; /* when the last sweep completed (wall ms), -1 never */
+    size_t nbackfills;     /* the job's recorded backfills, done ones included */
+    struct sched_pending_backfill *backfills;
+};
+
+/*
+ * Reads, for each job of set, its pending sweep and backfills into *out (set->n entries,
+ * in set order; free with sched_pending_free). clock: NULL for the system clock. Only reads.
+ */
+int sched_pending_work(struct store *s, const struct jobs_set *set, const struct base_clock *clock,
+                       struct sched_pending **out, struct base_err *err);
+void sched_pending_free(struct sched_pending *p, size_t n); /* accepts NULL */
 
 #endif

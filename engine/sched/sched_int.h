@@ -93,6 +93,25 @@ struct sched_parent {
 
 #define SCHED_PARENT_BATCH 1000
 
+/*
+ * What a job of the run is, in the order the run admits them (pick_page): a kind's pages go
+ * only when every job of an earlier kind is over (done, failed or stopped). A sweep and a
+ * backfill are jobs of their own beside their job (their def is derived from it, named
+ * "<job>#sweep" and "<job>#backfill<id>": their checkpoints and leases), on its table.
+ */
+enum sched_kind {
+    SCHED_KIND_MAIN = 0, /* a job file's job: its incremental window, or its full pass */
+    SCHED_KIND_CHILD,    /* a child stream */
+    SCHED_KIND_BACKFILL, /* a recorded backfill of an incremental job's history */
+    SCHED_KIND_SWEEP,    /* a delete sweep: every id of the list, the cheapest way */
+};
+
+/* A delete sweep's pages are as large as Keap allows. */
+#define SCHED_SWEEP_PAGE 1000
+/* A backfill's first window, before any tells how dense the history is. */
+#define SCHED_BACKFILL_FIRST_SPAN_MS (7 * 86400000LL)
+#define SCHED_BACKFILL_MIN_SPAN_MS   (3600000LL)
+
 struct sched;
 struct sched_job;
 
@@ -112,6 +131,7 @@ struct sched_page {
     int64_t sent_wall;
     int64_t server_used; /* x-keap-product-quota-used of the response, -1 unknown */
     int64_t parent_id;   /* child streams: whose list this page is */
+    bool gone;           /* child streams: Keap answered 404, the parent is deleted */
     struct base_buf body;
 };
 
@@ -146,6 +166,17 @@ struct sched_job {
     bool parent_completed;    /* else: its checkpoint shows a completed pass */
     struct base_buf copy;     /* worker-owned COPY buffer */
     struct sched_job_result *res;
+    /* sweeps and backfills (sweep.c): kind, the derived definition def points to (xdef,
+     * with xquery its own query array), and the job it was derived from */
+    enum sched_kind kind;
+    bool sweeping; /* pages record their ids; the window's last page marks the rest */
+    bool sync;     /* a sweep through /v1/products/sync: marks what it reports DELETED */
+    bool opened;   /* set-up opened its window (it was not resuming one) */
+    struct jobs_job xdef;
+    struct keap_param *xquery;
+    const struct jobs_job *origin;
+    int64_t bf_to;        /* backfills: the end of the recorded range */
+    int64_t win_requests; /* backfills: res->requests when the current window opened */
 };
 
 enum sched_op_kind {
@@ -203,6 +234,11 @@ struct sched_op {
     int64_t more_offset;
     bool sweep;
     const char *sweep_keep;
+    /* OP_PAGE of a sweeping job: the page's ids (a text[] literal), and is it the last?
+     * Of a products sync: the ids it reports DELETED */
+    char *seen_ids;
+    bool seen_close;
+    char *gone_ids;
     /* OP_PARENTS, OP_CLOSE: has the parent job completed a pass, and does it run in this
      * run (read on the loop)? */
     bool parent_complete;
@@ -242,6 +278,7 @@ struct sched {
     bool naive;          /* KEAPSYNC_PAGING=naive: no overlap, no drift check */
     int64_t carry;       /* granted under the provisional key, to move on switch */
     int64_t budget;      /* day budget after the reserve */
+    int64_t day_left;    /* what the ledger left of today's budget at set-up (-1: unknown) */
     int64_t grant_day;   /* day start of the last grant */
     bool reserving;
     bool ledger_exhausted;
@@ -378,6 +415,67 @@ bool child_parent_complete(const struct sched_job *job);
 /* Links each child stream to its parent's job when both run now. */
 void sched_link_parents(struct sched *s);
 
+/* ---- sweep.c: delete sweeps and backfills (pure parts first) ------------------------- */
+
+/*
+ * Is a sweep due? sweep is the sweep's cursor (loaded), sweep_days the job's cadence. A
+ * sweep in its window is due (it resumes). A job that has never completed a window
+ * (main_watermark < 0) is reading everything for the first time: no sweep yet. Else due when
+ * no sweep completed, or the last completed sweep_days or more ago (now_ms, wall). (At its
+ * first run after its first complete window a job's sweep checkpoint is started as if a
+ * sweep had completed then: that window read every record. sched_setup_extras.)
+ */
+bool cursor_sweep_due(const struct sched_cursor *sweep, int64_t main_watermark, int sweep_days,
+                      int64_t now_ms);
+/*
+ * The end of the backfill window that starts at since, for a backfill that ends at to: the
+ * previous window spanned prev_span_ms and cost prev_requests (0, 0: none yet); remaining is
+ * what today's budget still allows. The span aims at a window that costs what remains today
+ * (it completes today, and its watermark holds), from the previous one's density, at most 4
+ * times and at least a quarter of the previous span, never under an hour; the first window
+ * spans SCHED_BACKFILL_FIRST_SPAN_MS. Never beyond to.
+ */
+int64_t cursor_backfill_until(int64_t since, int64_t to, int64_t prev_span_ms,
+                              int64_t prev_requests, int64_t remaining);
+/* Opens the backfill window [since, until) at its start (bumps the epoch). */
+void cursor_backfill_open(struct sched_cursor *c, int64_t since, int64_t until);
+/*
+ * Appends the ids of records (a JSON array) to out as a text[] literal ("{"1","2"}"). With
+ * status (a products sync), only the records whose "status" is status count, and the id is
+ * their "product"'s.
+ */
+int cursor_ids_literal(const struct jobs_job *def, const cJSON *records, const char *status,
+                       struct base_buf *out);
+/*
+ * A products sync's page is committed: *next (from cursor_after_page) takes the response's
+ * sync_token (root, the page's JSON) when the pass has none yet (mark), and a pass that
+ * ends makes it the token of the next one (since_mark). A sync's cursor keeps its tokens
+ * there: since_mark the token the pass reads with, mark the one the next pass will.
+ */
+void cursor_sync_after_page(const cJSON *root, struct sched_cursor *next);
+/*
+ * Adds to s->jobs (room for them was allocated) the sweeps that are due and the backfills
+ * not yet done of the jobs of set, each set up as sched_setup_jobs sets up a job; main[i] is
+ * the job of set->jobs[i]. Logs what it adds.
+ */
+int sched_setup_extras(struct sched *s, const struct jobs_set *set, struct sched_result *res,
+                       struct base_err *err);
+/* The number of extra jobs (sweeps, backfills) set may need: an upper bound for the array. */
+int sched_count_extras(struct sched *s, const struct jobs_set *set, size_t *n,
+                       struct base_err *err);
+/* Decides whether job's pages sweep, and begins its sweep (store_sweep_begin) when its
+ * window has just opened. After the job's lease is taken (run.c), before the loop. */
+int sched_begin_sweep(struct sched *s, struct sched_job *job, bool was_in_window,
+                      struct base_err *err);
+/* Backfills: the window job completed was not the last: opens the next (loop thread). */
+void job_backfill_next(struct sched_job *job);
+/* Backfills, at set-up: opens the first window of this run from the watermark (or from). */
+void job_backfill_first(struct sched_job *job, int64_t from);
+/* Is def the products job that /v1/products/sync can tell deletions for ("<job>#sync")? */
+bool sched_products_sync(const struct jobs_job *def);
+/* Frees what a job's derived definition owns. */
+void sched_extra_free(struct sched_job *job);
+
 /* ---- ops.c: the database worker -------------------------------------------------------- */
 
 /* Queues op (owned by the queue from now on); it runs when those before it are done. */
@@ -403,6 +501,15 @@ void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
 void sched_nomem(struct sched *s, const char *where);
 /* A response named the tenant: the ledger key switches to it (once). */
 void sched_note_tenant(struct sched *s, const char *tenant);
+
+/* ---- run.c ------------------------------------------------------------------------------ */
+
+/*
+ * Sets up job (its res and, for a sweep or a backfill, its kind and derived def already set)
+ * as a job of the run with definition def: its table (prepared for main jobs), its cursor from
+ * its checkpoint, skipped when fresh, its window opened (a backfill's from from). */
+int sched_setup_job(struct sched *s, struct sched_job *job, const struct jobs_job *def,
+                    int64_t from, struct base_err *err);
 
 /* ---- result.c: how the run ended ------------------------------------------------------- */
 

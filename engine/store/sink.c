@@ -629,7 +629,7 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
 {
     const struct store_table *t;
     struct store_tcache *tc;
-    struct store_page_result r = {0, 0, 0, 0};
+    struct store_page_result r = {0, 0, 0, 0, 0};
     PGresult *pr = NULL;
     char what[160], day[16] = "";
     int64_t copied = 0;
@@ -641,7 +641,8 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
     snprintf(what, sizeof(what), "could not commit page of \"%s\"", t->table);
     if (page->nrows < 0 || (page->rows_len > 0 && page->rows == NULL) ||
         (page->checkpoint != NULL && page->job == NULL) || page->requests < 0 ||
-        (page->sweep && t->parent_col == NULL))
+        (page->sweep && t->parent_col == NULL) ||
+        (page->seen_key != NULL && (t->parent_col != NULL || page->seen_since == NULL)))
         return base_err_set(err, BASE_EINVAL, "%s: invalid page", what);
     if (page->tenant != NULL) {
         rc = store_day(page->day_wall, day, sizeof(day), err);
@@ -688,6 +689,11 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
     }
     if (page->sweep) {
         rc = sweep_parent(s, tc, page, &r.deleted, err, what);
+        if (rc < 0)
+            goto out;
+    }
+    if (page->seen_key != NULL || page->gone_ids != NULL) {
+        rc = store_sweep_apply(s, page, &r, err, what);
         if (rc < 0)
             goto out;
     }

@@ -151,6 +151,19 @@ struct store_page {
     bool sweep;
     int64_t sweep_parent;
     const char *sweep_keep;
+    /* Sweeps (a delete sweep, or a full pass of a job that reads everything): seen_ids (a
+     * text[] literal of this page's record ids, or NULL) join the ids sweep seen_key has seen
+     * (keapsync.sweep_seen). With seen_close the sweep is complete: the rows of the table it
+     * did not see and that were not written (synced_at) since seen_since (timestamptz text,
+     * when the sweep began) get deleted_at; the rows it saw that had one are live again; the
+     * key's ids are cleared. Not for child tables. */
+    const char *seen_key;
+    const char *seen_ids;
+    bool seen_close;
+    const char *seen_since;
+    /* Ids Keap reports deleted (a text[] literal, e.g. /v1/products/sync's DELETED), or
+     * NULL: those rows of the table get deleted_at. */
+    const char *gone_ids;
 };
 
 struct store_page_result {
@@ -158,6 +171,7 @@ struct store_page_result {
     int64_t updated;  /* existing ids overwritten (not older) */
     int64_t skipped;  /* rows older than what the table holds, left alone */
     int64_t deleted;  /* rows marked deleted by the page's sweep */
+    int64_t revived;  /* rows a completed sweep saw again: deleted_at back to NULL */
 };
 
 /*
@@ -195,6 +209,25 @@ int store_ledger_get(struct store *s, const char *tenant, int64_t day_wall,
 /* Small settings table (keapsync.settings): text key -> text value. */
 int store_setting_get(struct store *s, const char *key, char **value, struct base_err *err);
 int store_setting_put(struct store *s, const char *key, const char *value, struct base_err *err);
+
+/*
+ * A sweep under key begins (sweep.c): forgets the ids an earlier sweep of key saw, and
+ * writes the database's now() as timestamptz text into mark[0..n) (the sweep's seen_since).
+ */
+int store_sweep_begin(struct store *s, const char *key, char *mark, size_t n, struct base_err *err);
+
+/* A recorded backfill (keapsync.backfills): job's history over [from_ms, to_ms). */
+struct store_backfill {
+    int64_t id;
+    char job[128];
+    int64_t from_ms, to_ms;
+};
+/* Records a backfill of job over [from_ms, to_ms); *id is its id. */
+int store_backfill_add(struct store *s, const char *job, int64_t from_ms, int64_t to_ms,
+                       int64_t *id, struct base_err *err);
+/* Every recorded backfill, in id order, into *out (malloc'd, caller frees; NULL when none). */
+int store_backfill_list(struct store *s, struct store_backfill **out, size_t *n,
+                        struct base_err *err);
 
 /* Run history (keapsync.runs). */
 int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err);

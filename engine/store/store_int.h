@@ -94,6 +94,16 @@ void store_rollback(struct store *s);
 /* Formats the UTC day of day_wall ("2024-11-07") into buf (>= 11 bytes). */
 int store_day(int64_t day_wall, char *buf, size_t n, struct base_err *err);
 
+/* ---- sweep.c ---- */
+
+/*
+ * Inside store_commit_page's transaction: page's seen ids join its sweep's, and a closing
+ * page marks the table's rows the sweep did not see (store.h, struct store_page). what
+ * prefixes errors.
+ */
+int store_sweep_apply(struct store *s, const struct store_page *page, struct store_page_result *r,
+                      struct base_err *err, const char *what);
+
 /* ---- ledger.c ---- */
 
 /*

@@ -27,7 +27,7 @@ for exp in "$KEAPSYNC_SRC"/tests/unit/jobs/bad/*.expect; do
 done
 check "the corpus has cases for every new key ($n)" test "$n" -ge 20
 has_cases() { compgen -G "$KEAPSYNC_SRC/tests/unit/jobs/bad/$1*.expect" >/dev/null; }
-for k in cf_ query_ desc_ columns_; do
+for k in cf_ query_ desc_ columns_ del_; do
     check "the corpus covers $k" has_cases "$k"
 done
 eq "check wrote nothing (no schema)" 0 "$(schemas)"

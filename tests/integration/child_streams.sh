@@ -7,7 +7,8 @@
 export KEAP_API_KEY="it-key-$RANDOM"
 size=150
 mkdir -p "$IT_TMP/jobs"
-jq '.page_size = 100' "$KEAPSYNC_SRC/jobs/contacts.json" >"$IT_TMP/jobs/contacts.json"
+# no delete sweep: this test counts the requests of the child streams
+jq '.page_size = 100 | del(.deletes)' "$KEAPSYNC_SRC/jobs/contacts.json" >"$IT_TMP/jobs/contacts.json"
 # Two tags a page, so contacts with more tags need more than one request.
 # (refresh_hours off: the shipped 24 h would make every run after the first one skip it.)
 jq '.page_size = 2 | del(.refresh_hours)' "$KEAPSYNC_SRC/jobs/contact_tags.json" >"$IT_TMP/jobs/contact_tags.json"

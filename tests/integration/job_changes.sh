@@ -14,7 +14,8 @@ JOBS="$IT_TMP/jobs"
 mkdir -p "$JOBS"
 export KEAPSYNC_JOBS="$JOBS"
 BASE="$IT_TMP/contacts.base.json"
-cp "$KEAPSYNC_SRC/jobs/contacts.json" "$BASE"
+# sweeps (deletes) would add requests to the counts this test makes
+jq 'del(.deletes)' "$KEAPSYNC_SRC/jobs/contacts.json" >"$BASE"
 cp "$BASE" "$JOBS/contacts.json"
 
 check "migrate" "$KS" migrate

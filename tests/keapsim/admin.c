@@ -9,6 +9,8 @@
  *                                       (meta: id and times of every record, lists.c)
  *   GET  /__admin/lists                 every list lists.c serves, with its filter fields
  *   POST /__admin/mutate?creates=&updates=&deletes=
+ *   POST /__admin/delete?resource=R&count=N | &restore=ID   delete (or bring back) records of
+ *                                       a generated list (companies, opportunities, ...)
  *   GET|POST /__admin/clock[?offset_ms=N]  read or set the offset of the sim clock
  *   GET|POST|DELETE /__admin/faults[?spec=kind:rate[:endpoint]]
  *   POST /__admin/revoke?key=ID|SECRET[&delay_ms=N]
@@ -223,6 +225,26 @@ static int admin_mutate(struct sim *s, struct MHD_Connection *c, int *status, st
     return admin_stats(s, body);
 }
 
+static int admin_delete(struct sim *s, struct MHD_Connection *c, int *status, struct base_buf *body)
+{
+    const char *res = qarg(c, "resource"), *restore = qarg(c, "restore");
+    int64_t rid = 0;
+    size_t n;
+    int rc;
+
+    if (res == NULL || count_arg(c, "count", &n) < 0 ||
+        (restore != NULL && (base_parse_int64(restore, &rid) < 0 || rid <= 0)))
+        return body_msg(body, status, 400, "resource, a count and a positive restore id expected");
+    *status = 200;
+    base_buf_reset(body);
+    rc = sim_lists_delete(s, res, n, rid, body);
+    if (rc == BASE_ENOTFOUND) {
+        base_buf_reset(body);
+        return body_msg(body, status, 400, "cannot delete records of this resource");
+    }
+    return rc;
+}
+
 static int admin_clock(struct sim *s, struct MHD_Connection *c, const char *method, int *status,
                        struct base_buf *body)
 {
@@ -397,6 +419,8 @@ int sim_admin_handle(struct sim *s, const char *method, const char *path, struct
     }
     if (strcmp(path, "/__admin/mutate") == 0 && post)
         return admin_mutate(s, c, status, body);
+    if (strcmp(path, "/__admin/delete") == 0 && post)
+        return admin_delete(s, c, status, body);
     if (strcmp(path, "/__admin/clock") == 0 && (get || post))
         return admin_clock(s, c, method, status, body);
     if (strcmp(path, "/__admin/faults") == 0)

@@ -323,6 +323,12 @@ int sim_lists_model(struct sim *s, const char *path, int *status, struct base_bu
  * serves it (v1 with custom fields), or {"id","created_ms","updated_ms","extra_ms"} with meta.
  * BASE_ENOTFOUND for an unknown resource or version. */
 int sim_lists_truth(struct sim *s, const char *resource, bool v2, bool meta, struct base_buf *body);
+/* /__admin/delete: deletes count random live records of resource (a list of generated records,
+ * not contacts, emails or tags), as of the sim clock's now, and, with restore_id > 0, brings
+ * that deleted record back first. Appends {"resource","deleted"|"restored":[ids]} to body.
+ * BASE_ENOTFOUND for a resource it cannot delete from. */
+int sim_lists_delete(struct sim *s, const char *resource, size_t count, int64_t restore_id,
+                     struct base_buf *body);
 /* /__admin/lists: [{resource, version, path, key, page_cap, filters: {name: {key, until}}}],
  * every list lists.c serves, for tests that must walk them all. */
 int sim_lists_index(struct sim *s, struct base_buf *body);

@@ -700,6 +700,13 @@ struct sim_lists {
     size_t ncids;
     struct list_state st[RES_COUNT];
     struct sim_gen_node *sync; /* /v1/products/sync's ProductStatus */
+    /* records deleted through /__admin/delete (under s->data.lock): index k, when (sim ms) */
+    struct {
+        size_t *k;
+        int64_t *ms;
+        size_t n, cap;
+    } gone[RES_COUNT];
+    uint64_t gone_rng;
 };
 
 struct list_ent {
@@ -770,6 +777,14 @@ static void static_ent(const struct sim_lists *L, const struct list_res *r, size
     e->key[KEY_UPDATED] = updated;
     e->key[KEY_EXTRA] = created + (int64_t)(sim_rng_next(&st) % (60 * 86400)) * 1000;
     e->deleted = r->deletable && sim_rng_next(&st) % 8 == 0;
+    for (size_t i = 0; !e->deleted && i < L->gone[r - res_table].n; i++) {
+        if (L->gone[r - res_table].k[i] == k) {
+            /* Deleted by /__admin/delete: its update time is its deletion (as products'). */
+            e->deleted = true;
+            if (L->gone[r - res_table].ms[i] > e->key[KEY_UPDATED])
+                e->key[KEY_UPDATED] = L->gone[r - res_table].ms[i];
+        }
+    }
 }
 
 /* The id of a record of resource ri picked by (salt, k); 0 if it has none. */
@@ -1366,8 +1381,10 @@ static int products_sync(struct sim *s, struct MHD_Connection *c, int *status,
     *status = 200;
     base_buf_reset(body);
     rc = base_buf_puts(body, "{\"product_statuses\":[");
+    pthread_rwlock_rdlock(&s->data.lock);
     if (rc == 0)
         rc = each_ent(s, RES_PRODUCTS, true, sync_cb, &p);
+    pthread_rwlock_unlock(&s->data.lock);
     if (rc == 0)
         rc = base_buf_printf(body, "],\"count\":%zu,", p.matched);
     if (rc == 0)
@@ -1490,6 +1507,69 @@ int sim_lists_truth(struct sim *s, const char *resource, bool v2, bool meta, str
     return rc;
 }
 
+int sim_lists_delete(struct sim *s, const char *resource, size_t count, int64_t restore_id,
+                     struct base_buf *body)
+{
+    struct sim_lists *L = s->lists;
+    int64_t now = sim_wall_ms(s);
+    size_t done = 0, tries;
+    int ri, rc;
+
+    for (ri = 0; ri < RES_COUNT; ri++)
+        if (strcmp(res_table[ri].name, resource) == 0)
+            break;
+    if (ri == RES_COUNT || res_table[ri].kind != LIST_STATIC)
+        return BASE_ENOTFOUND;
+    pthread_rwlock_wrlock(&s->data.lock);
+    rc = base_buf_printf(body, "{\"resource\":\"%s\",\"%s\":[", resource,
+                         restore_id > 0 ? "restored" : "deleted");
+    if (restore_id > 0) {
+        for (size_t i = 0; rc == 0 && i < L->gone[ri].n; i++) {
+            if (static_id(L, &res_table[ri], L->gone[ri].k[i]) != restore_id)
+                continue;
+            L->gone[ri].k[i] = L->gone[ri].k[L->gone[ri].n - 1];
+            L->gone[ri].ms[i] = L->gone[ri].ms[L->gone[ri].n - 1];
+            L->gone[ri].n--;
+            rc = base_buf_printf(body, "%" PRId64, restore_id);
+            break;
+        }
+    }
+    for (tries = 0; rc == 0 && done < count && tries < count * 64 + 64; tries++) {
+        size_t n = L->st[ri].n, k;
+        struct list_ent e;
+
+        if (n == 0)
+            break;
+        k = (size_t)(sim_rng_next(&L->gone_rng) % n);
+        static_ent(L, &res_table[ri], n, k, &e);
+        if (e.deleted)
+            continue;
+        if (L->gone[ri].n == L->gone[ri].cap) {
+            size_t nc = L->gone[ri].cap ? L->gone[ri].cap * 2 : 16;
+            size_t *nk = realloc(L->gone[ri].k, nc * sizeof(*nk));
+            int64_t *nm = nk ? realloc(L->gone[ri].ms, nc * sizeof(*nm)) : NULL;
+
+            if (nk != NULL)
+                L->gone[ri].k = nk;
+            if (nm == NULL) {
+                rc = BASE_ENOMEM;
+                break;
+            }
+            L->gone[ri].ms = nm;
+            L->gone[ri].cap = nc;
+        }
+        L->gone[ri].k[L->gone[ri].n] = k;
+        L->gone[ri].ms[L->gone[ri].n] = now;
+        L->gone[ri].n++;
+        rc = base_buf_printf(body, "%s%" PRId64, done ? "," : "", e.key[KEY_ID]);
+        done++;
+    }
+    pthread_rwlock_unlock(&s->data.lock);
+    if (rc == 0)
+        rc = base_buf_puts(body, "]}");
+    return rc;
+}
+
 int sim_lists_index(struct sim *s, struct base_buf *body)
 {
     int ri, v, rc = base_buf_puts(body, "[");
@@ -1544,6 +1624,7 @@ int sim_lists_init(struct sim *s)
         return BASE_ENOMEM;
     s->lists = L;
     L->seed = s->cfg.seed;
+    L->gone_rng = s->cfg.seed ^ 0xDE1E7EULL;
     rc = sim_gen_open(&L->gen);
     if (rc < 0)
         goto fail;
@@ -1594,6 +1675,10 @@ void sim_lists_free(struct sim *s)
         sim_gen_free_node(L->st[ri].v2);
     }
     sim_gen_free_node(L->sync);
+    for (ri = 0; ri < RES_COUNT; ri++) {
+        free(L->gone[ri].k);
+        free(L->gone[ri].ms);
+    }
     free(L->cids);
     sim_gen_close(L->gen);
     free(L);

@@ -5,7 +5,9 @@
  * of a page is the first new one, when a page shows records shifted), the doubling
  * step-back, the cursor after a committed page (v1 offsets and last id, v2 tokens, closing
  * the window), the checkpoint's JSON text read back by cursor_load, and the run's outcome
- * for each way a run ends (sched_result_fill).
+ * for each way a run ends (sched_result_fill); delete sweeps (when one is due, a sweep's
+ * window and checkpoint, the ids a page records) and backfill windows (their sizing to the
+ * day's budget, and windows that follow each other up to the range's end).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -522,6 +524,199 @@ static void test_checkpoint_bad(void **state)
     cursor_clear(&c);
 }
 
+/* ------------------------------------------------------------------ sweeps and backfills */
+
+#define DAY_MS (24 * HOUR_MS)
+
+static void test_sweep_due(void **state)
+{
+    struct base_fake_clock fc;
+    struct sched_cursor c;
+
+    (void)state;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    assert_false(cursor_sweep_due(&c, -1, 7, T0));          /* the job never completed a window */
+    assert_true(cursor_sweep_due(&c, T0 - HOUR_MS, 7, T0)); /* never swept */
+    assert_false(cursor_sweep_due(&c, T0, 0, T0));          /* no sweeps */
+    c.completed_ms = T0 - 7 * DAY_MS + 1;
+    assert_false(cursor_sweep_due(&c, T0, 7, base_clock_wall_ms(&fc.clock)));
+    fc.wall += 1;
+    assert_true(cursor_sweep_due(&c, T0, 7, base_clock_wall_ms(&fc.clock)));
+    c.completed_ms = T0;
+    c.in_window = true; /* part read: it resumes, due or not */
+    assert_true(cursor_sweep_due(&c, T0, 7, T0));
+    cursor_clear(&c);
+}
+
+/* A sweep's window (a job that reads everything, as the sweep's own def is): pages of ids,
+ * its mark kept in the checkpoint, and its last page closing it. */
+static void test_sweep_cursor(void **state)
+{
+    struct jobs_job sweep = contacts;
+    struct base_fake_clock fc;
+    struct sched_cursor c, next, back;
+    struct base_buf ckpt;
+    struct base_err err;
+    int64_t ids[1000];
+    cJSON *page;
+
+    (void)state;
+    sweep.incremental = false;
+    sweep.optional_properties = NULL;
+    base_fake_clock_init(&fc, 0, T0);
+    cursor_none(&c);
+    c.watermark_ms = T0 - HOUR_MS;
+    cursor_open_window(&c, &sweep, &fc.clock);
+    assert_true(c.in_window);
+    assert_int_equal(c.since_ms, -1);
+    assert_int_equal(c.until_ms, -1);
+    snprintf(c.mark, sizeof(c.mark), "%s", "2026-03-01 12:00:00.123456+00");
+    for (int i = 0; i < 1000; i++)
+        ids[i] = 10 + 2 * i;
+    page = page_of(ids, 1000);
+    cursor_after_page(&c, &sweep, 1, 0, page, 1000, NULL, T0 + 1, &next);
+    cJSON_Delete(page);
+    assert_false(next.done);
+    assert_int_equal(next.next_offset, 999);
+    assert_int_equal(next.watermark_ms, T0 - HOUR_MS); /* a sweep moves no watermark */
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    /* the checkpoint keeps the sweep's mark (when it began) and its offset */
+    base_buf_init(&ckpt, 1 << 16);
+    assert_int_equal(cursor_checkpoint(&c, &ckpt), 0);
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(cursor_load(&back, ckpt.data, &sweep, &err), 0);
+    assert_true(back.in_window);
+    assert_string_equal(back.mark, c.mark);
+    assert_int_equal(back.next_offset, 999);
+    base_buf_free(&ckpt);
+    cursor_clear(&back);
+    /* a short page ends it: completed now, and not due again for sweep_days */
+    page = page_of(ids, 10);
+    cursor_after_page(&c, &sweep, 1, 999, page, 10, NULL, T0 + 2, &next);
+    cJSON_Delete(page);
+    assert_true(next.done);
+    assert_false(next.in_window);
+    assert_int_equal(next.completed_ms, T0 + 2);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    assert_false(cursor_sweep_due(&c, T0, 7, T0 + 7 * DAY_MS + 1));
+    assert_true(cursor_sweep_due(&c, T0, 7, T0 + 7 * DAY_MS + 2));
+    cursor_clear(&c);
+}
+
+static void test_ids_literal(void **state)
+{
+    const char *json = "[{\"id\":1},{\"id\":\"a\\\"b\"},{\"name\":\"no id\"},{\"id\":30}]";
+    struct jobs_job text_ids = contacts;
+    cJSON *recs = cJSON_Parse(json);
+    struct base_buf b;
+
+    (void)state;
+    assert_non_null(recs);
+    base_buf_init(&b, 4096);
+    assert_int_equal(cursor_ids_literal(&contacts, recs, NULL, &b), 0);
+    assert_string_equal(b.data, "{\"1\",\"30\"}"); /* bigint ids: "a\"b" is not one */
+    base_buf_reset(&b);
+    text_ids.map.id.type = MAP_TEXT;
+    assert_int_equal(cursor_ids_literal(&text_ids, recs, NULL, &b), 0);
+    assert_string_equal(b.data, "{\"1\",\"a\\\"b\",\"30\"}");
+    base_buf_free(&b);
+    cJSON_Delete(recs);
+}
+
+static void test_backfill_until(void **state)
+{
+    const int64_t from = T0 - 365 * DAY_MS, to = T0;
+
+    (void)state;
+    /* the first window: a week */
+    assert_int_equal(cursor_backfill_until(from, to, 0, 0, 1000), from + 7 * DAY_MS);
+    /* never beyond the range */
+    assert_int_equal(cursor_backfill_until(to - DAY_MS, to, 0, 0, 1000), to);
+    assert_int_equal(cursor_backfill_until(to, to, 0, 0, 1000), to);
+    /* a week cost 10 requests and 20 remain today: two weeks */
+    assert_int_equal(cursor_backfill_until(from, to, 7 * DAY_MS, 10, 20), from + 14 * DAY_MS);
+    /* sparse history: at most 4 times the last span */
+    assert_int_equal(cursor_backfill_until(from, to, 7 * DAY_MS, 1, 1000), from + 28 * DAY_MS);
+    /* dense history, little left today: at least a quarter of the last span */
+    assert_int_equal(cursor_backfill_until(from, to, 8 * DAY_MS, 1000, 1), from + 2 * DAY_MS);
+    /* nothing left today: the same span (the window resumes tomorrow) */
+    assert_int_equal(cursor_backfill_until(from, to, 7 * DAY_MS, 10, 0), from + 7 * DAY_MS);
+    /* an empty window: 4 times as long */
+    assert_int_equal(cursor_backfill_until(from, to, DAY_MS, 0, 5), from + 4 * DAY_MS);
+    /* never under an hour */
+    assert_int_equal(cursor_backfill_until(from, to, 2 * MIN_MS, 100, 1), from + HOUR_MS);
+}
+
+/* Windows of a backfill follow each other without a gap up to the range's end. */
+static void test_backfill_windows(void **state)
+{
+    const int64_t from = T0 - 30 * DAY_MS, to = T0;
+    struct sched_cursor c, next;
+    int64_t since = from, span = 0;
+    uint32_t epoch;
+    int windows = 0;
+
+    (void)state;
+    cursor_none(&c);
+    while (c.watermark_ms < to) {
+        int64_t until = cursor_backfill_until(since, to, span, 10, 10);
+
+        epoch = c.epoch;
+        cursor_backfill_open(&c, since, until);
+        assert_int_equal(c.epoch, epoch + 1); /* pages of the last window are dropped */
+        assert_true(c.in_window);
+        assert_int_equal(c.since_ms, since);
+        assert_true(c.until_ms > since && c.until_ms <= to);
+        assert_int_equal(c.next_offset, 0);
+        /* an empty page ends the window: the watermark is its until */
+        cursor_after_page(&c, &contacts, 1, 0, NULL, 0, NULL, T0, &next);
+        assert_true(next.done);
+        assert_int_equal(next.watermark_ms, until);
+        assert_int_equal(cursor_advance(&c, &next), 0);
+        span = until - since;
+        since = c.watermark_ms;
+        windows++;
+    }
+    assert_int_equal(c.watermark_ms, to);
+    assert_int_equal(windows, 5); /* a week each (same cost, same budget), then the 2 days left */
+    cursor_clear(&c);
+}
+
+/* A products sync keeps the first page's token for the next pass, and only then uses it. */
+static void test_sync_tokens(void **state)
+{
+    cJSON *p1 = cJSON_Parse("{\"product_statuses\":[],\"sync_token\":\"00000000000000a1\"}");
+    cJSON *p2 = cJSON_Parse("{\"product_statuses\":[],\"sync_token\":\"00000000000000b2\"}");
+    cJSON *recs = cJSON_Parse("[{\"product\":{\"id\":5},\"status\":\"DELETED\"},"
+                              "{\"product\":{\"id\":6},\"status\":\"UPDATED\"},"
+                              "{\"product\":{\"id\":7},\"status\":\"DELETED\"}]");
+    struct sched_cursor next;
+    struct base_buf b;
+
+    (void)state;
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_non_null(recs);
+    cursor_none(&next);
+    snprintf(next.since_mark, sizeof(next.since_mark), "%s", "0000000000000099");
+    next.done = false;
+    cursor_sync_after_page(p1, &next);
+    assert_string_equal(next.mark, "00000000000000a1");
+    assert_string_equal(next.since_mark, "0000000000000099"); /* the pass reads with the old */
+    next.done = true;
+    cursor_sync_after_page(p2, &next); /* a later page's token is newer: not kept */
+    assert_string_equal(next.since_mark, "00000000000000a1");
+    assert_string_equal(next.mark, "");
+    base_buf_init(&b, 4096);
+    assert_int_equal(cursor_ids_literal(&contacts, recs, "DELETED", &b), 0);
+    assert_string_equal(b.data, "{\"5\",\"7\"}");
+    base_buf_free(&b);
+    cJSON_Delete(p1);
+    cJSON_Delete(p2);
+    cJSON_Delete(recs);
+}
+
 /* ------------------------------------------------------------------ the run's outcome */
 
 /* The outcome of a run of two jobs in states a and b that stopped for stop. */
@@ -591,6 +786,12 @@ int main(void)
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_checkpoint_bad),
         cmocka_unit_test(test_outcome),
+        cmocka_unit_test(test_sweep_due),
+        cmocka_unit_test(test_sweep_cursor),
+        cmocka_unit_test(test_ids_literal),
+        cmocka_unit_test(test_backfill_until),
+        cmocka_unit_test(test_backfill_windows),
+        cmocka_unit_test(test_sync_tokens),
     };
 
     return cmocka_run_group_tests(tests, setup_job, teardown_job);

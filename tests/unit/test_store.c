@@ -504,7 +504,7 @@ static void test_ensure_table(void **state)
 static void test_commit_rows(void **state)
 {
     struct store *s = open_store();
-    struct store_page_result r = {-1, -1, -1, -1};
+    struct store_page_result r = {-1, -1, -1, -1, -1};
     struct store_ledger_row lr;
     struct base_buf rows;
     struct base_err err;
@@ -573,7 +573,7 @@ static void test_child_table(void **state)
 {
     const struct store_table tags = {"contact_tags", &spec_v1, "updated", "contact_id"};
     struct store *s = open_store();
-    struct store_page_result r = {-1, -1, -1, -1};
+    struct store_page_result r = {-1, -1, -1, -1, -1};
     struct base_buf rows;
     int64_t ids[4];
     int n = -1;
@@ -627,7 +627,7 @@ static void test_child_sweep(void **state)
 {
     const struct store_table tags = {"contact_tags", &spec_v1, NULL, "contact_id"};
     struct store *s = open_store();
-    struct store_page_result r = {-1, -1, -1, -1};
+    struct store_page_result r = {-1, -1, -1, -1, -1};
     struct store_page p;
     struct base_buf rows;
     struct base_err err;
@@ -850,7 +850,7 @@ static void test_duplicates_in_page(void **state)
 static void test_page_is_atomic(void **state)
 {
     struct store *s = open_store();
-    struct store_page_result r = {-7, -7, -7, -7};
+    struct store_page_result r = {-7, -7, -7, -7, -7};
     struct store_ledger_row before, after;
     struct base_buf rows;
     struct base_err err;
