@@ -214,8 +214,8 @@ static const struct bad_case bad_cases[] = {
     {"v2nofilter.json", "incremental.filter_since: missing (required for /v2/ endpoints)"},
     {"pagesize0.json", "page_size: 0 is out of range (1..1000)"},
     {"pagesizefrac.json", "page_size: expected an integer, found 2.5"},
-    {"reserved.json",
-     "columns[0].name: \"data\" is reserved (id, data, synced_at and deleted_at are set by keapsync)"},
+    {"reserved.json", "columns[0].name: \"data\" is reserved (id, data, synced_at and deleted_at "
+                      "are set by keapsync)"},
     {"dupcol.json", "columns[2].name: \"email\" is already the name of columns[0]"},
     {"badpath.json", "columns[0].path: \"company..id\" is not a valid path (at most 8 "
                      "dot-separated keys, array indices or [key=value] selectors)"},
