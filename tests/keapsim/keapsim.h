@@ -308,7 +308,7 @@ void sim_gen_free_node(struct sim_gen_node *n);
 /* Appends one record's JSON; advances r->rng. */
 int sim_gen_render(const struct sim_gen_node *n, struct sim_gen_rec *r, struct base_buf *out);
 
-/* lists.c: every list but contacts (README.md has the table). */
+/* lists.c (and lists_*.c, lists_int.h): every list but contacts (README.md has the table). */
 int sim_lists_init(struct sim *s);
 void sim_lists_free(struct sim *s);
 /* Answers GET path (below /crm/rest) if it is a list lists.c serves: 0 with *status and body
