@@ -15,6 +15,7 @@
 #include "keap.h"
 #include "labels.h"
 #include "pace.h"
+#include "plan_cmd.h"
 #include "sched.h"
 #include "store.h"
 
@@ -43,6 +44,9 @@ static const char usage[] =
     "                        sync the jobs (all, or the named ones) into Postgres\n"
     "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
     "  status                show each job's checkpoint; exits 1 if a job's last run failed\n"
+    "  plan [--json] [--only A,B]\n"
+    "                        estimate each job's records, requests and finish date against\n"
+    "                        the daily quota (see keapsync plan --help)\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -306,6 +310,8 @@ static int cmd_run(int argc, char **argv)
     const char *only = NULL;
     bool drop = false;
     int64_t run_id = 0;
+    char stop_line[512] = "";
+    bool *passes;
     int code;
 
     base_err_clear(&err);
@@ -364,7 +370,9 @@ static int cmd_run(int argc, char **argv)
             base_log_warning("%s", err.msg);
         base_buf_free(&names);
     }
+    passes = cli_plan_run_begin(s, &set);
     if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+        free(passes);
         code = err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE;
         fail(code, &err);
         store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
@@ -387,6 +395,9 @@ static int cmd_run(int argc, char **argv)
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);
     code = outcome_exit_code(res.outcome);
+    cli_plan_run_end(passes, s, &set, &opt, run_id, &res, stop_line, sizeof(stop_line));
+    if (stop_line[0] != '\0') /* stopped at the quota: what is left, and when to come back */
+        snprintf(res.message, sizeof(res.message), "%s", stop_line);
     if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr,
                 "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
@@ -502,8 +513,10 @@ int main(int argc, char **argv)
         rc = cmd_run(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "status") == 0 && argc == i + 1)
         rc = cmd_status();
-    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "backfill") == 0 ||
-             strcmp(argv[i], "daemon") == 0 || strcmp(argv[i], "auth") == 0)
+    else if (strcmp(argv[i], "plan") == 0)
+        rc = cli_plan(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "backfill") == 0 || strcmp(argv[i], "daemon") == 0 ||
+             strcmp(argv[i], "auth") == 0)
         rc = fail_usage("command \"%s\" is not available in this version", argv[i]);
     else
         rc = fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);
