@@ -414,6 +414,7 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
         pj->records = 0;
         pj->requests = 0;
         pj->recost = found ? hist.requests : 1;
+        pj->sweep_requests = found ? sched_plan_sweep_requests(hist.records, def->page_size) : -1;
         goto out;
     }
     cursor_open_window(&c, def, opt->clock);
@@ -488,6 +489,10 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
             }
         }
     }
+    /* A sweep lists every id: as many pages as a full pass has records. */
+    pj->sweep_requests = full && pj->records >= 0 && !resuming
+                             ? sched_plan_sweep_requests(pj->records, def->page_size)
+                             : -1;
     if (has_labels(def))
         pj->requests++; /* the object's model, read once a run */
     /* A later day: an incremental window (as the last one cost), or the list again. */
@@ -518,6 +523,7 @@ static int estimate_child(const struct sched_plan_options *opt, struct store *s,
         goto out;
     pj->kind = SCHED_PLAN_CHILD;
     pj->pass = "child";
+    pj->sweep_requests = -1; /* a child's sweep is its pass: each parent's list in full */
     if (cursor_fresh(&c, def, opt->clock)) {
         snprintf(pj->source, sizeof(pj->source), "fresh");
         snprintf(pj->detail, sizeof(pj->detail), "read in full %" PRId64 " min ago",

@@ -58,6 +58,7 @@ int sched_plan_json(const struct sched_plan *p, struct base_buf *out)
             cJSON_AddNumberToObject(o, "records", (double)j->records) == NULL ||
             cJSON_AddNumberToObject(o, "requests", (double)j->requests) == NULL ||
             cJSON_AddNumberToObject(o, "recost_per_day", (double)j->recost) == NULL ||
+            cJSON_AddNumberToObject(o, "sweep_requests", (double)j->sweep_requests) == NULL ||
             cJSON_AddStringToObject(o, "source", j->source) == NULL ||
             cJSON_AddStringToObject(o, "detail", j->detail) == NULL ||
             cJSON_AddNumberToObject(o, "finish_day", j->finish_day) == NULL ||

@@ -94,8 +94,9 @@ int sched_run(const struct sched_options *opt, struct jobs_set *set, struct stor
 void sched_result_free(struct sched_result *res);
 const char *sched_job_state_name(int state);
 
-/* ---- the quota planner (plan.c, plan_out.c) -------------------------------------------
-
+/*
+ * ---- the quota planner (plan.c, plan_out.c) ----
+ *
  * Words used here:
  *   estimate  a job's records and requests still to read in its current pass, with where the
  *             figure comes from (its source): "history" (what the job's last complete pass of
@@ -106,6 +107,10 @@ const char *sched_job_state_name(int state);
  *   recost    what a job that completed costs again on each later day (an incremental
  *             window, a refresh_hours re-read), charged to the days after it completes.
  *   day       a UTC day; day 0 is today, with the budget the ledger and Keap's headers leave.
+ *
+ * Backfills and delete sweeps (the deletes branch) join a plan through sched_plan_add with
+ * their kind, then sched_plan_schedule again: a sweep costs sched_plan_sweep_requests of the
+ * job's records (its list job's estimate), a backfill the list requests of its remaining range.
  */
 enum sched_plan_kind {
     SCHED_PLAN_LIST = 0, /* a list job (incremental or full): admitted first */
@@ -121,9 +126,10 @@ struct sched_plan_job {
     int64_t records;  /* -1: unknown */
     int64_t requests;
     int64_t recost;
-    char source[32];  /* history, probe, parents, estimate, default, fresh */
-    char detail[200]; /* e.g. "probe /v1/contacts: 3 requests" */
-    int finish_day;   /* 0: today */
+    int64_t sweep_requests; /* a delete sweep of the job (a full id listing); -1: unknown */
+    char source[32];        /* history, probe, parents, estimate, default, fresh */
+    char detail[200];       /* e.g. "probe /v1/contacts: 3 requests" */
+    int finish_day;         /* 0: today */
     char finish_date[11];
 };
 
