@@ -370,7 +370,7 @@ static int cmd_run(int argc, char **argv)
             base_log_warning("%s", err.msg);
         base_buf_free(&names);
     }
-    passes = cli_plan_run_begin(s, &set);
+    passes = cli_plan_run_begin(s, &set, &opt);
     if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
         free(passes);
         code = err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE;

@@ -9,6 +9,7 @@
  */
 #include "plan_cmd.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,8 +196,30 @@ out:
     return code;
 }
 
-bool *cli_plan_run_begin(struct store *s, const struct jobs_set *set)
+/* A plan from history, the last plan and Postgres alone: no request is sent. */
+static int plan_quietly(struct store *s, const struct jobs_set *set,
+                        const struct sched_options *sopt, struct sched_plan *plan,
+                        struct base_err *err)
 {
+    struct sched_plan_options opt = {0};
+    char *tenant = NULL;
+    int rc;
+
+    opt.base_url = sopt->base_url;
+    opt.limits = sopt->limits;
+    rc = cli_plan_tenant(s, sopt->base_url, &tenant, err);
+    if (rc == 0) {
+        opt.tenant = tenant;
+        rc = sched_plan_build(&opt, set, s, plan, err);
+    }
+    free(tenant);
+    return rc;
+}
+
+bool *cli_plan_run_begin(struct store *s, const struct jobs_set *set,
+                         const struct sched_options *sopt)
+{
+    struct sched_plan plan = {0};
     struct base_err err;
     bool *full = calloc(set->n ? set->n : 1, sizeof(*full));
 
@@ -207,6 +230,20 @@ bool *cli_plan_run_begin(struct store *s, const struct jobs_set *set)
         free(full);
         return NULL;
     }
+    /* Before spending: what the run is expected to cost (debug level: a run logs little
+     * before its first page; keapsync plan probes for more). */
+    if (plan_quietly(s, set, sopt, &plan, &err) < 0) {
+        base_log_warning("%s", err.msg);
+    } else if (plan.daily > 0) {
+        base_log_debug("plan: ~%" PRId64 " requests over %d day%s (today %" PRId64 " of %" PRId64
+                       " left), from history and earlier plans",
+                       plan.total_requests, plan.days, plan.days == 1 ? "" : "s", plan.today_left,
+                       plan.daily);
+    } else {
+        base_log_debug("plan: ~%" PRId64 " requests, from history and earlier plans",
+                       plan.total_requests);
+    }
+    sched_plan_free(&plan);
     return full;
 }
 
@@ -214,10 +251,8 @@ void cli_plan_run_end(bool *full, struct store *s, const struct jobs_set *set,
                       const struct sched_options *sopt, int64_t run_id,
                       const struct sched_result *res, char *line, size_t n)
 {
-    struct sched_plan_options opt = {0};
     struct sched_plan plan = {0};
     struct base_err err;
-    char *tenant = NULL;
 
     base_err_clear(&err);
     if (full != NULL && sched_plan_record(s, set, run_id, full, res, &err) < 0)
@@ -226,15 +261,10 @@ void cli_plan_run_end(bool *full, struct store *s, const struct jobs_set *set,
     if (res->outcome != SCHED_OUTCOME_QUOTA || n == 0)
         return;
     /* What is left, from history and the last plan: no request is sent. */
-    opt.base_url = sopt->base_url;
-    opt.limits = sopt->limits;
-    if (cli_plan_tenant(s, sopt->base_url, &tenant, &err) < 0 ||
-        (opt.tenant = tenant, sched_plan_build(&opt, set, s, &plan, &err)) < 0) {
+    if (plan_quietly(s, set, sopt, &plan, &err) < 0) {
         base_log_warning("%s", err.msg);
-        free(tenant);
         return;
     }
     sched_plan_stop_line(&plan, res, line, n);
     sched_plan_free(&plan);
-    free(tenant);
 }

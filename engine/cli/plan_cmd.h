@@ -25,9 +25,13 @@
 int cli_plan(int argc, char **argv);
 /* The ledger key, as sched charges it (malloc'd into *out). */
 int cli_plan_tenant(struct store *s, const char *base_url, char **out, struct base_err *err);
-/* Before a run: each job's kind of pass (owned by the caller until cli_plan_run_end), or
- * NULL (then nothing is recorded; a warning said why). */
-bool *cli_plan_run_begin(struct store *s, const struct jobs_set *set);
+/*
+ * Before a run: logs what it is expected to cost (a plan without probes) and returns each
+ * job's kind of pass (owned by the caller until cli_plan_run_end), or NULL (then nothing is
+ * recorded; a warning said why).
+ */
+bool *cli_plan_run_begin(struct store *s, const struct jobs_set *set,
+                         const struct sched_options *sopt);
 /*
  * After a run: records what each job spent (frees full) and, when res stopped at the quota,
  * writes the planner's line of what is left into line[0..n) (untouched otherwise, or when
