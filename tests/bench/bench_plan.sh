@@ -16,7 +16,8 @@
 #              plan's figure before the sync (contacts to come) and after it (contacts in
 #              Postgres, counted exactly), beside the contacts the sync wrote.
 # Environment: KEAPSYNC_BUILD (default <src>/build), BENCH_SIZE, BENCH_TIMEOUT (seconds for
-# the sync, default 1800). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
+# the sync, default 1800), BENCH_V1_COUNT (keapsim --v1-count: total, the default, or page,
+# where v1's count is only the page's length and the probes double and bisect). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
 # removed at exit. Exit status: 0 when every list job completed with no 429 (the 5 % goal is
 # reported, not enforced). Not in ctest.
 set -euo pipefail
@@ -25,6 +26,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${KEAPSYNC_BUILD:-$src/build}
 size=${BENCH_SIZE:-1000000}
 run_timeout=${BENCH_TIMEOUT:-1800}
+v1count=${BENCH_V1_COUNT:-total}
 ks="$build/keapsync"
 ksim="$build/keapsim"
 
@@ -68,7 +70,7 @@ export KEAPSYNC_LOG_LEVEL=warning
 export KEAP_API_KEY="bench-$RANDOM$RANDOM$RANDOM"
 list_jobs=$(for f in "$KEAPSYNC_JOBS"/*.json; do jq -r 'select(.parent == null) | .name' "$f"; done | paste -sd, -)
 
-"$ksim" --port 0 --no-limits --seed 1 --size "$size" --api-key "$KEAP_API_KEY" --quiet \
+"$ksim" --port 0 --no-limits --seed 1 --size "$size" --api-key "$KEAP_API_KEY" --quiet --v1-count "$v1count" \
     >"$tmp/keapsim.out" 2>"$tmp/keapsim.err" &
 sim_pid=$!
 port=""
@@ -83,7 +85,7 @@ export KEAP_BASE_URL="http://127.0.0.1:$port/crm/rest"
 stat() { curl -sf "http://127.0.0.1:$port/__admin/stats" | jq -r "$1"; }
 
 "$ks" migrate >/dev/null
-echo "bench_plan: keapsim --size $size --no-limits; KEAPSYNC_LIMITS=$KEAPSYNC_LIMITS; build $build; $(nproc) CPUs"
+echo "bench_plan: keapsim --size $size --no-limits --v1-count $v1count; KEAPSYNC_LIMITS=$KEAPSYNC_LIMITS; build $build; $(nproc) CPUs"
 
 t0=$(date +%s.%N)
 "$ks" plan --json >"$tmp/plan.json"

@@ -3,7 +3,8 @@
 # the daily limit scaled down (keapsim --limits and KEAPSYNC_LIMITS alike), a 10 % reserve,
 # and a third of today's budget already spent by another integration (in the ledger).
 # `keapsync plan --json` first: it parses, its probes are few, counted in the ledger and in
-# keapsim's stats. Then `keapsync run` once per simulated UTC day (faketime for keapsync, a
+# keapsim's stats (and find the same sizes when v1's count is only the page's length). Then
+# `keapsync run` once per simulated UTC day (faketime for keapsync, a
 # keapsim whose clock is as far ahead) until it exits 0: each earlier run exits 75 with the
 # one line of what is left and when the next UTC day starts; no day spends more than its
 # limit less the reserve; every table ends equal to keapsim's truth (ids); and the finish
@@ -61,6 +62,21 @@ plan_days=$(jq .days "$IT_TMP/plan.json")
 check "the plan needs at least three UTC days ($plan_days)" test "$plan_days" -ge 3
 plan_sent=$(ksim_stat .requests) # both plans' probes, sent on day 0 before the first run
 kill "$pid"; wait "$pid" 2>/dev/null || true
+
+# ---- the same plan where v1's count is only the page's length (KEAP_API.md: uncertain)
+main_db=$DATABASE_URL
+it_make_db
+"$KS" migrate >/dev/null 2>&1
+it_keapsim --seed 17 --size "$size" --api-key "$KEAP_API_KEY" --limits "$KEAPSYNC_LIMITS" --v1-count page
+rc=0; "$KS" plan --json >"$IT_TMP/plan_page.json" 2>"$IT_TMP/plan_page.err" || rc=$?
+eq "plan with page-length counts exits 0" 0 "$rc"
+eq "page-length counts: the same records for every job (doubling and bisection)" \
+    "$(jq -c '[.jobs[] | [.name, .records]]' "$IT_TMP/plan.json")" "$(jq -c '[.jobs[] | [.name, .records]]' "$IT_TMP/plan_page.json")"
+probes_page=$(jq .probe_requests "$IT_TMP/plan_page.json")
+check "page-length counts: still a few probe requests ($probes_page)" test "$probes_page" -le 48
+eq "page-length counts: keapsim saw exactly them" "$probes_page" "$(ksim_stat .requests)"
+kill "$KSIM_PID"; wait "$KSIM_PID" 2>/dev/null || true
+export DATABASE_URL=$main_db KSIM_URL="http://127.0.0.1:$port" KEAP_BASE_URL="http://127.0.0.1:$port/crm/rest"
 
 # ---- one run per UTC day until done
 finish_day=-1
