@@ -15,7 +15,7 @@
 #include <string.h>
 
 static const char plan_usage[] =
-    "Usage: keapsync plan [--json] [--only A,B]\n"
+    "Usage: keapsync plan [--json] [--only A,B] [--max-probes N]\n"
     "\n"
     "Estimates, before spending, what syncing the jobs will cost: per job its records, its\n"
     "requests and the UTC day it finishes at today's remaining budget (the quota ledger and\n"
@@ -33,6 +33,9 @@ static const char plan_usage[] =
     "               daily_budget, probe_requests and jobs[] (name, kind, pass, records,\n"
     "               requests, source, detail, finish_day, finish_date)\n"
     "  --only A,B   plan only these jobs\n"
+    "  --max-probes N\n"
+    "               spend at most N probe requests (default 48); jobs left unprobed are\n"
+    "               estimated at one page, and say so\n"
     "\n"
     "Needs DATABASE_URL (migrated) and KEAP_API_KEY (or KEAP_API_KEY_FILE) for probes.\n"
     "Exit codes: 0 planned; 2 bad usage or configuration; 77 authentication refused; 1 other.\n";
@@ -140,6 +143,15 @@ int cli_plan(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--max-probes") == 0 && i + 1 < argc) {
+            int64_t v;
+
+            if (base_parse_int64(argv[++i], &v) < 0 || v < 1 || v > 10000) {
+                base_err_set(&err, BASE_ECONFIG, "invalid --max-probes \"%s\"", argv[i]);
+                base_err_hint(&err, "give a number of requests from 1 to 10000 (default 48)");
+                return say(CLI_EXIT_CONFIG, &err);
+            }
+            opt.max_probes = (int)v;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strncmp(argv[i], "--only=", 7) == 0) {

@@ -441,6 +441,7 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
     } else {
         char endpoint[256];
         struct probe_ctx cx = {.opt = opt, .store = s, .plan = plan, .err = err};
+        const char *why = ", and no v1 list to probe";
         int64_t size = 0;
         int nreq = 0;
 
@@ -449,8 +450,9 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
         cx.array_key = def->array_key;
         cx.budget_probes = (opt->max_probes > 0 ? opt->max_probes : PLAN_DEFAULT_PROBES) -
                            (int)plan->probe_requests;
-        if (opt->headers != NULL && cx.budget_probes > 0 &&
-            v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint))) {
+        if (opt->headers != NULL && cx.budget_probes <= 0)
+            why = ", and the probe cap (--max-probes) was reached";
+        else if (opt->headers != NULL && v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint))) {
             int limit = def->api == KEAP_API_V1 ? def->page_size : 1000;
             int64_t before = plan->probe_requests;
 
@@ -460,6 +462,8 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
             if (rc < 0) {
                 base_log_warning("job \"%s\": probe stopped: %s", def->name, err->msg);
                 base_err_clear(err);
+                why = rc == BASE_EAGAIN ? ", and the probe cap (--max-probes) was reached"
+                                        : ", and the probe failed";
             } else {
                 pj->records = size;
                 pj->requests = left_of_pass(def, overlap, &c, size, open.requests);
@@ -485,7 +489,7 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
                 pj->requests = 1;
                 snprintf(pj->source, sizeof(pj->source), "default");
                 snprintf(pj->detail, sizeof(pj->detail), "one page: no history%s",
-                         opt->headers == NULL ? "" : ", and no v1 list to probe");
+                         opt->headers == NULL ? ", and no probes" : why);
             }
         }
     }

@@ -17,7 +17,8 @@
 #              Postgres, counted exactly), beside the contacts the sync wrote.
 # Environment: KEAPSYNC_BUILD (default <src>/build), BENCH_SIZE, BENCH_TIMEOUT (seconds for
 # the sync, default 1800), BENCH_V1_COUNT (keapsim --v1-count: total, the default, or page,
-# where v1's count is only the page's length and the probes double and bisect). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
+# where v1's count is only the page's length and the probes double and bisect),
+# BENCH_MAX_PROBES (plan --max-probes; default: plan's own, 48). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
 # removed at exit. Exit status: 0 when every list job completed with no 429 (the 5 % goal is
 # reported, not enforced). Not in ctest.
 set -euo pipefail
@@ -27,6 +28,8 @@ build=${KEAPSYNC_BUILD:-$src/build}
 size=${BENCH_SIZE:-1000000}
 run_timeout=${BENCH_TIMEOUT:-1800}
 v1count=${BENCH_V1_COUNT:-total}
+plan_args=(--json)
+[ -z "${BENCH_MAX_PROBES:-}" ] || plan_args+=(--max-probes "$BENCH_MAX_PROBES")
 ks="$build/keapsync"
 ksim="$build/keapsim"
 
@@ -88,7 +91,8 @@ stat() { curl -sf "http://127.0.0.1:$port/__admin/stats" | jq -r "$1"; }
 echo "bench_plan: keapsim --size $size --no-limits --v1-count $v1count; KEAPSYNC_LIMITS=$KEAPSYNC_LIMITS; build $build; $(nproc) CPUs"
 
 t0=$(date +%s.%N)
-"$ks" plan --json >"$tmp/plan.json"
+echo "plan: keapsync plan ${plan_args[*]}"
+"$ks" plan "${plan_args[@]}" >"$tmp/plan.json"
 t1=$(date +%s.%N)
 probes=$(jq .probe_requests "$tmp/plan.json")
 echo "plan: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, $probes probe requests (keapsim saw $(stat .requests))"
