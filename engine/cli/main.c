@@ -15,6 +15,7 @@
 #include "keap.h"
 #include "labels.h"
 #include "pace.h"
+#include "plan_cmd.h"
 #include "sched.h"
 #include "store.h"
 
@@ -48,6 +49,9 @@ static const char usage[] =
     "                        record a backfill of incremental job NAME's history over\n"
     "                        [--from, --to) (YYYY-MM-DD or ISO-8601, UTC; --to defaults to\n"
     "                        now); every later run continues it until it is done\n"
+    "  plan [--json] [--only A,B]\n"
+    "                        estimate each job's records, requests and finish date against\n"
+    "                        the daily quota (see keapsync plan --help)\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -311,6 +315,8 @@ static int cmd_run(int argc, char **argv)
     const char *only = NULL;
     bool drop = false;
     int64_t run_id = 0;
+    char stop_line[512] = "";
+    bool *passes;
     int code;
 
     base_err_clear(&err);
@@ -369,7 +375,9 @@ static int cmd_run(int argc, char **argv)
             base_log_warning("%s", err.msg);
         base_buf_free(&names);
     }
+    passes = cli_plan_run_begin(s, &set, &opt);
     if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+        free(passes);
         code = err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE;
         fail(code, &err);
         store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
@@ -396,6 +404,9 @@ static int cmd_run(int argc, char **argv)
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);
     code = outcome_exit_code(res.outcome);
+    cli_plan_run_end(passes, s, &set, &opt, run_id, &res, stop_line, sizeof(stop_line));
+    if (stop_line[0] != '\0') /* stopped at the quota: what is left, and when to come back */
+        snprintf(res.message, sizeof(res.message), "%s", stop_line);
     if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr,
                 "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
@@ -658,7 +669,9 @@ int main(int argc, char **argv)
         rc = cmd_status();
     else if (strcmp(argv[i], "backfill") == 0)
         rc = cmd_backfill(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "daemon") == 0 ||
+    else if (strcmp(argv[i], "plan") == 0)
+        rc = cli_plan(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "daemon") == 0 ||
              strcmp(argv[i], "auth") == 0)
         rc = fail_usage("command \"%s\" is not available in this version", argv[i]);
     else

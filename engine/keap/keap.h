@@ -111,6 +111,25 @@ int keap_build_v2_url(struct base_buf *out, const char *base_url, const char *en
 int keap_fetch_model(const char *base_url, const char *object, const char *const *headers,
                      cJSON **out, struct base_err *err);
 
+/* What a probe learnt (keap_probe_list). */
+struct keap_probe_result {
+    int n;                       /* records on the page */
+    int64_t count;               /* the body's "count" (page length or total: uncertain), -1 */
+    struct pace_observation obs; /* x-keap-* headers; tenant_id is NULL (see tenant) */
+    char tenant[128];            /* x-keap-tenant-id, or "" */
+};
+
+/*
+ * Fetches url (a list request, e.g. from keap_build_v1_url) with headers (never logged),
+ * blocking, on a loop of its own, and reports how many records the page holds under
+ * array_key. For the quota planner's probes: one request, which the caller has counted in
+ * the ledger. Errors, with err set (naming the path, never the credential): BASE_EAUTH
+ * (401/403), BASE_EQUOTA (a daily-quota 429), BASE_EIO (unreachable, 5xx, other 429s,
+ * other 4xx), BASE_EPROTO (no array under array_key), BASE_EINVAL.
+ */
+int keap_probe_list(const char *url, const char *const *headers, const char *array_key,
+                    struct keap_probe_result *out, struct base_err *err);
+
 enum keap_outcome {
     KEAP_OUTCOME_OK = 0,       /* 2xx with a JSON body */
     KEAP_OUTCOME_RETRY,        /* transport error, 5xx, HTML/non-JSON error page: retry later */

@@ -81,6 +81,11 @@ struct sched_cursor {
     char since_mark[48];
     char mark[48];
     int parent_complete;
+    /* pages read in the open window, and the last completed window's span and pages (0:
+     * none): a backfill sizes its first window of a run from them, as it would have sized the
+     * next one had the run gone on */
+    int64_t win_pages;
+    int64_t last_span_ms, last_pages;
 };
 
 /* A parent whose list a child stream has begun to read. */

@@ -273,4 +273,46 @@ int store_lease_list(struct store *s, const char *prefix, char ***names, char **
                      struct base_err *err);
 void store_lease_list_free(char **names, char **holders);
 
+/* ---- what jobs' passes cost, for the quota planner (stats.c, sql/0004_job_stats.sql) ---- */
+
+/* One job's figures for one run. */
+struct store_stats_row {
+    int64_t run_id; /* keapsync.runs id, or <= 0 when none */
+    const char *job;
+    bool full_pass; /* the pass reads everything (not an incremental window after a watermark) */
+    int64_t requests, pages, records;
+    int64_t units;  /* child streams completing a full pass: parents read; -1 otherwise */
+    bool pass_done; /* this run completed the job's pass */
+};
+int store_stats_record(struct store *s, const struct store_stats_row *row, struct base_err *err);
+
+/* What a pass cost, summed over the runs it spanned. */
+struct store_pass_cost {
+    int64_t requests, pages, records;
+    int64_t units; /* see store_stats_row; -1 when not recorded */
+    int64_t runs;  /* rows summed */
+};
+/* The job's last complete pass of that kind (*found false when none). */
+int store_stats_last_pass(struct store *s, const char *job, bool full_pass,
+                          struct store_pass_cost *out, bool *found, struct base_err *err);
+/* What the job's open pass (begun, not complete) has cost so far; zeros when none. */
+int store_stats_open_pass(struct store *s, const char *job, struct store_pass_cost *out,
+                          struct base_err *err);
+
+/* The planner's latest estimate of a job's pass (keapsync.job_estimates). */
+struct store_estimate {
+    int64_t records, requests;
+    int64_t at_ms; /* when it was made */
+};
+int store_estimate_put(struct store *s, const char *job, const char *source, int64_t records,
+                       int64_t requests, struct base_err *err);
+int store_estimate_get(struct store *s, const char *job, struct store_estimate *out, bool *found,
+                       struct base_err *err);
+/*
+ * Rows of keap.<table> with id above after (when have_after) and, with since_mark (timestamptz
+ * text, or NULL/""), written after it. A table that does not exist has none.
+ */
+int store_count_rows(struct store *s, const char *table, bool have_after, int64_t after,
+                     const char *since_mark, int64_t *n, struct base_err *err);
+
 #endif

@@ -177,7 +177,8 @@ struct sim_config {
     int64_t access_ttl_s;      /* OAuth2 access tokens */
     int64_t revoke_delay_ms;   /* default delay of /__admin/revoke */
     int retry_after;           /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
-    const char *client_id;     /* OAuth2 client */
+    bool count_page;       /* v1 "count" is the page's length (--v1-count page), not the total */
+    const char *client_id; /* OAuth2 client */
     const char *client_secret;
 };
 
