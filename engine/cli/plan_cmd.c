@@ -8,6 +8,7 @@
  *           this API root before (keapsync.settings), or the API root itself.
  */
 #include "plan_cmd.h"
+#include "auth_cmd.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -165,8 +166,13 @@ int cli_plan(int argc, char **argv)
     if (load_config(&opt.limits, &set, only, &err) < 0)
         return say(CLI_EXIT_CONFIG, &err);
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
-    /* Without credentials the plan still reads history; it says where it had to guess. */
-    if (keap_credential_from_env(&cred, &err) == 0) {
+    if (connect_migrated(&s, &err) < 0) {
+        code = say(CLI_EXIT_CONFIG, &err);
+        goto out;
+    }
+    /* Without credentials the plan still reads history; it says where it had to guess. An
+     * API key, or the stored OAuth2 token (refreshed first when due). */
+    if (cli_credential(s, &cred, &err) == 0) {
         if (keap_auth_headers(&cred, &headers) < 0)
             headers = NULL;
     } else {
@@ -174,10 +180,6 @@ int cli_plan(int argc, char **argv)
         base_err_clear(&err);
     }
     keap_credential_clear(&cred);
-    if (connect_migrated(&s, &err) < 0) {
-        code = say(CLI_EXIT_CONFIG, &err);
-        goto out;
-    }
     if (cli_plan_tenant(s, opt.base_url, &tenant, &err) < 0) {
         code = say(EXIT_FAILURE, &err);
         goto out;

@@ -49,8 +49,10 @@ struct sched_options {
     const char *tenant;        /* ledger key override (KEAPSYNC_TENANT) or NULL */
     struct pace_config limits; /* KEAPSYNC_LIMITS + KEAPSYNC_RESERVE */
     const struct base_clock *clock;
-    int max_depth;    /* pages of one job in flight at once; 0: default */
-    int max_attempts; /* tries of one page before its job fails; 0: default */
+    int max_depth;                   /* pages of one job in flight at once; 0: default */
+    int max_attempts;                /* tries of one page before its job fails; 0: default */
+    const struct sched_oauth *oauth; /* the credential is an OAuth2 access token, or NULL */
+    int64_t ceiling_per_day;         /* every credential of the tenant together; 0: none */
 };
 
 struct sched_job_result {
@@ -250,5 +252,45 @@ int sched_plan_passes(struct store *s, const struct jobs_set *set, const struct 
                       bool *full, struct base_err *err);
 int sched_plan_record(struct store *s, const struct jobs_set *set, int64_t run_id, const bool *full,
                       const struct sched_result *res, struct base_err *err);
+
+/* ---- OAuth2 (oauth.c) ------------------------------------------------------------------- */
+
+/* What a run needs to refresh its access token (cred->access_token) mid-run. */
+struct sched_oauth {
+    const struct keap_oauth_client *client;
+    const struct store_token_key *key; /* KEAPSYNC_TOKEN_KEY_FILE, or NULL: tokens in clear */
+    int64_t generation;                /* of the access token the run starts with */
+    int64_t obtained_ms, expires_ms;
+    int64_t app_per_day; /* the client id's day, across all tenants (ledger "client:<id>") */
+};
+
+/* An access token handed out by sched_oauth_token. access_token is secret. */
+struct sched_token {
+    char *access_token;
+    int64_t generation, obtained_ms, expires_ms;
+    bool refreshed; /* this call spent the refresh token (and committed the new pair) */
+    bool rotated;   /* another process had rotated the pair since have_generation */
+};
+void sched_token_clear(struct sched_token *t); /* wipes; accepts NULL */
+
+/* How to re-authorize, for the line an exit 77 prints. */
+#define SCHED_OAUTH_REAUTH_HINT                                                                    \
+    "re-authorize: keapsync auth --code CODE --redirect-uri URI, with a fresh code from Keap's "   \
+    "authorize page (README, \"OAuth2\")"
+
+/*
+ * The access token to use, serialized across every process of the tenant: takes the row lock
+ * of client c's pair in store s (waiting for a process refreshing it), decides
+ * (keap_oauth_decide: have_generation -1 when holding none, force after a 401), and when a
+ * refresh is due calls the token endpoint with the lock held and commits the new pair before
+ * returning it. Blocking: meant for set-up and the run's database worker. Errors: BASE_EAUTH
+ * when no pair is stored or Keap answers invalid_grant (the hint says how to re-authorize);
+ * BASE_ECONFIG for a key that does not open the stored pair; BASE_EIO, BASE_EDB otherwise.
+ * KEAPSYNC_TEST_CRASH_AFTER_TOKEN=1 (tests only) makes the process _exit(1) after the token
+ * endpoint answered and before the commit, losing the new pair as a crash would.
+ */
+int sched_oauth_token(struct store *s, const struct keap_oauth_client *c,
+                      const struct store_token_key *key, int64_t have_generation, bool force,
+                      int64_t now_ms, struct sched_token *out, struct base_err *err);
 
 #endif

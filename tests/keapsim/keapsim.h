@@ -189,6 +189,8 @@ struct sim_stats {
     uint64_t rejected_429;
     uint64_t rej_second, rej_minute, rej_day, rej_tenant;
     uint64_t faults;
+    uint64_t oauth_refreshes; /* refresh_token grants answered with a new pair */
+    uint64_t refresh_reused;  /* refresh_token grants with a refresh token already spent */
     uint64_t max_in_1s, max_in_60s;
     int64_t hist_start_s;            /* sim-clock second of hist[0] */
     uint32_t hist[SIM_HIST_SECONDS]; /* accepted per second, the last SIM_HIST_SECONDS */
