@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
     build-essential cmake pkg-config      # compiler and build
-    libcurl4-openssl-dev libuv1-dev libcjson-dev libpq-dev   # the engine's libraries
+    libcurl4-openssl-dev libuv1-dev libcjson-dev libpq-dev libsodium-dev   # the engine's libraries
     libcmocka-dev libmicrohttpd-dev       # unit tests, keapsim
     postgresql postgresql-client          # throwaway clusters for the demo and tests
     faketime jq curl procps bc            # day-boundary tests, test scripts

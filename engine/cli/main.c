@@ -9,12 +9,14 @@
  *   1  any other failure (progress up to the last commit kept)
  * Errors are one line: "keapsync: error: <what is wrong> (hint: <how to fix it>)".
  */
+#include "auth_cmd.h"
 #include "base.h"
 #include "http.h"
 #include "jobs.h"
 #include "keap.h"
 #include "labels.h"
 #include "pace.h"
+#include "plan_cmd.h"
 #include "sched.h"
 #include "store.h"
 
@@ -48,12 +50,24 @@ static const char usage[] =
     "                        record a backfill of incremental job NAME's history over\n"
     "                        [--from, --to) (YYYY-MM-DD or ISO-8601, UTC; --to defaults to\n"
     "                        now); every later run continues it until it is done\n"
+    "  plan [--json] [--only A,B]\n"
+    "                        estimate each job's records, requests and finish date against\n"
+    "                        the daily quota (see keapsync plan --help)\n"
+    "  auth --code CODE --redirect-uri URI | auth --refresh-token-file FILE\n"
+    "                        store an OAuth2 client's first token pair: from an authorization\n"
+    "                        code (short-lived, single-use) or an existing refresh token\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
     "  DATABASE_URL          libpq connection string or URI (default: libpq's PG* variables)\n"
     "  KEAP_API_KEY          Personal Access Token or Service Account Key\n"
     "  KEAP_API_KEY_FILE     or a file holding it (mode 0600)\n"
+    "  KEAP_CLIENT_ID        OAuth2 client id, used when no API key is set (keapsync auth)\n"
+    "  KEAP_CLIENT_SECRET_FILE  a file holding its secret (mode 0600), or KEAP_CLIENT_SECRET\n"
+    "  KEAP_TOKEN_URL        OAuth2 token endpoint (default " KEAP_DEFAULT_TOKEN_URL ")\n"
+    "  KEAPSYNC_TOKEN_KEY_FILE  32-byte key: OAuth2 tokens encrypted at rest\n"
+    "  KEAPSYNC_APP_LIMITS   the OAuth2 client's limits (default 1500/min,150000/day)\n"
+    "  KEAPSYNC_TENANT_CEILING  every credential of the tenant (default 10000/min,250000/day)\n"
     "  KEAP_BASE_URL         API root (default " KEAP_DEFAULT_BASE_URL ")\n"
     "  KEAPSYNC_LIMITS       ceilings (default 10/s,240/min,30000/day)\n"
     "  KEAPSYNC_RESERVE      share of the daily quota left to other integrations (e.g. 10%)\n"
@@ -305,12 +319,15 @@ static int cmd_run(int argc, char **argv)
     struct base_err err;
     struct jobs_set set = {0};
     struct keap_credential cred = {0};
+    struct cli_oauth *oauth = NULL;
     struct sched_options opt = {0};
     struct sched_result res;
     struct store *s = NULL;
     const char *only = NULL;
     bool drop = false;
     int64_t run_id = 0;
+    char stop_line[512] = "";
+    bool *passes;
     int code;
 
     base_err_clear(&err);
@@ -329,15 +346,26 @@ static int cmd_run(int argc, char **argv)
         return fail(EXIT_CONFIG, &err);
     if (load_jobs(&set, only, &err) < 0)
         return fail(EXIT_CONFIG, &err);
-    if (keap_credential_from_env(&cred, &err) < 0) {
+    if (cli_credential_env(&cred, &oauth, &err) < 0 || cli_app_limits(&opt, oauth, &err) < 0) {
+        cli_oauth_free(oauth);
         jobs_set_free(&set);
         return fail(EXIT_CONFIG, &err);
     }
     if (connect_migrated(&s, &err) < 0) {
         keap_credential_clear(&cred);
+        cli_oauth_free(oauth);
         jobs_set_free(&set);
         return fail(EXIT_CONFIG, &err);
     }
+    /* OAuth2: the stored access token, refreshed first when due. */
+    if (cli_credential_db(s, &cred, oauth, &err) < 0) {
+        code = fail(err.code == BASE_EAUTH     ? EXIT_AUTH
+                    : err.code == BASE_ECONFIG ? EXIT_CONFIG
+                                               : EXIT_FAILURE,
+                    &err);
+        goto out;
+    }
+    opt.oauth = oauth ? &oauth->so : NULL;
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
     opt.tenant = env_or("KEAPSYNC_TENANT", NULL);
     {
@@ -369,7 +397,9 @@ static int cmd_run(int argc, char **argv)
             base_log_warning("%s", err.msg);
         base_buf_free(&names);
     }
+    passes = cli_plan_run_begin(s, &set, &opt);
     if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+        free(passes);
         code = err.code == BASE_ECONFIG ? EXIT_CONFIG : EXIT_FAILURE;
         fail(code, &err);
         store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
@@ -396,11 +426,14 @@ static int cmd_run(int argc, char **argv)
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);
     code = outcome_exit_code(res.outcome);
+    cli_plan_run_end(passes, s, &set, &opt, run_id, &res, stop_line, sizeof(stop_line));
+    if (stop_line[0] != '\0') /* stopped at the quota: what is left, and when to come back */
+        snprintf(res.message, sizeof(res.message), "%s", stop_line);
     if (res.outcome == SCHED_OUTCOME_AUTH)
-        fprintf(stderr,
-                "keapsync: error: %s (hint: check that KEAP_API_KEY holds a valid Personal "
-                "Access Token or Service Account Key for this account)\n",
-                res.message);
+        fprintf(stderr, "keapsync: error: %s (hint: %s)\n", res.message,
+                oauth ? SCHED_OAUTH_REAUTH_HINT
+                      : "check that KEAP_API_KEY holds a valid Personal Access Token or Service "
+                        "Account Key for this account");
     else if (res.message[0] != '\0')
         fprintf(stderr, "keapsync: %s: %s\n",
                 res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
@@ -410,6 +443,7 @@ static int cmd_run(int argc, char **argv)
 out:
     store_close(s);
     keap_credential_clear(&cred);
+    cli_oauth_free(oauth);
     jobs_set_free(&set);
     return code;
 }
@@ -658,8 +692,11 @@ int main(int argc, char **argv)
         rc = cmd_status();
     else if (strcmp(argv[i], "backfill") == 0)
         rc = cmd_backfill(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "daemon") == 0 ||
-             strcmp(argv[i], "auth") == 0)
+    else if (strcmp(argv[i], "plan") == 0)
+        rc = cli_plan(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "auth") == 0)
+        rc = cli_cmd_auth(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "daemon") == 0)
         rc = fail_usage("command \"%s\" is not available in this version", argv[i]);
     else
         rc = fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);

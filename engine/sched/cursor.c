@@ -19,6 +19,10 @@ int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
 
     if (rc == 0 && c->since_mark[0] != '\0')
         rc = base_buf_printf(out, ",\"parent_mark\":\"%s\"", c->since_mark);
+    if (rc == 0 && c->last_span_ms > 0)
+        rc =
+            base_buf_printf(out, ",\"last_window\":{\"span_ms\":%" PRId64 ",\"pages\":%" PRId64 "}",
+                            c->last_span_ms, c->last_pages);
     if (rc == 0)
         rc = base_buf_puts(out, ",\"window\":");
     if (rc < 0)
@@ -31,6 +35,8 @@ int cursor_checkpoint(const struct sched_cursor *c, struct base_buf *out)
                          c->since_ms, c->until_ms, c->next_offset, c->epoch);
     if (rc == 0 && c->have_last_id)
         rc = base_buf_printf(out, ",\"last_id\":%" PRId64, c->last_id);
+    if (rc == 0 && c->win_pages > 0)
+        rc = base_buf_printf(out, ",\"pages\":%" PRId64, c->win_pages);
     if (rc == 0 && c->have_done)
         rc = base_buf_printf(out, ",\"parent_done\":%" PRId64, c->done_through);
     if (rc == 0 && c->mark[0] != '\0')
@@ -120,6 +126,14 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
     it = cJSON_GetObjectItemCaseSensitive(root, "parent_mark");
     if (cJSON_IsString(it))
         snprintf(c->since_mark, sizeof(c->since_mark), "%s", it->valuestring);
+    c->win_pages = c->last_span_ms = c->last_pages = 0;
+    w = cJSON_GetObjectItemCaseSensitive(root, "last_window");
+    if (cJSON_IsObject(w)) {
+        it = cJSON_GetObjectItemCaseSensitive(w, "span_ms");
+        c->last_span_ms = cJSON_IsNumber(it) && it->valuedouble > 0 ? (int64_t)it->valuedouble : 0;
+        it = cJSON_GetObjectItemCaseSensitive(w, "pages");
+        c->last_pages = cJSON_IsNumber(it) && it->valuedouble > 0 ? (int64_t)it->valuedouble : 0;
+    }
     w = cJSON_GetObjectItemCaseSensitive(root, "window");
     if (cJSON_IsObject(w)) {
         c->in_window = true;
@@ -136,6 +150,8 @@ int cursor_load(struct sched_cursor *c, const char *json, const struct jobs_job 
             c->have_last_id = true;
             c->last_id = (int64_t)it->valuedouble;
         }
+        it = cJSON_GetObjectItemCaseSensitive(w, "pages");
+        c->win_pages = cJSON_IsNumber(it) && it->valuedouble > 0 ? (int64_t)it->valuedouble : 0;
         it = cJSON_GetObjectItemCaseSensitive(w, "parent_done");
         if (cJSON_IsNumber(it)) {
             c->have_done = true;
@@ -162,6 +178,7 @@ void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def,
                        int64_t sent_wall, struct sched_cursor *next)
 {
     *next = *c;
+    next->win_pages = c->win_pages + 1;
     if (def->api == KEAP_API_V1) {
         int64_t id;
 
@@ -182,6 +199,11 @@ void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def,
             next->watermark_ms = c->until_ms;
         next->completed_ms = sent_wall;
         next->in_window = false;
+        if (c->since_ms >= 0 && c->until_ms > c->since_ms) {
+            next->last_span_ms = c->until_ms - c->since_ms;
+            next->last_pages = next->win_pages;
+        }
+        next->win_pages = 0;
     }
 }
 
@@ -201,6 +223,9 @@ int cursor_advance(struct sched_cursor *c, const struct sched_cursor *next)
     c->watermark_ms = next->watermark_ms;
     c->completed_ms = next->completed_ms;
     c->in_window = next->in_window;
+    c->win_pages = next->win_pages;
+    c->last_span_ms = next->last_span_ms;
+    c->last_pages = next->last_pages;
     c->stepback = 0;
     return rc;
 }
@@ -221,6 +246,7 @@ void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
         return;
     c->in_window = true;
     c->next_offset = 0;
+    c->win_pages = 0;
     c->have_last_id = false;
     c->since_ms = -1;
     c->until_ms = -1;
@@ -237,6 +263,7 @@ void cursor_open_pass(struct sched_cursor *c)
 {
     c->in_window = true;
     c->next_offset = 0;
+    c->win_pages = 0;
     c->have_done = false;
     c->done_through = 0;
     c->mark[0] = '\0';

@@ -78,6 +78,7 @@ void cursor_backfill_open(struct sched_cursor *c, int64_t since, int64_t until)
     c->since_ms = since;
     c->until_ms = until;
     c->next_offset = 0;
+    c->win_pages = 0;
     c->have_last_id = false;
     c->done = false;
     c->stepback = 0;
@@ -232,8 +233,10 @@ void job_backfill_first(struct sched_job *job, int64_t from)
     job->win_requests = 0;
     if (c->in_window)
         return;
+    /* Sized as the next window would have been, had the last run gone on. */
     cursor_backfill_open(c, since,
-                         cursor_backfill_until(since, job->bf_to, 0, 0, day_remaining(job->s)));
+                         cursor_backfill_until(since, job->bf_to, c->last_span_ms, c->last_pages,
+                                               day_remaining(job->s)));
 }
 
 int sched_begin_sweep(struct sched *s, struct sched_job *job, bool was_in_window,

@@ -273,4 +273,98 @@ int store_lease_list(struct store *s, const char *prefix, char ***names, char **
                      struct base_err *err);
 void store_lease_list_free(char **names, char **holders);
 
+/* ---- what jobs' passes cost, for the quota planner (stats.c, sql/0004_job_stats.sql) ---- */
+
+/* One job's figures for one run. */
+struct store_stats_row {
+    int64_t run_id; /* keapsync.runs id, or <= 0 when none */
+    const char *job;
+    bool full_pass; /* the pass reads everything (not an incremental window after a watermark) */
+    int64_t requests, pages, records;
+    int64_t units;  /* child streams completing a full pass: parents read; -1 otherwise */
+    bool pass_done; /* this run completed the job's pass */
+};
+int store_stats_record(struct store *s, const struct store_stats_row *row, struct base_err *err);
+
+/* What a pass cost, summed over the runs it spanned. */
+struct store_pass_cost {
+    int64_t requests, pages, records;
+    int64_t units; /* see store_stats_row; -1 when not recorded */
+    int64_t runs;  /* rows summed */
+};
+/* The job's last complete pass of that kind (*found false when none). */
+int store_stats_last_pass(struct store *s, const char *job, bool full_pass,
+                          struct store_pass_cost *out, bool *found, struct base_err *err);
+/* What the job's open pass (begun, not complete) has cost so far; zeros when none. */
+int store_stats_open_pass(struct store *s, const char *job, struct store_pass_cost *out,
+                          struct base_err *err);
+
+/* The planner's latest estimate of a job's pass (keapsync.job_estimates). */
+struct store_estimate {
+    int64_t records, requests;
+    int64_t at_ms; /* when it was made */
+};
+int store_estimate_put(struct store *s, const char *job, const char *source, int64_t records,
+                       int64_t requests, struct base_err *err);
+int store_estimate_get(struct store *s, const char *job, struct store_estimate *out, bool *found,
+                       struct base_err *err);
+/*
+ * Rows of keap.<table> with id above after (when have_after) and, with since_mark (timestamptz
+ * text, or NULL/""), written after it. A table that does not exist has none.
+ */
+int store_count_rows(struct store *s, const char *table, bool have_after, int64_t after,
+                     const char *since_mark, int64_t *n, struct base_err *err);
+
+/* ---- OAuth2 tokens (tokens.c): keapsync.oauth_tokens, one row per client id ----------- */
+
+#define STORE_TOKEN_KEY_LEN 32
+
+/* The key of KEAPSYNC_TOKEN_KEY_FILE (libsodium crypto_secretbox). Secret. */
+struct store_token_key {
+    unsigned char k[STORE_TOKEN_KEY_LEN];
+};
+
+/*
+ * Reads a key file: exactly STORE_TOKEN_KEY_LEN bytes, not group- or world-readable. Any other
+ * length is BASE_ECONFIG ("holds 31 bytes, not 32") with a hint on how to make one.
+ */
+int store_token_key_load(const char *path, struct store_token_key *key, struct base_err *err);
+/* Encrypts plain into a fresh "sb1:<base64>" text (*out, freed by the caller). */
+int store_token_seal(const struct store_token_key *key, const char *plain, char **out,
+                     struct base_err *err);
+/* Decrypts a sealed text into a fresh *out. A wrong key is BASE_ECONFIG (with a hint);
+ * malformed text BASE_EPROTO. */
+int store_token_open(const struct store_token_key *key, const char *sealed, char **out,
+                     struct base_err *err);
+
+/* A client's stored pair, in the clear (decrypted). Secret: store_oauth_row_clear wipes it. */
+struct store_oauth_row {
+    char *access_token;
+    char *refresh_token;
+    char scope[256];
+    int64_t obtained_ms; /* when the access token was issued (wall ms) */
+    int64_t expires_ms;  /* when it expires */
+    int64_t generation;  /* bumped by every save */
+    bool encrypted;      /* stored sealed */
+};
+void store_oauth_row_clear(struct store_oauth_row *r); /* accepts NULL */
+
+/*
+ * Reads client_id's pair into *out (*found false: no row, out untouched). key: NULL when
+ * KEAPSYNC_TOKEN_KEY_FILE is not set; an encrypted row then is BASE_ECONFIG. lock: begins a
+ * transaction and takes the row's lock (SELECT ... FOR UPDATE), waiting for any other
+ * holder; the transaction stays open, found or not, until store_oauth_save commits it or
+ * store_oauth_unlock rolls it back (on error it is rolled back here).
+ */
+int store_oauth_load(struct store *s, const char *client_id, const struct store_token_key *key,
+                     bool lock, struct store_oauth_row *out, bool *found, struct base_err *err);
+/*
+ * Upserts client_id's pair (sealed with key when key is not NULL) and bumps its generation
+ * (row->generation is set to the new one); commits the lock's transaction when one is open.
+ */
+int store_oauth_save(struct store *s, const char *client_id, const struct store_token_key *key,
+                     struct store_oauth_row *row, struct base_err *err);
+/* Releases the lock without saving (rolls its transaction back). */
+void store_oauth_unlock(struct store *s);
+
 #endif

@@ -63,6 +63,20 @@ off() { # rows that differ from the truth of the range, either way
                    (SELECT 1 FROM truth_contacts t WHERE $in_range AND (t.doc->>'id')::bigint = c.id))"
 }
 
+# ---- the plan counts the backfill before a request of it is spent
+rc=0; "$KS" plan --json >"$IT_TMP/plan.json" 2>"$IT_TMP/plan.err" || rc=$?
+eq "plan exits 0" 0 "$rc"
+jq -r '.jobs[] | "  \(.name) \(.kind) \(.records) records \(.requests) requests \(.source): \(.detail)"' "$IT_TMP/plan.json" >&2
+plan_bf=$(jq '[.jobs[] | select(.name == "contacts#backfill1" and .kind == "backfill") | .requests] | add // 0' "$IT_TMP/plan.json")
+plan_bf_records=$(jq '[.jobs[] | select(.name == "contacts#backfill1") | .records] | add // -1' "$IT_TMP/plan.json")
+eq "plan estimates the backfill's records from a probe of its range" "$want" "$plan_bf_records"
+check "plan puts the backfill after the incremental" \
+    jq -e '[.jobs[].name] | index("contacts") < index("contacts#backfill1")' "$IT_TMP/plan.json"
+plan_days=$(jq .days "$IT_TMP/plan.json")
+probes=$(jq .probe_requests "$IT_TMP/plan.json")
+check "the probes stayed within the plan's cap ($probes)" test "$probes" -le 48
+# The probes spent today's budget too: the runs below start on what they left.
+
 # ---- plain runs, one a UTC day, until it is done
 d=0 stopped=0 rc=75 prev=0 grew=1
 while [ "$rc" -eq 75 ] && [ "$d" -lt 12 ]; do
@@ -85,6 +99,14 @@ check "each day's run read the incremental first" \
 check "status showed its progress on day 0" \
     grep -Eq "^backfill 1 \"contacts\": from ${from}T00:00:00.000Z to ${to}T00:00:00.000Z, read through 20[0-9-]+T[0-9:.]+Z \([0-9]+ %\), not done" "$IT_TMP/status0.out"
 eq "the table equals the truth of the range" 0 "$(off)"
+left0=$(sed -n 's/.*(contacts#backfill1 ~\([0-9]*\)).*/\1/p' "$IT_TMP/day0.err")
+check "day 0's stop line says what the backfill has left (~${left0:-none} requests, plan said $plan_bf)" \
+    test "${left0:-0}" -gt 1 -a "${left0:-0}" -lt "$plan_bf"
+spent_bf=$(sql "SELECT coalesce(sum(requests), 0) FROM keapsync.job_stats WHERE job = 'contacts#backfill1'")
+it_log "backfill: plan said $plan_bf requests over $plan_days days; it spent $spent_bf over $d runs"
+check "plan's backfill requests ($plan_bf) within 10 % of those spent ($spent_bf)" \
+    test $((100 * (plan_bf > spent_bf ? plan_bf - spent_bf : spent_bf - plan_bf))) -le $((10 * spent_bf))
+check "plan's days ($plan_days) within one of the runs it took ($d)" test $(( plan_days > d ? plan_days - d : d - plan_days )) -le 1
 eq "no duplicate ids" 0 "$(sql "SELECT count(*) - count(DISTINCT id) FROM keap.contacts")"
 "$KS" status >"$IT_TMP/status.out" 2>/dev/null || true
 check "status shows it done" grep -q "^backfill 1 \"contacts\": from .* (100 %), done" "$IT_TMP/status.out"

@@ -177,7 +177,8 @@ struct sim_config {
     int64_t access_ttl_s;      /* OAuth2 access tokens */
     int64_t revoke_delay_ms;   /* default delay of /__admin/revoke */
     int retry_after;           /* -1 off, 0 "0", 1 on (seconds until a slot frees) */
-    const char *client_id;     /* OAuth2 client */
+    bool count_page;       /* v1 "count" is the page's length (--v1-count page), not the total */
+    const char *client_id; /* OAuth2 client */
     const char *client_secret;
 };
 
@@ -188,6 +189,8 @@ struct sim_stats {
     uint64_t rejected_429;
     uint64_t rej_second, rej_minute, rej_day, rej_tenant;
     uint64_t faults;
+    uint64_t oauth_refreshes; /* refresh_token grants answered with a new pair */
+    uint64_t refresh_reused;  /* refresh_token grants with a refresh token already spent */
     uint64_t max_in_1s, max_in_60s;
     int64_t hist_start_s;            /* sim-clock second of hist[0] */
     uint32_t hist[SIM_HIST_SECONDS]; /* accepted per second, the last SIM_HIST_SECONDS */

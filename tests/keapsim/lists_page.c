@@ -272,7 +272,7 @@ int lists_v1_list(struct sim *s, int ri, struct MHD_Connection *c, const char *p
     }
     free(p.arr);
     if (rc == 0)
-        rc = base_buf_printf(body, "],\"count\":%zu,", p.matched);
+        rc = base_buf_printf(body, "],\"count\":%zu,", s->cfg.count_page ? p.served : p.matched);
     if (rc == 0)
         rc = sim_v1_links(body, c, path, p.served, q.offset, q.limit);
     if (rc == 0)

@@ -21,6 +21,7 @@ static const char usage[] =
     "               [--arrival-jitter MS]\n"
     "               [--mutate-rate N] [--token-ttl S] [--access-ttl S] [--revoke-delay MS]\n"
     "               [--retry-after on|off|0] [--fault kind[=P]:rate[:endpoint]]...\n"
+    "               [--v1-count total|page]\n"
     "               [--client-id ID] [--client-secret SECRET] [--quiet]\n";
 
 static atomic_int stopping; /* set by main, read by the mutator thread */
@@ -165,6 +166,11 @@ static int parse_args(int argc, char **argv, struct sim_config *cfg, struct sim_
             rc = parse_i64_arg(a, v, 1, &cfg->access_ttl_s);
         } else if (strcmp(a, "--revoke-delay") == 0) {
             rc = parse_i64_arg(a, v, 0, &cfg->revoke_delay_ms);
+        } else if (strcmp(a, "--v1-count") == 0) {
+            if (strcmp(v, "page") == 0 || strcmp(v, "total") == 0)
+                cfg->count_page = strcmp(v, "page") == 0;
+            else
+                rc = BASE_ECONFIG;
         } else if (strcmp(a, "--retry-after") == 0) {
             if (strcmp(v, "on") == 0)
                 cfg->retry_after = 1;

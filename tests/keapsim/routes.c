@@ -581,7 +581,7 @@ static void v1_contacts(struct sim *s, struct MHD_Connection *c, struct reply *r
     if (rc == 0)
         rc = contacts_select(s, &q, false, cf, &rp->body, &total, &served, &last_id);
     if (rc == 0)
-        rc = base_buf_printf(&rp->body, "],\"count\":%zu,", total);
+        rc = base_buf_printf(&rp->body, "],\"count\":%zu,", s->cfg.count_page ? served : total);
     if (rc == 0)
         rc = sim_v1_links(&rp->body, c, "/v1/contacts", served, q.offset, q.limit);
     if (rc == 0)

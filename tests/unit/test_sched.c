@@ -648,6 +648,51 @@ static void test_backfill_until(void **state)
     assert_int_equal(cursor_backfill_until(from, to, 2 * MIN_MS, 100, 1), from + HOUR_MS);
 }
 
+/* A completed window leaves its span and pages in the checkpoint, for the next run's first
+ * backfill window; a window in progress counts its pages. */
+static void test_last_window(void **state)
+{
+    int64_t ids[3] = {1, 2, 3};
+    struct sched_cursor c, next, back;
+    struct base_err err;
+    cJSON *page = page_of(ids, 3);
+    char *text;
+
+    (void)state;
+    cursor_none(&c);
+    cursor_backfill_open(&c, T0 - 3 * DAY_MS, T0 - DAY_MS);
+    c.win_pages = 4; /* four pages read already */
+    cursor_after_page(&c, &contacts, 0, 4000, page, 3, NULL, T0 + 1, &next);
+    assert_false(next.in_window);
+    assert_int_equal(next.last_span_ms, 2 * DAY_MS);
+    assert_int_equal(next.last_pages, 5);
+    assert_int_equal(next.win_pages, 0);
+    assert_int_equal(cursor_advance(&c, &next), 0);
+    text = checkpoint_of(&c);
+    assert_non_null(strstr(text, "\"last_window\":{\"span_ms\":172800000,\"pages\":5}"));
+    cursor_none(&back);
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_int_equal(back.last_span_ms, 2 * DAY_MS);
+    assert_int_equal(back.last_pages, 5);
+    free(text);
+    /* sized from it: 5 pages over 2 days with 20 left today is 8 days */
+    assert_int_equal(
+        cursor_backfill_until(T0 - 10 * DAY_MS, T0, back.last_span_ms, back.last_pages, 20),
+        T0 - 2 * DAY_MS);
+    /* a window in progress keeps its count of pages */
+    cursor_backfill_open(&back, T0 - DAY_MS, T0);
+    back.win_pages = 2;
+    text = checkpoint_of(&back);
+    assert_non_null(strstr(text, "\"pages\":2}"));
+    cursor_clear(&back);
+    assert_int_equal(cursor_load(&back, text, &contacts, &err), 0);
+    assert_int_equal(back.win_pages, 2);
+    free(text);
+    cursor_clear(&back);
+    cursor_clear(&c);
+    cJSON_Delete(page);
+}
+
 /* Windows of a backfill follow each other without a gap up to the range's end. */
 static void test_backfill_windows(void **state)
 {
@@ -791,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_ids_literal),
         cmocka_unit_test(test_backfill_until),
         cmocka_unit_test(test_backfill_windows),
+        cmocka_unit_test(test_last_window),
         cmocka_unit_test(test_sync_tokens),
     };
 

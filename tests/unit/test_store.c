@@ -104,7 +104,7 @@ static void test_migrate(void **state)
     /* Every table the schema promises. */
     assert_int_equal(q_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'keapsync' AND "
                            "tablename IN ('migrations', 'checkpoints', 'quota_ledger', 'runs', "
-                           "'settings', 'leases', 'tokens')"),
+                           "'settings', 'leases', 'oauth_tokens')"),
                      7);
     assert_int_equal(q_int("SELECT count(*) FROM pg_namespace WHERE nspname = 'keap'"), 1);
 
