@@ -25,8 +25,9 @@ static const char plan_usage[] =
     "delete sweeps), as a run admits them.\n"
     "\n"
     "Estimates come from the jobs' earlier passes (keapsync.job_stats) where there are any,\n"
-    "else from probes: a few v1 pages whose lengths give the window's size (v2 jobs probe the\n"
-    "resource's v1 list when it has the same filter), else one page (said so). A child\n"
+    "else from probes: a few v1 pages whose lengths bracket the window's size, the cap spent\n"
+    "where the brackets are widest until each is within 1 % (v2 jobs probe the resource's\n"
+    "v1 list when it has the same filter), else one page (said so). A child\n"
     "stream costs a request per parent to read. Probes are at most a few dozen requests,\n"
     "paced under KEAPSYNC_LIMITS and counted in the quota ledger.\n"
     "\n"
@@ -35,7 +36,7 @@ static const char plan_usage[] =
     "               requests, source, detail, finish_day, finish_date)\n"
     "  --only A,B   plan only these jobs\n"
     "  --max-probes N\n"
-    "               spend at most N probe requests (default 48); jobs left unprobed are\n"
+    "               spend at most N probe requests (default 64); jobs left unprobed are\n"
     "               estimated at one page, and say so\n"
     "\n"
     "Needs DATABASE_URL (migrated) and KEAP_API_KEY (or KEAP_API_KEY_FILE) for probes.\n"
@@ -149,7 +150,7 @@ int cli_plan(int argc, char **argv)
 
             if (base_parse_int64(argv[++i], &v) < 0 || v < 1 || v > 10000) {
                 base_err_set(&err, BASE_ECONFIG, "invalid --max-probes \"%s\"", argv[i]);
-                base_err_hint(&err, "give a number of requests from 1 to 10000 (default 48)");
+                base_err_hint(&err, "give a number of requests from 1 to 10000 (default 64)");
                 return say(CLI_EXIT_CONFIG, &err);
             }
             opt.max_probes = (int)v;
