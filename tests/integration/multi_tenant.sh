@@ -60,6 +60,17 @@ ks() {
 }
 sim() { curl -sf "${SIM_URL[$1]}/__admin/stats" | jq -r "$2"; }
 
+# A schema that is not a plain lower-case identifier, or keapsync's own: exit 2, one line,
+# nothing written.
+for bad in 'Keap_A' 'keap-a' 'keapsync' 'pg_x' 'public' '1keap' 'keap_a;drop'; do
+    rc=0
+    KEAPSYNC_SCHEMA=$bad env $(cat "$IT_TMP/env.a" | grep -v SCHEMA) "$KS" migrate >/dev/null 2>"$IT_TMP/bad.err" || rc=$?
+    eq "KEAPSYNC_SCHEMA=$bad: exit 2" 2 "$rc"
+    check "KEAPSYNC_SCHEMA=$bad: one line with a hint" \
+        grep -qxE 'keapsync: error: invalid KEAPSYNC_SCHEMA ".*" \(hint: .+\)' "$IT_TMP/bad.err"
+done
+eq "nothing was written for a bad schema" "" "$(sql "SELECT to_regclass('keapsync.migrations')")"
+
 for t in "${tenants[@]}"; do
     ks "$t" migrate >/dev/null 2>"$IT_TMP/migrate.$t.err" || cat "$IT_TMP/migrate.$t.err" >&2
 done
