@@ -34,7 +34,7 @@ jobs=(contacts companies tags)
 tenants=(a b)
 
 # One keapsim per tenant, each with its own key and data; the tenant's env in a file.
-declare -A SIM_URL SIM_PID
+declare -A SIM_URL
 seed=41
 for t in "${tenants[@]}"; do
     key="it-key-$t-$RANDOM$RANDOM"
@@ -42,7 +42,6 @@ for t in "${tenants[@]}"; do
     printf '%s\n' "$key" >"$IT_TMP/key.$t"
     it_keapsim --seed $((seed++)) --size 400 --api-key "$key" --limits "$limits"
     SIM_URL[$t]=$KSIM_URL
-    SIM_PID[$t]=$KSIM_PID
     cat >"$IT_TMP/env.$t" <<EOF
 KEAP_BASE_URL=$KSIM_URL/crm/rest
 KEAP_API_KEY_FILE=$IT_TMP/key.$t
@@ -54,9 +53,10 @@ unset KEAP_BASE_URL KSIM_URL
 
 # ks TENANT ARGS...: keapsync with the tenant's environment (and nothing of the other's).
 ks() {
-    local t=$1
+    local t=$1 envv
     shift
-    env $(cat "$IT_TMP/env.$t") "$KS" "$@"
+    mapfile -t envv <"$IT_TMP/env.$t"
+    env "${envv[@]}" "$KS" "$@"
 }
 sim() { curl -sf "${SIM_URL[$1]}/__admin/stats" | jq -r "$2"; }
 
@@ -64,7 +64,8 @@ sim() { curl -sf "${SIM_URL[$1]}/__admin/stats" | jq -r "$2"; }
 # nothing written.
 for bad in 'Keap_A' 'keap-a' 'keapsync' 'pg_x' 'public' '1keap' 'keap_a;drop'; do
     rc=0
-    KEAPSYNC_SCHEMA=$bad env $(cat "$IT_TMP/env.a" | grep -v SCHEMA) "$KS" migrate >/dev/null 2>"$IT_TMP/bad.err" || rc=$?
+    mapfile -t envv < <(grep -v SCHEMA "$IT_TMP/env.a")
+    KEAPSYNC_SCHEMA=$bad env "${envv[@]}" "$KS" migrate >/dev/null 2>"$IT_TMP/bad.err" || rc=$?
     eq "KEAPSYNC_SCHEMA=$bad: exit 2" 2 "$rc"
     check "KEAPSYNC_SCHEMA=$bad: one line with a hint" \
         grep -qxE 'keapsync: error: invalid KEAPSYNC_SCHEMA ".*" \(hint: .+\)' "$IT_TMP/bad.err"
@@ -80,8 +81,10 @@ eq "each tenant has its schema" "keap_a keap_b" \
 # start NAME TENANT: one `keapsync run` of the tenant's jobs in the background; PID_<NAME>.
 declare -A PID
 start() {
+    local envv
+    mapfile -t envv <"$IT_TMP/env.$2"
     # env execs keapsync: $! is keapsync's own pid, the one its lease holder names.
-    env $(cat "$IT_TMP/env.$2") "$KS" run >"$IT_TMP/$1.out" 2>"$IT_TMP/$1.err" &
+    env "${envv[@]}" "$KS" run >"$IT_TMP/$1.out" 2>"$IT_TMP/$1.err" &
     PID[$1]=$!
     IT_PIDS+=("$!")
 }

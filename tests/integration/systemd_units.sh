@@ -4,8 +4,8 @@
 # needs it to exist; templates as an instance), `systemd-analyze security` rates each service
 # at most 2.0, and the options the README promises are there: the nightly run counts 75 as
 # success, the daemon restarts on failure but not on 2 or 77, the hardening, and no secret in
-# a unit (the key and the database password come in as credentials). keapsyncctl passes
-# shellcheck when it is installed. Needs no database.
+# a unit (the key and the database password come in as credentials). keapsyncctl is also
+# run through shellcheck when that is installed. Needs no database.
 set -euo pipefail
 : "${KEAPSYNC_BUILD:?KEAPSYNC_BUILD is not set (run through ctest)}"
 : "${KEAPSYNC_SRC:?KEAPSYNC_SRC is not set}"
