@@ -81,7 +81,7 @@ int cli_cmd_backfill(int argc, char **argv)
     if (cli_load_jobs(&set, NULL, &err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);
     for (size_t i = 0; i < set.n; i++)
-        if (strcmp(set.jobs[i].name, name) == 0)
+        if (strcmp(cli_job_file_name(set.jobs[i].name), name) == 0)
             job = &set.jobs[i];
     if (job == NULL) {
         code = bad_backfill("run \"keapsync check\" to list the jobs", "no job is named \"%s\"%s",

@@ -24,8 +24,8 @@ int cli_cmd_check(void)
         return cli_fail(CLI_EXIT_CONFIG, &err);
     }
     for (size_t i = 0; i < set.n; i++)
-        printf("job \"%s\": %s -> keap.%s, %zu columns%s%s\n", set.jobs[i].name,
-               set.jobs[i].endpoint, set.jobs[i].table, set.jobs[i].map.ncols,
+        printf("job \"%s\": %s -> %s.%s, %zu columns%s%s\n", set.jobs[i].name, set.jobs[i].endpoint,
+               store_target_schema(), set.jobs[i].table, set.jobs[i].map.ncols,
                set.jobs[i].incremental ? ", incremental" : "",
                set.jobs[i].unresolved > 0 ? ", custom field labels not checked" : "");
     printf("check: %zu job%s valid\n", set.n, set.n == 1 ? "" : "s");

@@ -35,7 +35,21 @@ int cli_fail_usage(const char *what, const char *arg);
 const char *cli_env_or(const char *name, const char *dflt);
 /* KEAPSYNC_LIMITS and KEAPSYNC_RESERVE over the defaults into *cfg. */
 int cli_load_limits(struct pace_config *cfg, struct base_err *err);
-/* The jobs of KEAPSYNC_JOBS, only those named in only when it is not NULL. */
+/*
+ * KEAPSYNC_SCHEMA (default keap): checks it (BASE_ECONFIG with a hint) and makes it the
+ * schema of the jobs' tables for every connection (store_set_target_schema).
+ */
+int cli_set_schema(struct base_err *err);
+/*
+ * Under a KEAPSYNC_SCHEMA other than keap, each job's name (and its parent's) becomes
+ * "<schema>.<name>": the key of its checkpoint, lease, shape, stats, sweeps and backfills in
+ * keapsync's schema, which the tenants of one database share. Under keap, names stay as they
+ * are. Call after jobs_select (which takes the names of the job files).
+ */
+int cli_qualify_jobs(struct jobs_set *set, struct base_err *err);
+/* A job's name as its job file gives it: name without cli_qualify_jobs' "<schema>.". */
+const char *cli_job_file_name(const char *name);
+/* The jobs of KEAPSYNC_JOBS, only those named in only when it is not NULL, qualified. */
 int cli_load_jobs(struct jobs_set *set, const char *only, struct base_err *err);
 /* Connects to DATABASE_URL. */
 int cli_connect_db(struct store **s, struct base_err *err);

@@ -69,13 +69,63 @@ int cli_load_limits(struct pace_config *cfg, struct base_err *err)
     return 0;
 }
 
+int cli_set_schema(struct base_err *err)
+{
+    return store_set_target_schema(cli_env_or("KEAPSYNC_SCHEMA", "keap"), err);
+}
+
+/* "<schema>.<*name>" in place of *name (NULL stays NULL). */
+static int qualify(const char *schema, char **name, struct base_err *err)
+{
+    size_t n;
+    char *q;
+
+    if (*name == NULL)
+        return 0;
+    n = strlen(schema) + 1 + strlen(*name) + 1;
+    q = malloc(n);
+    if (q == NULL)
+        return base_err_set(err, BASE_ENOMEM, "could not load the jobs: out of memory");
+    snprintf(q, n, "%s.%s", schema, *name);
+    free(*name);
+    *name = q;
+    return 0;
+}
+
+int cli_qualify_jobs(struct jobs_set *set, struct base_err *err)
+{
+    const char *schema = store_target_schema();
+    int rc = 0;
+
+    if (strcmp(schema, "keap") == 0)
+        return 0;
+    for (size_t i = 0; rc == 0 && i < set->n; i++) {
+        rc = qualify(schema, &set->jobs[i].name, err);
+        if (rc == 0)
+            rc = qualify(schema, &set->jobs[i].parent_job, err);
+    }
+    return rc;
+}
+
+const char *cli_job_file_name(const char *name)
+{
+    const char *schema = store_target_schema();
+    size_t n = strlen(schema);
+
+    if (strcmp(schema, "keap") != 0 && strncmp(name, schema, n) == 0 && name[n] == '.')
+        return name + n + 1;
+    return name;
+}
+
 int cli_load_jobs(struct jobs_set *set, const char *only, struct base_err *err)
 {
     int rc = jobs_load_dir(cli_env_or("KEAPSYNC_JOBS", "jobs"), set, err);
 
-    if (rc < 0)
-        return rc;
-    if (only != NULL && (rc = jobs_select(set, only, err)) < 0) {
+    if (rc == 0 && only != NULL)
+        rc = jobs_select(set, only, err);
+    if (rc == 0)
+        rc = cli_qualify_jobs(set, err);
+    if (rc < 0) {
         jobs_set_free(set);
         return rc;
     }

@@ -63,6 +63,7 @@ static const char usage[] =
     "  KEAPSYNC_RESERVE      share of the daily quota left to other integrations (e.g. 10%)\n"
     "  KEAPSYNC_TENANT       ledger key for the daily quota (default: Keap's tenant id)\n"
     "  KEAPSYNC_JOBS         job definitions folder (default jobs)\n"
+    "  KEAPSYNC_SCHEMA       schema of the jobs' tables, one per tenant (default keap)\n"
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
@@ -118,6 +119,8 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return CLI_EXIT_CONFIG;
     }
+    if (cli_set_schema(&err) < 0)
+        return cli_fail(CLI_EXIT_CONFIG, &err);
     if (http_global_init() < 0) {
         base_err_set(&err, BASE_EIO, "could not initialise libcurl");
         return cli_fail(EXIT_FAILURE, &err);

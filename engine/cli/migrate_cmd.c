@@ -49,7 +49,7 @@ int cli_cmd_migrate(int argc, char **argv)
         jobs_set_free(&set);
         return cli_fail(CLI_EXIT_CONFIG, &err);
     }
-    if (store_migrate(s, &applied, &err) < 0)
+    if (store_migrate(s, &applied, &err) < 0 || store_ensure_schema(s, &err) < 0)
         code = cli_fail(EXIT_FAILURE, &err);
     else if (cli_evolve_jobs(s, &set, drop, &err) < 0)
         code = cli_fail(err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE, &err);

@@ -8,6 +8,7 @@
  *           this API root before (keapsync.settings), or the API root itself.
  */
 #include "plan_cmd.h"
+#include "cli_int.h"
 #include "auth_cmd.h"
 
 #include <inttypes.h>
@@ -97,6 +98,8 @@ static int load_config(struct pace_config *cfg, struct jobs_set *set, const char
         return rc;
     rc = jobs_load_dir(env_or("KEAPSYNC_JOBS", "jobs"), set, err);
     if (rc == 0 && only != NULL && (rc = jobs_select(set, only, err)) < 0)
+        jobs_set_free(set);
+    else if (rc == 0 && (rc = cli_qualify_jobs(set, err)) < 0)
         jobs_set_free(set);
     return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * sink.c: target tables and pages. store_ensure_table creates or widens keap.<table> and
+ * sink.c: target tables and pages. store_ensure_table creates or widens <schema>.<table> and
  * prepares this connection's staging table and upsert; store_commit_page writes one page in
  * one transaction: COPY into staging, one set-based upsert, the checkpoint, the ledger spend.
  *
@@ -190,10 +190,11 @@ static struct store_tcache *tcache_find(struct store *s, const struct store_tabl
     return NULL;
 }
 
-/* keap."<table>" */
+/* <schema>."<table>" (keap."<table>" by default) */
 static void sql_target(struct sql *q, const char *table)
 {
-    sql_puts(q, "keap.");
+    sql_puts(q, q->s->schema);
+    sql_puts(q, ".");
     sql_ident(q, table);
 }
 
@@ -449,7 +450,9 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
                      params, err, "%s", what);
     if (rc < 0)
         goto out;
-    rc = build_create(&q, t);
+    rc = store_ensure_schema(s, err);
+    if (rc == 0)
+        rc = build_create(&q, t);
     if (rc == 0)
         rc = sql_run(&q, err, what);
     if (rc < 0)
@@ -722,7 +725,7 @@ out:
 }
 
 /*
- * Does keap.<table> exist? Sets *exists on success. Errors are reported as what (a build
+ * Does <schema>.<table> exist? Sets *exists on success. Errors are reported as what (a build
  * failure) or '<what> <prep> "<table>"' (a failed query).
  */
 static int table_exists(struct store *s, const char *table, const char *what, const char *prep,
@@ -767,7 +770,7 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
         goto out;
     if (!exists) {
         /* The parent job has never run: no parents yet. */
-        base_log_warning("table keap.%s does not exist yet: no parents to read", table);
+        base_log_warning("table %s.%s does not exist yet: no parents to read", s->schema, table);
         goto out;
     }
     sql_puts(&q, "SELECT id FROM ");

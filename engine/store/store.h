@@ -6,7 +6,8 @@
  * Words used here:
  *   migration   a versioned file sql/NNNN_name.sql, compiled into the binary; applied in
  *               order, each in its own transaction, recorded in keapsync.migrations.
- *   target      a job's table keap.<table>: id primary key, typed columns, data jsonb (the
+ *   target      a job's table keap.<table> (or <schema>.<table>, store_set_target_schema): id
+ *               primary key, typed columns, data jsonb (the
  *               record as received), synced_at, deleted_at (set when Keap stopped listing the
  *               record; never a DELETE).
  *   page        a batch of rows in COPY text format (from map) committed in one
@@ -35,6 +36,16 @@ struct store;
  */
 int store_connect(struct store **out, const char *conninfo, struct base_err *err);
 void store_close(struct store *s); /* accepts NULL */
+
+/*
+ * The schema of the jobs' tables (KEAPSYNC_SCHEMA; "keap" until set): every connection made
+ * after this call names its tables <schema>.<table>. schema must be an identifier,
+ * [a-z_][a-z0-9_]{0,62}, other than keapsync's own and pg_*: BASE_ECONFIG otherwise.
+ */
+int store_set_target_schema(const char *schema, struct base_err *err);
+const char *store_target_schema(void);
+/* Creates the target schema when it does not exist (the default, keap, is migration 0001's). */
+int store_ensure_schema(struct store *s, struct base_err *err);
 
 /* Applies pending migrations; *applied counts them. Idempotent; safe with concurrent callers
  * (an advisory lock serialises them). */
