@@ -10,9 +10,16 @@ pkgs=(
     postgresql postgresql-client          # throwaway clusters for the demo and tests
     faketime jq curl procps bc            # day-boundary tests, test scripts
     time                                  # GNU time: tests/bench/bench_e2e.sh
-    systemd shellcheck                    # systemd-analyze verify: tests/integration/systemd_units.sh
-    nodejs                                # the Kubernetes schema check: tests/integration/k8s_manifests.sh
 )
+# With --tests (deploy/test.sh): what only the tests of deploy/ need.
+tests=0
+[ "${1:-}" = "--tests" ] && tests=1
+if [ "$tests" = 1 ]; then
+    pkgs+=(
+        systemd shellcheck                # systemd-analyze verify: tests/integration/systemd_units.sh
+        nodejs                            # the Kubernetes schema check: tests/integration/k8s_manifests.sh
+    )
+fi
 
 # deploy/k8s/validate's npm packages (kubernetes-models, yaml), from its lock file, so that
 # the tests need no network. Quiet when they are there.
@@ -46,4 +53,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-npm_deps
+if [ "$tests" = 1 ]; then
+    npm_deps
+fi

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-bash deploy/install-deps.sh
+bash deploy/install-deps.sh --tests
 build=${KEAPSYNC_BUILD_DIR:-build}
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -23,7 +23,7 @@ eq() { if [ "$2" = "$3" ]; then ok "$1 ($3)"; else bad "$1: expected [$2], got [
 
 command -v node >/dev/null || { echo "node not found (deploy/install-deps.sh installs nodejs)" >&2; exit 1; }
 [ -d "$k8s/validate/node_modules/kubernetes-models" ] ||
-    { echo "deploy/k8s/validate/node_modules is missing (run deploy/install-deps.sh)" >&2; exit 1; }
+    { echo "deploy/k8s/validate/node_modules is missing (run deploy/install-deps.sh --tests)" >&2; exit 1; }
 
 manifests=("$k8s"/*.yaml)
 eq "manifests" "configmap-env.yaml configmap-jobs.yaml cronjob.yaml deployment.yaml secret.yaml" \
