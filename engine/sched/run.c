@@ -221,7 +221,8 @@ static void sched_reap_dead(struct sched *s, const char *prefix)
  * lease: a job another live process is running is not run twice; it fails with a message.
  * Leases left by dead processes of this host are released first.
  */
-static int sched_setup_leases(struct sched *s, struct base_err *err)
+/* The holder's name, the dead processes' leases reaped, and our entry in the peer group. */
+static int sched_setup_peers(struct sched *s, struct base_err *err)
 {
     char host[64] = "host";
     int rc;
@@ -241,28 +242,88 @@ static int sched_setup_leases(struct sched *s, struct base_err *err)
          * whole key. */
         s->join_until = now_mono(s) + SCHED_HEARTBEAT_MS + 500;
     }
-    for (size_t i = 0; i < s->njobs; i++) {
-        struct sched_job *job = &s->jobs[i];
-        char name[128], why[512];
-        char *other = NULL;
-        bool got = false;
+    return 0;
+}
 
-        if (job_terminal(job))
-            continue; /* fresh: nothing to run, nothing to hold */
-        snprintf(name, sizeof(name), "job:%s", job->def->name);
-        rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, &other, err);
+/* Takes the lease "job:<name>": *got, and in why the reason when another process holds it. */
+static int sched_take_lease(struct sched *s, const char *job, bool *got, char *why, size_t n,
+                            struct base_err *err)
+{
+    char name[128];
+    char *other = NULL;
+    int rc;
+
+    snprintf(name, sizeof(name), "job:%s", job);
+    rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, got, &other, err);
+    if (rc == 0 && !*got)
+        snprintf(why, n,
+                 "job \"%s\" is already being run by another keapsync process (%s); "
+                 "not running it twice",
+                 job, other ? other : "unknown");
+    free(other);
+    return rc;
+}
+
+/* Hands back the lease "job:<name>"; a failure is logged (the lease expires anyway). */
+static int sched_give_lease(struct sched *s, const char *job)
+{
+    char name[128];
+    struct base_err e2;
+
+    snprintf(name, sizeof(name), "job:%s", job);
+    if (store_lease_release(s->store, name, s->holder, &e2) < 0) {
+        base_log_warning("%s", e2.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The jobs of the set take their leases before their checkpoints are read (sched_setup_jobs),
+ * so that a job another process completes meanwhile is seen completed, not run again.
+ * got[i]: job i's lease is ours; why[i]: who has it otherwise.
+ */
+static int sched_lease_set(struct sched *s, const struct jobs_set *set, bool *got, char (*why)[512],
+                           struct base_err *err)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        int rc = sched_take_lease(s, set->jobs[i].name, &got[i], why[i], sizeof(why[i]), err);
+
         if (rc < 0)
             return rc;
-        job->holds_lease = got;
-        if (!got) {
-            snprintf(why, sizeof(why),
-                     "job \"%s\" is already being run by another keapsync process (%s); "
-                     "not running it twice",
-                     job->def->name, other ? other : "unknown");
-            base_log_error("%s", why);
-            job_set_state(job, SCHED_JOB_FAILED, why);
+    }
+    return 0;
+}
+
+/* After set-up: the set's jobs take what sched_lease_set got, the derived jobs their own. */
+static int sched_setup_leases(struct sched *s, size_t nset, const bool *got, char (*why)[512],
+                              struct base_err *err)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        struct sched_job *job = &s->jobs[i];
+        char other[512];
+        bool mine = false;
+        int rc;
+
+        if (i < nset) {
+            mine = got[i];
+            snprintf(other, sizeof(other), "%s", why[i]);
+        } else if (!job_terminal(job)) {
+            rc = sched_take_lease(s, job->def->name, &mine, other, sizeof(other), err);
+            if (rc < 0)
+                return rc;
         }
-        free(other);
+        job->holds_lease = mine;
+        if (job_terminal(job)) {
+            /* fresh: nothing to run, nothing to hold */
+            if (mine && sched_give_lease(s, job->def->name) == 0)
+                job->holds_lease = false;
+            continue;
+        }
+        if (!mine) {
+            base_log_error("%s", other);
+            job_set_state(job, SCHED_JOB_FAILED, other);
+        }
     }
     return 0;
 }
@@ -296,6 +357,8 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
 {
     struct sched_options opt = *opt_in;
     struct http_options hopt = {0};
+    char(*why)[512] = NULL;
+    bool *got = NULL;
     struct sched *s;
     int rc;
 
@@ -360,11 +423,24 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
         base_err_set(err, rc, "could not set up HTTP: %s", base_strerror(rc));
         goto out_loop;
     }
-    rc = sched_setup_tenant(s, err);
+    got = calloc(set->n ? set->n : 1, sizeof(*got));
+    why = calloc(set->n ? set->n : 1, sizeof(*why));
+    rc = got == NULL || why == NULL ? base_err_set(err, BASE_ENOMEM, "out of memory") : 0;
+    if (rc == 0)
+        rc = sched_setup_tenant(s, err);
+    if (rc == 0)
+        rc = sched_setup_peers(s, err);
+    if (rc == 0)
+        rc = sched_lease_set(s, set, got, why, err);
     if (rc == 0)
         rc = sched_setup_jobs(s, set, res, err);
     if (rc == 0)
-        rc = sched_setup_leases(s, err);
+        rc = sched_setup_leases(s, set->n, got, why, err);
+    for (size_t i = 0; rc < 0 && got != NULL && i < set->n; i++)
+        if (got[i])
+            sched_give_lease(s, set->jobs[i].name); /* the run does not start */
+    free(got);
+    free(why);
     /* Only the process that runs a job may begin its sweep (which forgets the ids seen). */
     for (size_t i = 0; rc == 0 && i < s->njobs; i++)
         if (s->jobs[i].holds_lease)
