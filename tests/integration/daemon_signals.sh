@@ -73,6 +73,11 @@ check "it abandoned what was in flight" grep -q 'still in flight after the stop 
 after=$(rows contacts)
 check "nothing committed was lost ($before rows before the signal, $after after)" test "$after" -ge "$before"
 eq "no duplicate ids" 0 "$(sql "SELECT count(*) - count(DISTINCT id) FROM keap.contacts")"
+# Paging by id with a one-record overlap: the checkpoint's next offset is the rows less one,
+# and its last id the table's highest: rows and checkpoint were committed together.
+ckpt=$(sql "SELECT state FROM keapsync.checkpoints WHERE job = 'contacts'")
+eq "the checkpoint's offset matches the rows committed" "$((after - 1))" "$(echo "$ckpt" | jq .window.offset)"
+eq "the checkpoint's last id is the table's highest" "$(sql "SELECT max(id) FROM keap.contacts")" "$(echo "$ckpt" | jq .window.last_id)"
 eq "the heartbeat lease is released" 0 "$(sql "SELECT count(*) FROM keapsync.leases WHERE name LIKE 'daemon:%'")"
 check "the job's row says it stopped" \
     test "$(sql "SELECT coalesce(last_outcome, 'none') FROM keapsync.daemon_jobs WHERE job = 'contacts'")" != done
