@@ -549,6 +549,34 @@ static int daemon_note_next(struct daemon *d, int64_t now, struct base_err *err)
     return 0;
 }
 
+/*
+ * After the database came back: the leases a run of this process took (holder
+ * "host:pid:nonce") could not be released while it was away; release them now, or the next
+ * run would find its own jobs "run by another process" until they expire.
+ */
+static void daemon_release_own(struct daemon *d)
+{
+    static const char *const prefixes[] = {"job:", "peer:"};
+    char mine[140];
+    size_t n = (size_t)snprintf(mine, sizeof(mine), "%s:", d->holder);
+
+    for (size_t p = 0; p < BASE_ARRAY_SIZE(prefixes); p++) {
+        char **names = NULL, **holders = NULL;
+        struct base_err err;
+        int count = 0;
+
+        if (store_lease_list(d->s, prefixes[p], &names, &holders, &count, &err) < 0) {
+            base_log_warning("%s", err.msg);
+            continue;
+        }
+        for (int i = 0; i < count; i++)
+            if (strncmp(holders[i], mine, n) == 0 &&
+                store_lease_release(d->s, names[i], holders[i], &err) < 0)
+                base_log_warning("%s", err.msg);
+        store_lease_list_free(names, holders);
+    }
+}
+
 /* The database went away: reconnect, backing off (1 s doubling to 60 s), until it answers. */
 static void daemon_reconnect(struct daemon *d)
 {
@@ -562,6 +590,7 @@ static void daemon_reconnect(struct daemon *d)
         base_err_clear(&err);
         if (cli_connect_migrated(&d->s, &err) == 0) {
             base_log_info("reconnected to the database");
+            daemon_release_own(d);
             return;
         }
         base_log_warning("could not reconnect to the database: %s; retrying in %" PRId64 " s",
