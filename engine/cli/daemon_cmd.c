@@ -109,7 +109,8 @@ int cli_default_schedule(const char **out, struct base_err *err)
         return 0;
     if (jobs_check_schedule(v, msg, sizeof(msg)) < 0) {
         base_err_set(err, BASE_ECONFIG, "KEAPSYNC_SCHEDULE: %s", msg);
-        base_err_hint(err, "a 5-field cron expression in UTC, e.g. \"0 2 * * *\" (docs/jobs.md)");
+        base_err_hint(err,
+                      "a 5-field cron expression in UTC such as \"0 2 * * *\"; see docs/jobs.md");
         return BASE_ECONFIG;
     }
     *out = v;

@@ -49,6 +49,27 @@ stop_daemon() { # stop_daemon: SIGTERM; sets STOP_RC and STOP_MS
     STOP_MS=$((t1 - t0))
 }
 
+# ---- bad schedules: exit 2 with one line naming the file (the job) and the field
+bad() { # bad DESCRIPTION PATTERN COMMAND...
+    local what=$1 pat=$2 rc=0
+    shift 2
+    "$@" >"$IT_TMP/bad.out" 2>"$IT_TMP/bad.err" || rc=$?
+    eq "$what: exit 2" 2 "$rc"
+    eq "$what: one line" 1 "$(grep -c . "$IT_TMP/bad.err" || true)"
+    check "$what: says what is wrong ($(head -c 200 "$IT_TMP/bad.err"))" grep -q -- "$pat" "$IT_TMP/bad.err"
+}
+mkdir -p "$IT_TMP/badjobs"
+jq '.schedule = "0 25 * * *"' "$KEAPSYNC_SRC/jobs/contacts.json" >"$IT_TMP/badjobs/contacts.json"
+KEAPSYNC_JOBS="$IT_TMP/badjobs" bad "check, a bad schedule" \
+    '^keapsync: error: "[^"]*contacts.json": schedule: hour: 25 is out of range 0-23' "$KS" check
+KEAPSYNC_JOBS="$IT_TMP/badjobs" bad "daemon, a bad schedule" 'contacts.json": schedule: hour: 25' "$KS" daemon
+KEAPSYNC_SCHEDULE="*/0 * * * *" bad "check, a bad KEAPSYNC_SCHEDULE" \
+    'KEAPSYNC_SCHEDULE: minute: step 0 is out of range 1-59 (hint: ' "$KS" check
+KEAPSYNC_SCHEDULE="@daily" bad "daemon, a bad KEAPSYNC_SCHEDULE" 'KEAPSYNC_SCHEDULE: 1 field, expected 5' "$KS" daemon
+bad "daemon, an unknown option" 'unknown option "--now" for daemon' "$KS" daemon --now
+check "daemon --help" bash -c "'$KS' daemon --help | grep -q 'Usage: keapsync daemon'"
+check "keapsync --help lists daemon" bash -c "'$KS' --help | grep -q '^  daemon '"
+
 # ---- SIGTERM mid-page, with pages stuck in flight
 bound=2
 LOG1="$IT_TMP/daemon1.log"
