@@ -421,6 +421,14 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
     if (store_run_begin(d->s, names.data ? names.data : "", &run_id, err) < 0)
         base_log_warning("%s", err->msg);
     base_buf_free(&names);
+    /* A signal that came during the set-up: sched_run would not see it. */
+    uv_run(&d->loop, UV_RUN_NOWAIT);
+    if (d->stop) {
+        store_run_finish(d->s, run_id, EXIT_FAILURE, 0, 0, "interrupted by a signal", err);
+        free(sub.jobs);
+        *outcome = SCHED_OUTCOME_INTERRUPTED;
+        return 0;
+    }
     passes = cli_plan_run_begin(d->s, &sub, &d->opt);
     rc = sched_run(&d->opt, &sub, d->s, &d->cred, &res, err);
     if (rc < 0) {
