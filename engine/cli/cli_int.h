@@ -71,5 +71,8 @@ int cli_cmd_check(void);
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_status(void);
 int cli_cmd_backfill(int argc, char **argv);
+int cli_cmd_daemon(int argc, char **argv); /* daemon_cmd.c */
+/* KEAPSYNC_SCHEDULE, checked, or the daemon's default ("0 * * * *"); BASE_ECONFIG. */
+int cli_default_schedule(const char **out, struct base_err *err);
 
 #endif

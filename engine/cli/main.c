@@ -46,6 +46,9 @@ static const char usage[] =
     "  auth --code CODE --redirect-uri URI | auth --refresh-token-file FILE\n"
     "                        store an OAuth2 client's first token pair: from an authorization\n"
     "                        code (short-lived, single-use) or an existing refresh token\n"
+    "  daemon                run the jobs on their schedules (cron, UTC) until stopped;\n"
+    "                        sleeps across the UTC day when the quota is spent (see\n"
+    "                        keapsync daemon --help)\n"
     "  --help, --version\n"
     "\n"
     "Environment:\n"
@@ -64,6 +67,8 @@ static const char usage[] =
     "  KEAPSYNC_TENANT       ledger key for the daily quota (default: Keap's tenant id)\n"
     "  KEAPSYNC_JOBS         job definitions folder (default jobs)\n"
     "  KEAPSYNC_SCHEMA       schema of the jobs' tables, one per tenant (default keap)\n"
+    "  KEAPSYNC_SCHEDULE     daemon: schedule of jobs without one (default \"0 * * * *\")\n"
+    "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may land after SIGTERM (default 10)\n"
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
@@ -140,7 +145,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[i], "auth") == 0)
         rc = cli_cmd_auth(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "daemon") == 0)
-        rc = cli_fail_usage("command \"%s\" is not available in this version", argv[i]);
+        rc = cli_cmd_daemon(argc - i - 1, argv + i + 1);
     else
         rc = cli_fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);
     http_global_cleanup();

@@ -13,6 +13,7 @@
  * '"<file>": <field>: <what is wrong>' with code BASE_ECONFIG, and nothing is returned.
  */
 #include "jobs_int.h"
+#include "cron.h"
 
 #include <errno.h>
 #include <math.h>
@@ -54,6 +55,7 @@ static const char *const job_keys[] = {
     "description",
     "query",
     "deletes",
+    "schedule",
 };
 static const char *const deletes_keys[] = {"sweep_days"};
 static const char *const parent_keys[] = {"job", "column"};
@@ -648,6 +650,36 @@ static int load_parent(const struct jobs_load_ctx *c, const cJSON *root, const c
     return rc;
 }
 
+/* "schedule": a 5-field cron expression in UTC (cron.h), when `keapsync daemon` runs the job. */
+static int load_schedule(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
+{
+    const char *s;
+    int rc = get_string(c, root, "schedule", "schedule", false, &s);
+    char msg[256];
+
+    if (rc < 0 || s == NULL)
+        return rc;
+    rc = jobs_check_schedule(s, msg, sizeof(msg));
+    if (rc < 0)
+        return jobs_fail(c, "schedule", "%s", msg);
+    return dup_into(c, s, &job->schedule);
+}
+
+int jobs_check_schedule(const char *expr, char *msg, size_t n)
+{
+    struct base_cron cron;
+    int64_t next;
+
+    if (base_cron_parse(expr, &cron, msg, n) < 0)
+        return BASE_EINVAL;
+    /* "0 0 30 2 *" parses but never fires: a job that would never run is a mistake. */
+    if (base_cron_next(&cron, 0, &next) < 0) {
+        snprintf(msg, n, "\"%s\" never fires (no such day)", expr);
+        return BASE_EINVAL;
+    }
+    return BASE_OK;
+}
+
 /* The job's description: one line of at most DESCRIPTION_MAX bytes. */
 static int load_description(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
@@ -829,6 +861,8 @@ static int load_job(const struct jobs_load_ctx *c, const cJSON *root, struct job
         rc = load_query(c, root, job);
     if (rc == BASE_OK)
         rc = load_deletes(c, root, job);
+    if (rc == BASE_OK)
+        rc = load_schedule(c, root, job);
     for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
         if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
             rc = jobs_fail(c, "parent.column", "\"%s\" is also the name of a column",
@@ -949,6 +983,7 @@ void jobs_job_free(struct jobs_job *job)
     free(job->parent_col);
     free(job->parent_table);
     free(job->description);
+    free(job->schedule);
     free(job->model_object);
     for (size_t i = 0; i < job->nquery; i++) {
         free(job->query[i].name);

@@ -45,6 +45,7 @@ struct jobs_job {
     char *parent_table;       /* the parent job's table (resolved by jobs_load_dir) */
     int refresh_hours;        /* 0: every run */
     int sweep_days;           /* "deletes": days between two delete sweeps; 0: none */
+    char *schedule;           /* "schedule": cron expression in UTC (daemon), or NULL */
     char *description;        /* one sentence: why this endpoint and version; NULL when absent */
     struct keap_param *query; /* "query": fixed parameters for every request */
     size_t nquery;
@@ -82,6 +83,12 @@ int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err);
  * without a custom_fields array is BASE_EPROTO. Columns already resolved are left alone.
  */
 int jobs_resolve_custom_fields(struct jobs_job *job, const cJSON *model, struct base_err *err);
+
+/*
+ * Is expr a usable schedule (a 5-field cron expression, cron.h, that fires at all)? BASE_EINVAL
+ * with one line in msg naming the field otherwise. For "schedule" and KEAPSYNC_SCHEDULE.
+ */
+int jobs_check_schedule(const char *expr, char *msg, size_t n);
 
 /* Keeps only the jobs named in the comma-separated list; an unknown name is BASE_ECONFIG. */
 int jobs_select(struct jobs_set *set, const char *only_csv, struct base_err *err);

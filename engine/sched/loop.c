@@ -81,6 +81,42 @@ static void heartbeat_cb(uv_timer_t *t)
     op_submit(s, op);
 }
 
+/* The bound after a signal is over: abandon what is still in flight (not committed, so
+ * nothing is lost: the next run fetches those pages again). */
+static void stop_timer_cb(uv_timer_t *t)
+{
+    struct sched *s = container_of(t, struct sched, stop_timer);
+    struct http_client *http = s->http;
+
+    if (s->closing)
+        return;
+    base_log_warning("%zu requests still in flight after the stop timeout; abandoning them "
+                     "(progress up to the last committed page is saved)",
+                     s->inflight);
+    for (size_t i = 0; i < s->njobs; i++)
+        job_drop_pages(&s->jobs[i]);
+    /* Their callbacks come back canceled and find their pages stale. */
+    s->http = NULL;
+    http_client_close(http);
+    sched_pump(s);
+}
+
+/* KEAPSYNC_STOP_TIMEOUT: seconds, 0..3600; the default when unset or unreadable. */
+static uint64_t stop_timeout_ms(void)
+{
+    const char *v = getenv("KEAPSYNC_STOP_TIMEOUT");
+    double secs;
+
+    if (v == NULL || v[0] == '\0')
+        return SCHED_STOP_TIMEOUT_MS;
+    if (base_parse_double(v, &secs) < 0 || secs < 0 || secs > 3600) {
+        base_log_warning("KEAPSYNC_STOP_TIMEOUT \"%s\" is not 0 to 3600 seconds; using %d", v,
+                         SCHED_STOP_TIMEOUT_MS / 1000);
+        return SCHED_STOP_TIMEOUT_MS;
+    }
+    return (uint64_t)(secs * 1000);
+}
+
 static void signal_cb(uv_signal_t *h, int signum)
 {
     struct sched *s = h->data;
@@ -95,6 +131,10 @@ static void signal_cb(uv_signal_t *h, int signum)
     }
     base_log_warning("received signal %d: finishing pages in flight, then stopping", signum);
     sched_stop(s, STOP_SIGNAL, "interrupted by a signal; progress up to the last page is saved");
+    if (!s->closing && !s->stop_timer_on) {
+        s->stop_timer_on = true;
+        uv_timer_start(&s->stop_timer, stop_timer_cb, stop_timeout_ms(), 0);
+    }
     sched_pump(s);
 }
 
@@ -137,6 +177,8 @@ static void sched_maybe_finish(struct sched *s)
     uv_close((uv_handle_t *)&s->timer, close_noop_cb);
     uv_timer_stop(&s->heartbeat);
     uv_close((uv_handle_t *)&s->heartbeat, close_noop_cb);
+    uv_timer_stop(&s->stop_timer);
+    uv_close((uv_handle_t *)&s->stop_timer, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigint, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigterm, close_noop_cb);
     http_client_close(s->http);
@@ -297,6 +339,7 @@ void sched_loop_run(struct sched *s)
 {
     uv_timer_init(&s->loop, &s->timer);
     uv_timer_init(&s->loop, &s->heartbeat);
+    uv_timer_init(&s->loop, &s->stop_timer);
     uv_timer_start(&s->heartbeat, heartbeat_cb, SCHED_HEARTBEAT_MS, SCHED_HEARTBEAT_MS);
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);

@@ -198,6 +198,8 @@ enum sched_op_kind {
 #define SCHED_HEARTBEAT_MS 2000
 #define SCHED_PEER_TTL_MS  8000
 #define SCHED_LEASE_TTL_MS 60000
+/* After SIGINT/SIGTERM, pages in flight may land for this long (KEAPSYNC_STOP_TIMEOUT, s). */
+#define SCHED_STOP_TIMEOUT_MS 10000
 
 enum sched_op_result {
     OPR_COMMITTED, /* rows and checkpoint committed */
@@ -263,6 +265,8 @@ struct sched {
     uv_timer_t timer;
     uv_timer_t heartbeat;
     uv_signal_t sigint, sigterm;
+    uv_timer_t stop_timer; /* after a signal: the bound on waiting for pages in flight */
+    bool stop_timer_on;
     char holder[128];     /* this process among its peers: host:pid:nonce */
     char peer_group[512]; /* processes sharing this key's windows: "<base url>#<key id>" */
     uint64_t join_until;  /* joined running peers: send nothing before (mono ms) */

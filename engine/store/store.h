@@ -278,6 +278,24 @@ int store_lease_release(struct store *s, const char *name, const char *holder,
 int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder, int ttl_ms,
                          int *npeers, struct base_err *err);
 int store_peer_leave(struct store *s, const char *tenant, const char *holder, struct base_err *err);
+/*
+ * The daemon (daemon.c, keapsync.daemon_jobs): a job's schedule, the tick its last run served
+ * and when it runs next. store_daemon_last_tick gives -1 when the job has no tick stored.
+ * store_daemon_job_put upserts the row; tick_ms, next_ms, run_ms < 0 and outcome NULL keep
+ * what is stored (next_ms < 0 clears next_at).
+ */
+struct store_daemon_job {
+    const char *job, *schedule;
+    int64_t tick_ms, next_ms, run_ms;
+    const char *outcome; /* the job's state: done, failed, stopped; NULL: no run */
+    int64_t records, requests;
+};
+int store_daemon_last_tick(struct store *s, const char *job, int64_t *tick_ms,
+                           struct base_err *err);
+int store_daemon_job_put(struct store *s, const struct store_daemon_job *j, struct base_err *err);
+/* Is the connection up? (After a failure: false when the server went away.) */
+bool store_connection_ok(const struct store *s);
+
 /* Live leases whose names start with prefix: NULL-terminated arrays of names and holders
  * (free with store_lease_list_free), *n entries. */
 int store_lease_list(struct store *s, const char *prefix, char ***names, char ***holders, int *n,

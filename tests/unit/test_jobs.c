@@ -560,6 +560,8 @@ static void test_new_keys(void **state)
         i++;
     }
     assert_string_equal(co->model_object, "companies");
+    assert_string_equal(co->schedule, cJSON_GetObjectItem(file, "schedule")->valuestring);
+    assert_null(pr->schedule); /* none: the daemon's default (KEAPSYNC_SCHEDULE) applies */
     assert_int_equal(co->unresolved, 2);
     for (i = 0; i < co->map.ncols; i++) {
         const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(file, "columns"), (int)i);
