@@ -5,6 +5,7 @@
  *   0  all selected jobs complete
  *   75 stopped at the daily quota with progress saved (run again after 00:00 UTC)
  *   77 authentication refused
+ *   130 stopped by SIGINT or SIGTERM with progress saved (not a failure)
  *   2  bad usage or bad configuration (nothing written)
  *   1  any other failure (progress up to the last commit kept)
  * Errors are one line: "keapsync: error: <what is wrong> (hint: <how to fix it>)".
@@ -48,6 +49,8 @@ static const char usage[] =
     "                        code (short-lived, single-use) or an existing refresh token\n"
     "  --help, --version\n"
     "\n"
+    "Each command has its own help: keapsync COMMAND --help.\n"
+    "\n"
     "Environment:\n"
     "  DATABASE_URL          libpq connection string or URI (default: libpq's PG* variables)\n"
     "  KEAP_API_KEY          Personal Access Token or Service Account Key\n"
@@ -66,7 +69,8 @@ static const char usage[] =
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
-    "2 bad usage or configuration; 1 any other failure.\n";
+    "130 stopped by SIGINT or SIGTERM, progress saved; 2 bad usage or configuration;\n"
+    "1 any other failure.\n";
 
 static int set_log_level(struct base_err *err)
 {
@@ -124,12 +128,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "migrate") == 0)
         rc = cli_cmd_migrate(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "check") == 0 && argc == i + 1)
-        rc = cli_cmd_check();
+    else if (strcmp(argv[i], "check") == 0)
+        rc = cli_cmd_check(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "run") == 0)
         rc = cli_cmd_run(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "status") == 0 && argc == i + 1)
-        rc = cli_cmd_status();
+    else if (strcmp(argv[i], "status") == 0)
+        rc = cli_cmd_status(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "backfill") == 0)
         rc = cli_cmd_backfill(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "plan") == 0)
@@ -139,7 +143,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[i], "daemon") == 0)
         rc = cli_fail_usage("command \"%s\" is not available in this version", argv[i]);
     else
-        rc = cli_fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);
+        rc = cli_fail_usage("unknown command \"%s\"", argv[i]);
     http_global_cleanup();
     return rc;
 }

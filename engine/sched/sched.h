@@ -65,7 +65,9 @@ struct sched_job_result {
     int64_t revived;  /* rows a sweep saw again: deleted_at back to NULL */
     int64_t mismatches;
     int64_t nul_replaced;
-    int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */
+    int64_t bytes;        /* response bodies received for this job */
+    int64_t rejected_429; /* of its requests, those refused with 429 */
+    int state;            /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
     char name_buf[160]; /* name of a sweep ("<job>#sweep") or backfill ("<job>#backfill<id>") */
 };
@@ -84,6 +86,8 @@ struct sched_result {
     enum sched_outcome outcome;
     int64_t requests; /* all requests sent */
     int64_t rejected_429;
+    int64_t rejected_429_by[4]; /* by the window the 429 named: enum pace_limit_kind */
+    int64_t bytes;              /* response bodies received */
     int64_t rows;
     double seconds;
     size_t njobs;

@@ -306,6 +306,7 @@ struct sched {
     size_t inflight;
     int64_t requests;
     int64_t rejected_429;
+    int64_t rejected_429_by[4]; /* enum pace_limit_kind */
     uint64_t started_mono;
     char message[512];
 };
