@@ -57,6 +57,13 @@ int cli_connect_migrated(struct store **out, struct base_err *err);
 int cli_evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_columns,
                     struct base_err *err);
 
+/*
+ * progress.c: the display of a run going (a live block on a terminal, log lines every
+ * KEAPSYNC_PROGRESS_SECONDS elsewhere): begin sets opt's progress callback, end erases it.
+ */
+void cli_progress_begin(struct sched_options *opt);
+void cli_progress_end(void);
+
 /* The commands (plan_cmd.h and auth_cmd.h declare plan and auth). */
 int cli_cmd_migrate(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);

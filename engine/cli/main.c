@@ -67,6 +67,7 @@ static const char usage[] =
     "  KEAPSYNC_TENANT       ledger key for the daily quota (default: Keap's tenant id)\n"
     "  KEAPSYNC_JOBS         job definitions folder (default jobs)\n"
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
+    "  KEAPSYNC_LOG_FORMAT   auto (logfmt unless stderr is a terminal), logfmt or text\n"
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
     "130 stopped by SIGINT or SIGTERM, progress saved; 2 bad usage or configuration;\n"
@@ -75,6 +76,19 @@ static const char usage[] =
 static int set_log_level(struct base_err *err)
 {
     const char *lvl = cli_env_or("KEAPSYNC_LOG_LEVEL", NULL);
+    const char *fmt = cli_env_or("KEAPSYNC_LOG_FORMAT", "auto");
+
+    if (strcmp(fmt, "auto") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_AUTO);
+    else if (strcmp(fmt, "logfmt") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_LOGFMT);
+    else if (strcmp(fmt, "text") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_TEXT);
+    else {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_LOG_FORMAT \"%s\"", fmt);
+        base_err_hint(err, "use auto (logfmt unless stderr is a terminal), logfmt or text");
+        return BASE_ECONFIG;
+    }
 
     if (lvl == NULL)
         return 0;

@@ -122,7 +122,7 @@ int cli_cmd_run(int argc, char **argv)
     int64_t run_id = 0;
     char stop_line[512] = "";
     bool *passes;
-    int code;
+    int code, rc;
 
     base_err_clear(&err);
     for (int i = 0; i < argc; i++) {
@@ -191,10 +191,15 @@ int cli_cmd_run(int argc, char **argv)
             base_buf_printf(&names, "%s%s", i ? "," : "", set.jobs[i].name);
         if (store_run_begin(s, names.data ? names.data : "", &run_id, &err) < 0)
             base_log_warning("%s", err.msg);
+        else
+            base_log_set_run(run_id);
         base_buf_free(&names);
     }
     passes = cli_plan_run_begin(s, &set, &opt);
-    if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+    cli_progress_begin(&opt);
+    rc = sched_run(&opt, &set, s, &cred, &res, &err);
+    cli_progress_end();
+    if (rc < 0) {
         free(passes);
         code = err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE;
         cli_fail(code, &err);

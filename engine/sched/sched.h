@@ -44,6 +44,8 @@
 
 #include <stdint.h>
 
+struct sched_progress;
+
 struct sched_options {
     const char *base_url;      /* KEAP_BASE_URL */
     const char *tenant;        /* ledger key override (KEAPSYNC_TENANT) or NULL */
@@ -53,6 +55,10 @@ struct sched_options {
     int max_attempts;                /* tries of one page before its job fails; 0: default */
     const struct sched_oauth *oauth; /* the credential is an OAuth2 access token, or NULL */
     int64_t ceiling_per_day;         /* every credential of the tenant together; 0: none */
+    /* Called on the loop every progress_ms (0: 250) while the run goes, or never when NULL. */
+    void (*progress_cb)(const struct sched_progress *p, void *ud);
+    void *progress_ud;
+    int progress_ms;
 };
 
 struct sched_job_result {
@@ -70,6 +76,16 @@ struct sched_job_result {
     int state;            /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
     char name_buf[160]; /* name of a sweep ("<job>#sweep") or backfill ("<job>#backfill<id>") */
+};
+
+/* A run's figures so far, for a progress display; valid only during the callback. */
+struct sched_progress {
+    size_t njobs;
+    const struct sched_job_result *const *jobs; /* live figures; state SCHED_JOB_PAGING: active */
+    int64_t requests;                           /* all requests sent so far */
+    int64_t quota_left; /* what today's budget has left (the ledger at start, less requests);
+                           -1: unknown */
+    double seconds;     /* since the run started */
 };
 
 /* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */

@@ -262,6 +262,7 @@ struct sched {
     uv_loop_t loop;
     uv_timer_t timer;
     uv_timer_t heartbeat;
+    uv_timer_t progress; /* opt->progress_cb's timer, when there is one */
     uv_signal_t sigint, sigterm;
     char holder[128];     /* this process among its peers: host:pid:nonce */
     char peer_group[512]; /* processes sharing this key's windows: "<base url>#<key id>" */
