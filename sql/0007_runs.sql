@@ -10,6 +10,9 @@
 --                  (second: spike arrest, minute: throttle, day: quota, other: unnamed)
 --   bytes          response bodies received
 --   pid            the process, for whoever reads a row of a run still going
+--   commit_buckets how long its pages' commits took: counts per bucket of upper bounds
+--                  0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 s, then those above 10 s
+--   commit_seconds their sum
 ALTER TABLE keapsync.runs
     ADD COLUMN outcome text,
     ADD COLUMN rejected_429 bigint,
@@ -18,7 +21,9 @@ ALTER TABLE keapsync.runs
     ADD COLUMN rejected_429_day bigint,
     ADD COLUMN rejected_429_other bigint,
     ADD COLUMN bytes bigint,
-    ADD COLUMN pid int;
+    ADD COLUMN pid int,
+    ADD COLUMN commit_buckets bigint[],
+    ADD COLUMN commit_seconds double precision;
 
 -- Rows of runs that ended before this migration: their outcome from their exit code.
 UPDATE keapsync.runs SET outcome = CASE exit_code

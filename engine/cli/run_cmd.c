@@ -5,6 +5,7 @@
 #include "cli_int.h"
 #include "auth_cmd.h"
 #include "labels.h"
+#include "ops.h"
 #include "plan_cmd.h"
 
 #include <inttypes.h>
@@ -47,6 +48,32 @@ static const char *outcome_word(enum sched_outcome o)
     return "failed";
 }
 
+/* KEAPSYNC_METRICS_FILE, when set, rewritten from the run history (a failure only warns). */
+static void write_metrics(struct store *s, const struct sched_options *opt)
+{
+    const char *path = cli_env_or("KEAPSYNC_METRICS_FILE", NULL);
+    struct ops_quota q = {0};
+    struct base_err err;
+    char *tenant = NULL;
+
+    if (path == NULL)
+        return;
+    base_err_clear(&err);
+    if (cli_plan_tenant(s, opt->base_url, &tenant, &err) == 0) {
+        q.tenant = tenant;
+        q.now_ms = base_clock_wall_ms(base_clock_system());
+        q.daily_budget =
+            opt->limits.per_day > 0
+                ? (int64_t)((double)opt->limits.per_day * (1.0 - opt->limits.reserve_fraction))
+                : 0;
+        if (ops_metrics_write(s, &q, path, &err) == 0)
+            base_log_debug("metrics written to \"%s\"", path);
+    }
+    if (err.msg[0] != '\0')
+        base_log_warning("%s", err.msg);
+    free(tenant);
+}
+
 /*
  * Records the end of run_id in keapsync.runs and keapsync.run_jobs from res. A run that
  * failed without a message of its own gets its failed jobs' errors as its message.
@@ -66,6 +93,8 @@ static void record_run_end(struct store *s, int64_t run_id, int code, struct sch
         .rejected_429_minute = res->rejected_429_by[PACE_LIMIT_MINUTE],
         .rejected_429_day = res->rejected_429_by[PACE_LIMIT_DAY],
         .message = res->message,
+        .commit_buckets = res->commit_buckets,
+        .commit_seconds = res->commit_seconds,
     };
     struct base_err err;
 
@@ -241,6 +270,7 @@ int cli_cmd_run(int argc, char **argv)
                 res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
     if (run_id > 0)
         record_run_end(s, run_id, code, &res);
+    write_metrics(s, &opt);
     sched_result_free(&res);
 out:
     store_close(s);

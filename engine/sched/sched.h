@@ -88,6 +88,12 @@ struct sched_progress {
     double seconds;     /* since the run started */
 };
 
+/* The upper bounds (seconds) of sched_result.commit_buckets, Prometheus' defaults. */
+#define SCHED_COMMIT_BUCKETS                                                                       \
+    {                                                                                              \
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10                                    \
+    }
+
 /* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */
 enum sched_outcome {
     SCHED_OUTCOME_COMPLETE = 0, /* every selected job completed its window */
@@ -104,6 +110,10 @@ struct sched_result {
     int64_t rejected_429;
     int64_t rejected_429_by[4]; /* by the window the 429 named: enum pace_limit_kind */
     int64_t bytes;              /* response bodies received */
+    /* How long each page's commit took: counts per SCHED_COMMIT_BUCKETS bound (seconds), the
+     * last entry those above the last bound; their sum in seconds. */
+    int64_t commit_buckets[12];
+    double commit_seconds;
     int64_t rows;
     double seconds;
     size_t njobs;

@@ -308,6 +308,8 @@ struct sched {
     int64_t requests;
     int64_t rejected_429;
     int64_t rejected_429_by[4]; /* enum pace_limit_kind */
+    int64_t commit_buckets[12]; /* written by the database worker, one operation at a time */
+    double commit_seconds;
     uint64_t started_mono;
     char message[512];
 };

@@ -178,8 +178,8 @@ static int record_job(struct store *s, const char *idtxt, const struct store_run
 int store_run_end(struct store *s, int64_t run_id, const struct store_run_end *e,
                   struct base_err *err)
 {
-    char idtxt[24], code[16], v[8][24];
-    const char *params[12];
+    char idtxt[24], code[16], v[8][24], buckets[12 * 24 + 4], secs[32];
+    const char *params[14];
     PGresult *res = NULL;
     int rc;
 
@@ -197,6 +197,20 @@ int store_run_end(struct store *s, int64_t run_id, const struct store_run_end *e
     params[9] = num_or_null(e->rejected_429 < 0 ? -1 : e->rejected_429_day, v[6], sizeof(v[6]));
     params[10] = num_or_null(e->rejected_429 < 0 ? -1 : e->rejected_429_other, v[7], sizeof(v[7]));
     params[11] = e->message != NULL ? e->message : "";
+    params[12] = NULL;
+    params[13] = NULL;
+    if (e->commit_buckets != NULL) {
+        size_t n = 0;
+
+        buckets[n++] = '{';
+        for (int i = 0; i < 12; i++)
+            n += (size_t)snprintf(buckets + n, sizeof(buckets) - n, "%s%" PRId64, i ? "," : "",
+                                  e->commit_buckets[i]);
+        snprintf(buckets + n, sizeof(buckets) - n, "}");
+        snprintf(secs, sizeof(secs), "%.6f", e->commit_seconds);
+        params[12] = buckets;
+        params[13] = secs;
+    }
     rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err,
                      "could not record the end of run %s", idtxt);
     if (rc < 0)
@@ -205,8 +219,9 @@ int store_run_end(struct store *s, int64_t run_id, const struct store_run_end *e
                      "UPDATE keapsync.runs SET finished_at = now(), outcome = $2, exit_code = $3, "
                      "requests = $4, rows = $5, bytes = $6, rejected_429 = $7, "
                      "rejected_429_second = $8, rejected_429_minute = $9, rejected_429_day = $10, "
-                     "rejected_429_other = $11, message = $12 WHERE id = $1",
-                     12, params, err, "could not record the end of run %s", idtxt);
+                     "rejected_429_other = $11, message = $12, commit_buckets = $13, "
+                     "commit_seconds = $14 WHERE id = $1",
+                     14, params, err, "could not record the end of run %s", idtxt);
     if (rc < 0)
         goto out;
     if (strcmp(PQcmdTuples(res), "1") != 0) {

@@ -258,7 +258,9 @@ struct store_run_end {
     int64_t requests, rows, bytes;
     int64_t rejected_429, rejected_429_second, rejected_429_minute, rejected_429_day,
         rejected_429_other;
-    const char *message; /* why it stopped or failed; "" when it completed */
+    const char *message;           /* why it stopped or failed; "" when it completed */
+    const int64_t *commit_buckets; /* 12 counts (sql/0007_runs.sql), or NULL */
+    double commit_seconds;
     const struct store_run_job *jobs;
     size_t njobs;
 };
