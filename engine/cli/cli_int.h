@@ -70,5 +70,6 @@ int cli_cmd_check(int argc, char **argv);
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_status(int argc, char **argv);
 int cli_cmd_backfill(int argc, char **argv);
+int cli_cmd_report(int argc, char **argv);
 
 #endif

@@ -35,8 +35,8 @@ static const char usage[] =
     "  run [--only A,B] [--drop-columns]\n"
     "                        sync the jobs (all, or the named ones) into Postgres\n"
     "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
-    "  status                show each job's checkpoint, sweeps and backfills; exits 1 if a\n"
-    "                        job's last run failed\n"
+    "  status [--json]       each job's last run, watermark, checkpoint and backfills, and\n"
+    "                        today's quota; exits 1 if a job's last run failed\n"
     "  backfill NAME --from DATE [--to DATE]\n"
     "                        record a backfill of incremental job NAME's history over\n"
     "                        [--from, --to) (YYYY-MM-DD or ISO-8601, UTC; --to defaults to\n"
@@ -47,6 +47,9 @@ static const char usage[] =
     "  auth --code CODE --redirect-uri URI | auth --refresh-token-file FILE\n"
     "                        store an OAuth2 client's first token pair: from an authorization\n"
     "                        code (short-lived, single-use) or an existing refresh token\n"
+    "  report --out FILE.html [--runs N]\n"
+    "                        one offline HTML file of charts: request rates against the\n"
+    "                        ceilings, quota per day, records per job, backfill progress\n"
     "  --help, --version\n"
     "\n"
     "Each command has its own help: keapsync COMMAND --help.\n"
@@ -154,6 +157,8 @@ int main(int argc, char **argv)
         rc = cli_plan(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "auth") == 0)
         rc = cli_cmd_auth(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "report") == 0)
+        rc = cli_cmd_report(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "daemon") == 0)
         rc = cli_fail_usage("command \"%s\" is not available in this version", argv[i]);
     else

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # ---- --help: every command, stdout, exit 0; an unknown option names itself and the command
-for cmd in run migrate status check backfill plan auth; do
+for cmd in run migrate status check backfill plan auth report; do
     rc=0; "$KS" "$cmd" --help >"$IT_TMP/help.out" 2>"$IT_TMP/help.err" || rc=$?
     eq "$cmd --help exits 0" 0 "$rc"
     check "$cmd --help prints its usage on stdout" grep -q "^Usage: keapsync $cmd" "$IT_TMP/help.out"
