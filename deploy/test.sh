@@ -35,8 +35,7 @@ if [ "${KEAPSYNC_TEST_SANITIZE:-1}" = 1 ]; then
     # The unit tests and the end-to-end paths (sync, every shipped job, bad input and bad job
     # files, quota days, child streams before and after their parents, job file changes, v2
     # tokens, a page that keeps failing, wrong types, a plan over several days, status, run
-    # history, signals and the metrics file) again under
-    # ASan+UBSan, leaks included. KEAPSYNC_TEST_SANITIZE=0 skips this.
+    # history, signals and the metrics file) again under ASan+UBSan, leaks included. KEAPSYNC_TEST_SANITIZE=0 skips this.
     echo "== under ASan+UBSan"
     san="$build-asan"
     cmake -S . -B "$san" -DKEAPSYNC_WERROR=ON -DKEAPSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
