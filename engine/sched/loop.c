@@ -296,7 +296,6 @@ void sched_pump(struct sched *s)
     sched_maybe_finish(s);
 }
 
-/* Starts the run's timers and signal handlers and runs the loop until the run is over. */
 /* opt->progress_cb with the run's figures so far. */
 static void progress_cb(uv_timer_t *t)
 {
@@ -317,6 +316,7 @@ static void progress_cb(uv_timer_t *t)
     free(jobs);
 }
 
+/* Starts the run's timers and signal handlers and runs the loop until the run is over. */
 void sched_loop_run(struct sched *s)
 {
     if (s->opt->progress_cb != NULL) {

@@ -83,14 +83,16 @@ int store_run_begin_closing(struct store *s, const char *jobs_csv, int64_t *run_
     res = NULL;
     snprintf(idtxt, sizeof(idtxt), "%" PRId64, id);
     params[0] = idtxt;
-    /* Rows of runs whose lock no session holds (this one included): their process is gone. */
+    /* Rows of runs whose lock no session holds (this one included): their process is gone.
+     * Advisory locks are per database; pg_locks shows the whole cluster's. */
     rc = store_query(
         s, &res, PGRES_TUPLES_OK,
         "UPDATE keapsync.runs SET finished_at = now(), outcome = 'crashed', "
         "message = 'the process ended without recording how the run ended (killed or crashed); "
         "closed at the start of run ' || $1 "
         "WHERE finished_at IS NULL AND id <> $1::bigint AND NOT EXISTS (SELECT 1 FROM pg_locks l "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " STORE_RUN_LOCK
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM "
+        "pg_database WHERE datname = current_database()) AND l.classid = " STORE_RUN_LOCK
         " AND l.objid = (id % 2147483648)::oid AND l.objsubid = 2) RETURNING id",
         1, params, err, "could not close the runs of crashed processes");
     if (rc < 0)

@@ -40,7 +40,7 @@ psql "$DATABASE_URL" -qAt -c "SELECT pg_advisory_lock(1802728053, $live)" -c "SE
 holder=$!
 IT_PIDS+=("$holder")
 for _ in $(seq 1 100); do
-    [ "$(sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1802728053 AND objid = $live")" = 1 ] && break
+    [ "$(sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = 1802728053 AND objid = $live")" = 1 ] && break
     sleep 0.05
 done
 
