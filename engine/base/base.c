@@ -5,6 +5,9 @@
 #include "base.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,21 +102,107 @@ void base_log_set_prog(const char *prog)
     log_prog = prog;
 }
 
+static enum base_log_format log_format = BASE_LOG_FORMAT_TEXT;
+static int64_t log_run = 0;
+static void (*log_hook)(void);
+
+void base_log_set_hook(void (*before_line)(void))
+{
+    log_hook = before_line;
+}
+
+void base_log_set_format(enum base_log_format format)
+{
+    if (format == BASE_LOG_FORMAT_AUTO)
+        format = isatty(STDERR_FILENO) ? BASE_LOG_FORMAT_TEXT : BASE_LOG_FORMAT_LOGFMT;
+    log_format = format;
+}
+
+int base_log_is_logfmt(void)
+{
+    return log_format == BASE_LOG_FORMAT_LOGFMT;
+}
+
+void base_log_set_run(int64_t run_id)
+{
+    log_run = run_id;
+}
+
+void base_logfmt_value(char *buf, size_t n, const char *s)
+{
+    size_t at = strlen(buf);
+    bool quote = s[0] == '\0';
+
+    for (const char *p = s; *p != '\0' && !quote; p++)
+        quote = *p == ' ' || *p == '=' || *p == '"' || (unsigned char)*p < 0x20;
+    if (quote && at + 1 < n)
+        buf[at++] = '"';
+    for (const char *p = s; *p != '\0' && at + 7 < n; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c == '"' || c == '\\') {
+            buf[at++] = '\\';
+            buf[at++] = (char)c;
+        } else if (c == '\n') {
+            buf[at++] = '\\';
+            buf[at++] = 'n';
+        } else if (c == '\t') {
+            buf[at++] = '\\';
+            buf[at++] = 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            at += (size_t)snprintf(buf + at, n - at, "\\u%04x", c);
+        } else {
+            buf[at++] = (char)c;
+        }
+    }
+    if (quote && at + 1 < n)
+        buf[at++] = '"';
+    buf[at < n ? at : n - 1] = '\0';
+}
+
+/* The job a message names: it begins with job "NAME": (sched's messages do). */
+static void message_job(const char *msg, char *job, size_t n)
+{
+    const char *end;
+
+    snprintf(job, n, "-");
+    if (strncmp(msg, "job \"", 5) != 0 || (end = strstr(msg + 5, "\": ")) == NULL)
+        return;
+    if ((size_t)(end - (msg + 5)) < n && end > msg + 5)
+        snprintf(job, n, "%.*s", (int)(end - (msg + 5)), msg + 5);
+}
+
 void base_log(enum base_log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
-    char line[2048];
+    static const char *const lower[] = {"debug", "info", "warning", "error"};
+    char line[4096], msg[2048], job[160], ts[32], run[24];
     va_list ap;
     int n;
 
     if (level < log_level || level > BASE_LOG_ERROR)
         return;
-    n = snprintf(line, sizeof(line), "%s: %s: ", log_prog, names[level]);
-    if (n < 0)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (log_format == BASE_LOG_FORMAT_LOGFMT) {
+        base_time_format(base_clock_wall_ms(base_clock_system()), ts, sizeof(ts));
+        message_job(msg, job, sizeof(job));
+        if (log_run > 0)
+            snprintf(run, sizeof(run), "%" PRId64, log_run);
+        else
+            snprintf(run, sizeof(run), "-");
+        n = snprintf(line, sizeof(line), "time=%s level=%s run=%s job=", ts, lower[level], run);
+        if (n < 0)
+            return;
+        base_logfmt_value(line, sizeof(line), job);
+        strncat(line, " msg=", sizeof(line) - strlen(line) - 1);
+        base_logfmt_value(line, sizeof(line), msg);
+    } else {
+        snprintf(line, sizeof(line), "%s: %s: %s", log_prog, names[level], msg);
+    }
+    if (log_hook != NULL)
+        log_hook();
     /* One write per line, so lines of concurrent processes do not interleave. */
     fprintf(stderr, "%s\n", line);
 }

@@ -52,7 +52,30 @@ int base_err_set(struct base_err *err, int code, const char *fmt, ...)
 void base_err_hint(struct base_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Logging to stderr. Lines look like "keapsync: LEVEL: message". Never pass secrets. */
+/*
+ * Logging to stderr, one write per line. Never pass secrets. Two forms:
+ *   text    "keapsync: LEVEL: message", for a person at a terminal;
+ *   logfmt  "time=2026-12-03T16:40:00.123Z level=info run=12 job=contacts msg=\"...\"", for
+ *           log collectors: time (UTC, ms), level, run (the keapsync.runs id, "-" before
+ *           there is one), job (when the message begins with job "NAME": , or "-"), msg
+ *           (quoted when it holds a space, '=' or '"'; '"' and '\' escaped, control bytes as
+ *           \n, \t or \u00XX).
+ * BASE_LOG_FORMAT_AUTO picks logfmt when stderr is not a terminal, text when it is.
+ */
+enum base_log_format {
+    BASE_LOG_FORMAT_TEXT = 0, /* the default */
+    BASE_LOG_FORMAT_LOGFMT,
+    BASE_LOG_FORMAT_AUTO,
+};
+void base_log_set_format(enum base_log_format format);
+/* Is the format (AUTO resolved) logfmt? */
+int base_log_is_logfmt(void);
+/* The run id logfmt lines carry from now on (<= 0: none, "-"). */
+void base_log_set_run(int64_t run_id);
+/* Called before each log line is written (e.g. to clear a live progress display); NULL: none. */
+void base_log_set_hook(void (*before_line)(void));
+/* Appends s to buf (n bytes, NUL-terminated) as a logfmt value, quoted when it must be. */
+void base_logfmt_value(char *buf, size_t n, const char *s);
 enum base_log_level {
     BASE_LOG_DEBUG = 0,
     BASE_LOG_INFO = 1,

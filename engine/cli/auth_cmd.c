@@ -6,6 +6,7 @@
  * Words used here (keap.h, "OAuth2"): client, pair, generation.
  */
 #include "auth_cmd.h"
+#include "cli_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -174,6 +175,24 @@ static int auth_fail(int code, const struct base_err *err)
     return code;
 }
 
+static const char auth_usage_text[] =
+    "Usage: keapsync auth --code CODE --redirect-uri URI\n"
+    "       keapsync auth --refresh-token-file FILE\n"
+    "\n"
+    "Stores an OAuth2 client's first token pair in DATABASE_URL (keapsync.oauth_tokens,\n"
+    "encrypted when KEAPSYNC_TOKEN_KEY_FILE is set), for KEAP_CLIENT_ID with its secret in\n"
+    "KEAP_CLIENT_SECRET_FILE (or KEAP_CLIENT_SECRET). Every later run refreshes the pair\n"
+    "itself.\n"
+    "\n"
+    "  --code CODE             an authorization code from Keap's authorize page (short-lived,\n"
+    "                          single-use), exchanged at KEAP_TOKEN_URL\n"
+    "  --redirect-uri URI      the redirect URI the code was issued for\n"
+    "  --refresh-token-file FILE\n"
+    "                          a file (mode 0600) holding an existing refresh token\n"
+    "\n"
+    "Exit codes: 0 stored; 2 bad usage or configuration; 77 Keap refused the code or token;\n"
+    "1 other failure.\n";
+
 /* msg, with arg (or "") after it. */
 static int auth_usage(const char *msg, const char *arg)
 {
@@ -181,7 +200,7 @@ static int auth_usage(const char *msg, const char *arg)
 
     base_err_set(&err, BASE_ECONFIG, "%s%s%s%s", msg, arg[0] ? " \"" : "", arg, arg[0] ? "\"" : "");
     base_err_hint(&err, "keapsync auth --code CODE --redirect-uri URI, or keapsync auth "
-                        "--refresh-token-file FILE (see keapsync --help)");
+                        "--refresh-token-file FILE (see keapsync auth --help)");
     return auth_fail(EXIT_CONFIG, &err);
 }
 
@@ -254,7 +273,9 @@ int cli_cmd_auth(int argc, char **argv)
 
     base_err_clear(&err);
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--code") == 0 && i + 1 < argc)
+        if (cli_is_help(argv[i]))
+            return fputs(auth_usage_text, stdout), 0;
+        else if (strcmp(argv[i], "--code") == 0 && i + 1 < argc)
             code = argv[++i];
         else if (strcmp(argv[i], "--redirect-uri") == 0 && i + 1 < argc)
             redirect = argv[++i];

@@ -9,6 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char backfill_usage[] =
+    "Usage: keapsync backfill NAME --from DATE [--to DATE]\n"
+    "\n"
+    "Records a backfill of incremental job NAME: its records changed in [--from, --to) are\n"
+    "read again. The command itself sends no request; every later `keapsync run` continues\n"
+    "the backfill after the job's own window until it is done (keapsync status shows how\n"
+    "far it is).\n"
+    "\n"
+    "  --from DATE  start of the range: YYYY-MM-DD (00:00 UTC) or YYYY-MM-DDTHH:MM:SSZ\n"
+    "  --to DATE    end of the range, excluded (default: now); not in the future\n"
+    "\n"
+    "Exit codes: 0 recorded; 2 bad usage, an unknown or non-incremental job; 1 other.\n";
+
 /*
  * Reads a DATE of the backfill command: YYYY-MM-DD (00:00 UTC) or a full ISO-8601 time
  * (no zone: UTC) into *ms; false when it is neither.
@@ -51,7 +64,9 @@ int cli_cmd_backfill(int argc, char **argv)
 
     base_err_clear(&err);
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+        if (cli_is_help(argv[i]))
+            return fputs(backfill_usage, stdout), 0;
+        else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from_s = argv[++i];
         else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
             to_s = argv[++i];

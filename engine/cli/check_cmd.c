@@ -7,7 +7,16 @@
 
 #include <stdio.h>
 
-int cli_cmd_check(void)
+static const char check_usage[] =
+    "Usage: keapsync check\n"
+    "\n"
+    "Validates the job files in KEAPSYNC_JOBS (default jobs) and prints one line per job:\n"
+    "its endpoint, its table and its columns. No database is needed. When KEAP_API_KEY (or\n"
+    "KEAP_API_KEY_FILE) is set and Keap answers, custom field labels are checked too.\n"
+    "\n"
+    "Exit codes: 0 every job file is valid; 2 a job file or the configuration is wrong.\n";
+
+int cli_cmd_check(int argc, char **argv)
 {
     struct base_err err;
     struct jobs_set set = {0};
@@ -17,6 +26,11 @@ int cli_cmd_check(void)
     bool labels = true;
 
     base_err_clear(&err);
+    for (int i = 0; i < argc; i++) {
+        if (cli_is_help(argv[i]))
+            return fputs(check_usage, stdout), 0;
+        return cli_fail_option("check", argv[i]);
+    }
     if (cli_load_limits(&cfg, &err) < 0 || cli_default_schedule(&dflt, &err) < 0 ||
         cli_load_jobs(&set, NULL, &err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);

@@ -22,6 +22,8 @@
 #define CLI_EXIT_CONFIG 2
 #define CLI_EXIT_QUOTA  75
 #define CLI_EXIT_AUTH   77
+/* Stopped by SIGINT or SIGTERM, progress saved: not a failure (systemd SuccessExitStatus). */
+#define CLI_EXIT_INTERRUPTED 130
 
 /* The exit code of a run's outcome (DESIGN.md): the one place that spells it. */
 int cli_outcome_exit_code(enum sched_outcome outcome);
@@ -30,6 +32,10 @@ int cli_outcome_exit_code(enum sched_outcome outcome);
 int cli_fail(int code, const struct base_err *err);
 /* Bad usage (exit 2, hint keapsync --help); what: a message with one %s for arg. */
 int cli_fail_usage(const char *what, const char *arg);
+/* An option command cmd does not take: exit 2, naming both, hint "keapsync <cmd> --help". */
+int cli_fail_option(const char *cmd, const char *arg);
+/* Is arg --help or -h? A command then prints its usage to stdout and exits 0. */
+bool cli_is_help(const char *arg);
 
 /* The environment variable name, or dflt when it is unset or empty. */
 const char *cli_env_or(const char *name, const char *dflt);
@@ -65,14 +71,22 @@ int cli_connect_migrated(struct store **out, struct base_err *err);
 int cli_evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_columns,
                     struct base_err *err);
 
+/*
+ * progress.c: the display of a run going (a live block on a terminal, log lines every
+ * KEAPSYNC_PROGRESS_SECONDS elsewhere): begin sets opt's progress callback, end erases it.
+ */
+void cli_progress_begin(struct sched_options *opt);
+void cli_progress_end(void);
+
 /* The commands (plan_cmd.h and auth_cmd.h declare plan and auth). */
 int cli_cmd_migrate(int argc, char **argv);
-int cli_cmd_check(void);
+int cli_cmd_check(int argc, char **argv);
 int cli_cmd_run(int argc, char **argv);
-int cli_cmd_status(void);
+int cli_cmd_status(int argc, char **argv);
 int cli_cmd_backfill(int argc, char **argv);
 int cli_cmd_daemon(int argc, char **argv); /* daemon_cmd.c */
 /* KEAPSYNC_SCHEDULE, checked, or the daemon's default ("0 * * * *"); BASE_ECONFIG. */
 int cli_default_schedule(const char **out, struct base_err *err);
+int cli_cmd_report(int argc, char **argv);
 
 #endif

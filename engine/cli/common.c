@@ -19,8 +19,9 @@ int cli_outcome_exit_code(enum sched_outcome outcome)
         return CLI_EXIT_QUOTA;
     case SCHED_OUTCOME_AUTH:
         return CLI_EXIT_AUTH;
-    case SCHED_OUTCOME_FAILED:
     case SCHED_OUTCOME_INTERRUPTED:
+        return CLI_EXIT_INTERRUPTED;
+    case SCHED_OUTCOME_FAILED:
     case SCHED_OUTCOME_NOMEM:
         return EXIT_FAILURE;
     }
@@ -46,6 +47,20 @@ int cli_fail_usage(const char *what, const char *arg)
     base_err_set(&err, BASE_ECONFIG, "%.*s%s%s", prefix, what, at ? arg : "", at ? at + 2 : "");
     base_err_hint(&err, "see keapsync --help");
     return cli_fail(CLI_EXIT_CONFIG, &err);
+}
+
+int cli_fail_option(const char *cmd, const char *arg)
+{
+    struct base_err err;
+
+    base_err_set(&err, BASE_ECONFIG, "unknown option or extra argument \"%s\" for %s", arg, cmd);
+    base_err_hint(&err, "see keapsync %s --help", cmd);
+    return cli_fail(CLI_EXIT_CONFIG, &err);
+}
+
+bool cli_is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
 const char *cli_env_or(const char *name, const char *dflt)

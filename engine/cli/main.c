@@ -5,6 +5,7 @@
  *   0  all selected jobs complete
  *   75 stopped at the daily quota with progress saved (run again after 00:00 UTC)
  *   77 authentication refused
+ *   130 stopped by SIGINT or SIGTERM with progress saved (not a failure)
  *   2  bad usage or bad configuration (nothing written)
  *   1  any other failure (progress up to the last commit kept)
  * Errors are one line: "keapsync: error: <what is wrong> (hint: <how to fix it>)".
@@ -34,8 +35,8 @@ static const char usage[] =
     "  run [--only A,B] [--drop-columns]\n"
     "                        sync the jobs (all, or the named ones) into Postgres\n"
     "  --drop-columns        drop the columns a job no longer has (default: keep them)\n"
-    "  status                show each job's checkpoint, sweeps and backfills; exits 1 if a\n"
-    "                        job's last run failed\n"
+    "  status [--json]       each job's last run, watermark, checkpoint and backfills, and\n"
+    "                        today's quota; exits 1 if a job's last run failed\n"
     "  backfill NAME --from DATE [--to DATE]\n"
     "                        record a backfill of incremental job NAME's history over\n"
     "                        [--from, --to) (YYYY-MM-DD or ISO-8601, UTC; --to defaults to\n"
@@ -49,7 +50,12 @@ static const char usage[] =
     "  daemon                run the jobs on their schedules (cron, UTC) until stopped;\n"
     "                        sleeps across the UTC day when the quota is spent (see\n"
     "                        keapsync daemon --help)\n"
+    "  report --out FILE.html [--runs N]\n"
+    "                        one offline HTML file of charts: request rates against the\n"
+    "                        ceilings, quota per day, records per job, backfill progress\n"
     "  --help, --version\n"
+    "\n"
+    "Each command has its own help: keapsync COMMAND --help.\n"
     "\n"
     "Environment:\n"
     "  DATABASE_URL          libpq connection string or URI (default: libpq's PG* variables)\n"
@@ -70,13 +76,28 @@ static const char usage[] =
     "  KEAPSYNC_SCHEDULE     daemon: schedule of jobs without one (default \"0 * * * *\")\n"
     "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may land after SIGTERM (default 10)\n"
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
+    "  KEAPSYNC_LOG_FORMAT   auto (logfmt unless stderr is a terminal), logfmt or text\n"
     "\n"
     "Exit codes: 0 done; 75 daily quota spent, progress saved; 77 authentication refused;\n"
-    "2 bad usage or configuration; 1 any other failure.\n";
+    "130 stopped by SIGINT or SIGTERM, progress saved; 2 bad usage or configuration;\n"
+    "1 any other failure.\n";
 
 static int set_log_level(struct base_err *err)
 {
     const char *lvl = cli_env_or("KEAPSYNC_LOG_LEVEL", NULL);
+    const char *fmt = cli_env_or("KEAPSYNC_LOG_FORMAT", "auto");
+
+    if (strcmp(fmt, "auto") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_AUTO);
+    else if (strcmp(fmt, "logfmt") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_LOGFMT);
+    else if (strcmp(fmt, "text") == 0)
+        base_log_set_format(BASE_LOG_FORMAT_TEXT);
+    else {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_LOG_FORMAT \"%s\"", fmt);
+        base_err_hint(err, "use auto (logfmt unless stderr is a terminal), logfmt or text");
+        return BASE_ECONFIG;
+    }
 
     if (lvl == NULL)
         return 0;
@@ -132,22 +153,24 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "migrate") == 0)
         rc = cli_cmd_migrate(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "check") == 0 && argc == i + 1)
-        rc = cli_cmd_check();
+    else if (strcmp(argv[i], "check") == 0)
+        rc = cli_cmd_check(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "run") == 0)
         rc = cli_cmd_run(argc - i - 1, argv + i + 1);
-    else if (strcmp(argv[i], "status") == 0 && argc == i + 1)
-        rc = cli_cmd_status();
+    else if (strcmp(argv[i], "status") == 0)
+        rc = cli_cmd_status(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "backfill") == 0)
         rc = cli_cmd_backfill(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "plan") == 0)
         rc = cli_plan(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "auth") == 0)
         rc = cli_cmd_auth(argc - i - 1, argv + i + 1);
+    else if (strcmp(argv[i], "report") == 0)
+        rc = cli_cmd_report(argc - i - 1, argv + i + 1);
     else if (strcmp(argv[i], "daemon") == 0)
         rc = cli_cmd_daemon(argc - i - 1, argv + i + 1);
     else
-        rc = cli_fail_usage("unknown command or extra arguments: \"%s\"", argv[i]);
+        rc = cli_fail_usage("unknown command \"%s\"", argv[i]);
     http_global_cleanup();
     return rc;
 }

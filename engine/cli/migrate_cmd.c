@@ -10,6 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char migrate_usage[] =
+    "Usage: keapsync migrate [--drop-columns]\n"
+    "\n"
+    "Creates or upgrades keapsync's own schema (keapsync.*) in DATABASE_URL, applying the\n"
+    "migrations this version carries that the database has not seen, each in a transaction.\n"
+    "Then brings each job's table in KEAPSYNC_JOBS in line with its job file: new columns are\n"
+    "added, a changed type is converted where PostgreSQL can, and a refused change leaves\n"
+    "every table as it was. Without job files it only upgrades the schema.\n"
+    "\n"
+    "  --drop-columns  drop the columns a job no longer has (default: keep them)\n"
+    "\n"
+    "Exit codes: 0 done; 2 bad usage, configuration or a refused change; 1 other failure.\n";
+
 /* Does dir hold a job file? (migrate without one only upgrades the schema) */
 static bool has_job_files(const char *dir)
 {
@@ -38,7 +51,9 @@ int cli_cmd_migrate(int argc, char **argv)
 
     base_err_clear(&err);
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--drop-columns") == 0)
+        if (cli_is_help(argv[i]))
+            return fputs(migrate_usage, stdout), 0;
+        else if (strcmp(argv[i], "--drop-columns") == 0)
             drop = true;
         else
             return cli_fail_usage("unknown option \"%s\" for migrate", argv[i]);

@@ -5,12 +5,137 @@
 #include "cli_int.h"
 #include "auth_cmd.h"
 #include "labels.h"
+#include "ops.h"
 #include "plan_cmd.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char run_usage[] =
+    "Usage: keapsync run [--only A,B] [--drop-columns]\n"
+    "\n"
+    "Syncs the jobs in KEAPSYNC_JOBS (all, or those named) from Keap into DATABASE_URL:\n"
+    "each job's window is read page by page under KEAPSYNC_LIMITS and the daily quota\n"
+    "ledger, and each page is committed with the job's checkpoint, so a run stopped for any\n"
+    "reason resumes where it stopped. Then pending backfills and delete sweeps continue.\n"
+    "Prints one line per job and one for the run; records the run in keapsync.runs.\n"
+    "\n"
+    "  --only A,B      sync only these jobs\n"
+    "  --drop-columns  drop the columns a job no longer has (default: keep them)\n"
+    "\n"
+    "Exit codes: 0 every job complete; 75 daily quota spent, progress saved (run again after\n"
+    "00:00 UTC); 77 authentication refused; 130 stopped by SIGINT or SIGTERM, progress saved\n"
+    "(a second signal leaves at once, exit 1); 2 bad usage or configuration; 1 other failure.\n";
+
+static const char *outcome_word(enum sched_outcome o)
+{
+    switch (o) {
+    case SCHED_OUTCOME_COMPLETE:
+        return "complete";
+    case SCHED_OUTCOME_QUOTA:
+        return "quota";
+    case SCHED_OUTCOME_AUTH:
+        return "auth";
+    case SCHED_OUTCOME_FAILED:
+        return "failed";
+    case SCHED_OUTCOME_INTERRUPTED:
+        return "interrupted";
+    case SCHED_OUTCOME_NOMEM:
+        return "nomem";
+    }
+    return "failed";
+}
+
+/* KEAPSYNC_METRICS_FILE, when set, rewritten from the run history (a failure only warns). */
+static void write_metrics(struct store *s, const struct sched_options *opt)
+{
+    const char *path = cli_env_or("KEAPSYNC_METRICS_FILE", NULL);
+    struct ops_quota q = {0};
+    struct base_err err;
+    char *tenant = NULL;
+
+    if (path == NULL)
+        return;
+    base_err_clear(&err);
+    if (cli_plan_tenant(s, opt->base_url, &tenant, &err) == 0) {
+        q.tenant = tenant;
+        q.now_ms = base_clock_wall_ms(base_clock_system());
+        q.daily_budget =
+            opt->limits.per_day > 0
+                ? (int64_t)((double)opt->limits.per_day * (1.0 - opt->limits.reserve_fraction))
+                : 0;
+        if (ops_metrics_write(s, &q, path, &err) == 0)
+            base_log_debug("metrics written to \"%s\"", path);
+    }
+    if (err.msg[0] != '\0')
+        base_log_warning("%s", err.msg);
+    free(tenant);
+}
+
+/*
+ * Records the end of run_id in keapsync.runs and keapsync.run_jobs from res. A run that
+ * failed without a message of its own gets its failed jobs' errors as its message.
+ */
+static void record_run_end(struct store *s, int64_t run_id, int code, struct sched_result *res)
+{
+    struct store_run_job *jobs = calloc(res->njobs ? res->njobs : 1, sizeof(*jobs));
+    struct store_run_end e = {
+        .outcome = outcome_word(res->outcome),
+        .exit_code = code,
+        .requests = res->requests,
+        .rows = res->rows,
+        .bytes = res->bytes,
+        .rejected_429 = res->rejected_429,
+        .rejected_429_other = res->rejected_429_by[PACE_LIMIT_UNKNOWN],
+        .rejected_429_second = res->rejected_429_by[PACE_LIMIT_SPIKE],
+        .rejected_429_minute = res->rejected_429_by[PACE_LIMIT_MINUTE],
+        .rejected_429_day = res->rejected_429_by[PACE_LIMIT_DAY],
+        .message = res->message,
+        .commit_buckets = res->commit_buckets,
+        .commit_seconds = res->commit_seconds,
+    };
+    struct base_err err;
+
+    base_err_clear(&err);
+    if (res->message[0] == '\0' && res->outcome != SCHED_OUTCOME_COMPLETE) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < res->njobs; i++)
+            if (res->jobs[i].error[0] != '\0' && n + 8 < sizeof(res->message)) {
+                int w = snprintf(res->message + n, sizeof(res->message) - n, "%sjob \"%s\": %s",
+                                 n ? "; " : "", res->jobs[i].name, res->jobs[i].error);
+
+                n = w > 0 && (size_t)w < sizeof(res->message) - n ? n + (size_t)w
+                                                                  : sizeof(res->message) - 1;
+            }
+        if (n == 0)
+            snprintf(res->message, sizeof(res->message), "the run ended %s",
+                     outcome_word(res->outcome));
+    }
+    if (jobs != NULL) {
+        for (size_t i = 0; i < res->njobs; i++) {
+            const struct sched_job_result *j = &res->jobs[i];
+
+            jobs[i] = (struct store_run_job){
+                .job = j->name,
+                .state = sched_job_state_name(j->state),
+                .requests = j->requests,
+                .rejected_429 = j->rejected_429,
+                .pages = j->pages,
+                .records = j->rows,
+                .bytes = j->bytes,
+                .error = j->error,
+            };
+        }
+        e.jobs = jobs;
+        e.njobs = res->njobs;
+    }
+    if (store_run_end(s, run_id, &e, &err) < 0)
+        base_log_warning("%s", err.msg);
+    free(jobs);
+}
 
 int cli_cmd_run(int argc, char **argv)
 {
@@ -26,11 +151,13 @@ int cli_cmd_run(int argc, char **argv)
     int64_t run_id = 0;
     char stop_line[512] = "";
     bool *passes;
-    int code;
+    int code, rc;
 
     base_err_clear(&err);
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+        if (cli_is_help(argv[i]))
+            return fputs(run_usage, stdout), 0;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strncmp(argv[i], "--only=", 7) == 0)
             only = argv[i] + 7;
@@ -93,14 +220,20 @@ int cli_cmd_run(int argc, char **argv)
             base_buf_printf(&names, "%s%s", i ? "," : "", set.jobs[i].name);
         if (store_run_begin(s, names.data ? names.data : "", &run_id, &err) < 0)
             base_log_warning("%s", err.msg);
+        else
+            base_log_set_run(run_id);
         base_buf_free(&names);
     }
     passes = cli_plan_run_begin(s, &set, &opt);
-    if (sched_run(&opt, &set, s, &cred, &res, &err) < 0) {
+    cli_progress_begin(&opt);
+    rc = sched_run(&opt, &set, s, &cred, &res, &err);
+    cli_progress_end();
+    if (rc < 0) {
         free(passes);
         code = err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE;
         cli_fail(code, &err);
-        store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
+        if (run_id > 0)
+            store_run_finish(s, run_id, code, 0, 0, err.msg, &err);
         goto out;
     }
     for (size_t i = 0; i < res.njobs; i++) {
@@ -135,8 +268,9 @@ int cli_cmd_run(int argc, char **argv)
     else if (res.message[0] != '\0')
         fprintf(stderr, "keapsync: %s: %s\n",
                 res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
-    if (store_run_finish(s, run_id, code, res.requests, res.rows, res.message, &err) < 0)
-        base_log_warning("%s", err.msg);
+    if (run_id > 0)
+        record_run_end(s, run_id, code, &res);
+    write_metrics(s, &opt);
     sched_result_free(&res);
 out:
     store_close(s);

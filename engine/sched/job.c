@@ -258,6 +258,7 @@ static void response_cb(struct http_response *resp, void *data)
     int64_t wall = now_wall(s);
 
     s->inflight--;
+    job->res->bytes += (int64_t)resp->body.len;
     keap_read_headers(resp, &obs);
     pace_observe(s->pace, now, wall, &obs);
     if (obs.quota_limit > 0 && s->opt->limits.per_day > 0 &&
@@ -280,6 +281,9 @@ static void response_cb(struct http_response *resp, void *data)
     }
     if (v.outcome == KEAP_OUTCOME_RATE_LIMITED) {
         s->rejected_429++;
+        job->res->rejected_429++;
+        if ((unsigned)v.limit < BASE_ARRAY_SIZE(s->rejected_429_by))
+            s->rejected_429_by[v.limit]++;
         pace_on_429(s->pace, now, wall, v.limit, v.retry_after_ms);
     } else if (v.outcome == KEAP_OUTCOME_OK) {
         pace_on_success(s->pace, now);

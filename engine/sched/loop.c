@@ -181,6 +181,10 @@ static void sched_maybe_finish(struct sched *s)
     uv_close((uv_handle_t *)&s->stop_timer, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigint, close_noop_cb);
     uv_close((uv_handle_t *)&s->sigterm, close_noop_cb);
+    if (s->opt->progress_cb != NULL) {
+        uv_timer_stop(&s->progress);
+        uv_close((uv_handle_t *)&s->progress, close_noop_cb);
+    }
     http_client_close(s->http);
     s->http = NULL;
 }
@@ -334,9 +338,35 @@ void sched_pump(struct sched *s)
     sched_maybe_finish(s);
 }
 
+/* opt->progress_cb with the run's figures so far. */
+static void progress_cb(uv_timer_t *t)
+{
+    struct sched *s = container_of(t, struct sched, progress);
+    const struct sched_job_result **jobs = calloc(s->njobs ? s->njobs : 1, sizeof(*jobs));
+    struct sched_progress p = {0};
+
+    if (jobs == NULL)
+        return;
+    for (size_t i = 0; i < s->njobs; i++)
+        jobs[i] = s->jobs[i].res;
+    p.njobs = s->njobs;
+    p.jobs = jobs;
+    p.requests = s->requests;
+    p.quota_left = s->day_left < 0 ? -1 : s->day_left > s->requests ? s->day_left - s->requests : 0;
+    p.seconds = (double)(now_mono(s) - s->started_mono) / 1000.0;
+    s->opt->progress_cb(&p, s->opt->progress_ud);
+    free(jobs);
+}
+
 /* Starts the run's timers and signal handlers and runs the loop until the run is over. */
 void sched_loop_run(struct sched *s)
 {
+    if (s->opt->progress_cb != NULL) {
+        uint64_t ms = s->opt->progress_ms > 0 ? (uint64_t)s->opt->progress_ms : 250;
+
+        uv_timer_init(&s->loop, &s->progress);
+        uv_timer_start(&s->progress, progress_cb, ms, ms);
+    }
     uv_timer_init(&s->loop, &s->timer);
     uv_timer_init(&s->loop, &s->heartbeat);
     uv_timer_init(&s->loop, &s->stop_timer);

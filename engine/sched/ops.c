@@ -53,7 +53,19 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
             sp.seen_since = job->cur.mark;
         }
         sp.gone_ids = op->gone_ids;
-        rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
+        {
+            static const double bounds[] = SCHED_COMMIT_BUCKETS;
+            uint64_t t0 = uv_hrtime();
+            double secs;
+            size_t b = 0;
+
+            rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
+            secs = (double)(uv_hrtime() - t0) / 1e9;
+            while (b < BASE_ARRAY_SIZE(bounds) && secs > bounds[b])
+                b++;
+            op->s->commit_buckets[b]++;
+            op->s->commit_seconds += secs;
+        }
     }
     if (rc < 0)
         op->result = OPR_DB_ERROR;

@@ -36,6 +36,11 @@ void sched_result_fill(const struct sched *s, struct sched_result *res)
 {
     res->requests = s->requests;
     res->rejected_429 = s->rejected_429;
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(res->rejected_429_by); i++)
+        res->rejected_429_by[i] = s->rejected_429_by[i];
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(res->commit_buckets); i++)
+        res->commit_buckets[i] = s->commit_buckets[i];
+    res->commit_seconds = s->commit_seconds;
     res->seconds = (double)(now_mono(s) - s->started_mono) / 1000.0;
     snprintf(res->message, sizeof(res->message), "%s", s->message);
     {
@@ -43,6 +48,7 @@ void sched_result_fill(const struct sched *s, struct sched_result *res)
 
         for (size_t i = 0; i < s->njobs; i++) {
             res->rows += s->jobs[i].res->rows;
+            res->bytes += s->jobs[i].res->bytes;
             if (s->jobs[i].state == SCHED_JOB_FAILED)
                 failed = true;
             if (s->jobs[i].state != SCHED_JOB_DONE)

@@ -44,6 +44,8 @@
 
 #include <stdint.h>
 
+struct sched_progress;
+
 struct sched_options {
     const char *base_url;      /* KEAP_BASE_URL */
     const char *tenant;        /* ledger key override (KEAPSYNC_TENANT) or NULL */
@@ -53,6 +55,10 @@ struct sched_options {
     int max_attempts;                /* tries of one page before its job fails; 0: default */
     const struct sched_oauth *oauth; /* the credential is an OAuth2 access token, or NULL */
     int64_t ceiling_per_day;         /* every credential of the tenant together; 0: none */
+    /* Called on the loop every progress_ms (0: 250) while the run goes, or never when NULL. */
+    void (*progress_cb)(const struct sched_progress *p, void *ud);
+    void *progress_ud;
+    int progress_ms;
 };
 
 struct sched_job_result {
@@ -65,10 +71,28 @@ struct sched_job_result {
     int64_t revived;  /* rows a sweep saw again: deleted_at back to NULL */
     int64_t mismatches;
     int64_t nul_replaced;
-    int state; /* enum sched_job_state (sched_int.h); see sched_job_state_name */
+    int64_t bytes;        /* response bodies received for this job */
+    int64_t rejected_429; /* of its requests, those refused with 429 */
+    int state;            /* enum sched_job_state (sched_int.h); see sched_job_state_name */
     char error[512];
     char name_buf[160]; /* name of a sweep ("<job>#sweep") or backfill ("<job>#backfill<id>") */
 };
+
+/* A run's figures so far, for a progress display; valid only during the callback. */
+struct sched_progress {
+    size_t njobs;
+    const struct sched_job_result *const *jobs; /* live figures; state SCHED_JOB_PAGING: active */
+    int64_t requests;                           /* all requests sent so far */
+    int64_t quota_left; /* what today's budget has left (the ledger at start, less requests);
+                           -1: unknown */
+    double seconds;     /* since the run started */
+};
+
+/* The upper bounds (seconds) of sched_result.commit_buckets, Prometheus' defaults. */
+#define SCHED_COMMIT_BUCKETS                                                                       \
+    {                                                                                              \
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10                                    \
+    }
 
 /* How a run ended. Only the command line turns an outcome into an exit code (DESIGN.md). */
 enum sched_outcome {
@@ -84,6 +108,12 @@ struct sched_result {
     enum sched_outcome outcome;
     int64_t requests; /* all requests sent */
     int64_t rejected_429;
+    int64_t rejected_429_by[4]; /* by the window the 429 named: enum pace_limit_kind */
+    int64_t bytes;              /* response bodies received */
+    /* How long each page's commit took: counts per SCHED_COMMIT_BUCKETS bound (seconds), the
+     * last entry those above the last bound; their sum in seconds. */
+    int64_t commit_buckets[12];
+    double commit_seconds;
     int64_t rows;
     double seconds;
     size_t njobs;

@@ -264,6 +264,7 @@ struct sched {
     uv_loop_t loop;
     uv_timer_t timer;
     uv_timer_t heartbeat;
+    uv_timer_t progress; /* opt->progress_cb's timer, when there is one */
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer; /* after a signal: the bound on waiting for pages in flight */
     bool stop_timer_on;
@@ -310,6 +311,9 @@ struct sched {
     size_t inflight;
     int64_t requests;
     int64_t rejected_429;
+    int64_t rejected_429_by[4]; /* enum pace_limit_kind */
+    int64_t commit_buckets[12]; /* written by the database worker, one operation at a time */
+    double commit_seconds;
     uint64_t started_mono;
     char message[512];
 };

@@ -34,6 +34,25 @@ int store_daemon_last_tick(struct store *s, const char *job, int64_t *tick_ms, s
     return rc;
 }
 
+int store_daemon_next(struct store *s, const char *job, int64_t *next_ms, struct base_err *err)
+{
+    const char *params[1] = {job};
+    PGresult *res = NULL;
+    int rc;
+
+    *next_ms = -1;
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "SELECT (extract(epoch FROM next_at) * 1000)::bigint "
+                     "FROM keapsync.daemon_jobs WHERE job = $1 AND next_at IS NOT NULL",
+                     1, params, err, "could not read the next run of job \"%s\"", job);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) == 1 && base_parse_int64(PQgetvalue(res, 0, 0), next_ms) < 0)
+        rc = base_err_set(err, BASE_EDB, "could not read the next run of job \"%s\"", job);
+    PQclear(res);
+    return rc;
+}
+
 int store_daemon_job_put(struct store *s, const struct store_daemon_job *j, struct base_err *err)
 {
     char tick[24], next[24], run[24], records[24], requests[24];

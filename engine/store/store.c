@@ -1,5 +1,5 @@
 /*
- * store.c: the connection, migrations, checkpoints, settings and run history. The libpq
+ * store.c: the connection, migrations, checkpoints and settings (run history: runs.c). The libpq
  * helpers the store's files share are in pq.c, the sink (ensure_table, commit_page) in
  * sink.c, the quota ledger in ledger.c, leases in lease.c.
  *
@@ -427,84 +427,4 @@ int store_setting_put(struct store *s, const char *key, const char *value, struc
                        "INSERT INTO keapsync.settings (key, value) VALUES ($1, $2) "
                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                        2, params, err, "could not write setting \"%s\"", key);
-}
-
-int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err)
-{
-    const char *params[1] = {jobs_csv != NULL ? jobs_csv : ""};
-    PGresult *res = NULL;
-    int64_t id;
-    int rc;
-
-    rc = store_query(s, &res, PGRES_TUPLES_OK,
-                     "INSERT INTO keapsync.runs (jobs) VALUES ($1) RETURNING id", 1, params, err,
-                     "could not record the start of a run");
-    if (rc < 0)
-        goto out;
-    rc = result_int64(res, 0, 0, &id, err, "could not record the start of a run");
-    if (rc < 0)
-        goto out;
-    *run_id = id;
-out:
-    PQclear(res);
-    return rc;
-}
-
-int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,
-                     const char *message, struct base_err *err)
-{
-    char id[24], code[16], req[24], nrows[24];
-    const char *params[5] = {id, code, req, nrows, message};
-    PGresult *res = NULL;
-    int rc;
-
-    snprintf(id, sizeof(id), "%" PRId64, run_id);
-    snprintf(code, sizeof(code), "%d", exit_code);
-    snprintf(req, sizeof(req), "%" PRId64, requests);
-    snprintf(nrows, sizeof(nrows), "%" PRId64, rows);
-    rc = store_query(s, &res, PGRES_COMMAND_OK,
-                     "UPDATE keapsync.runs SET finished_at = now(), exit_code = $2, "
-                     "requests = $3, rows = $4, message = $5 WHERE id = $1",
-                     5, params, err, "could not record the end of run %" PRId64, run_id);
-    if (rc < 0)
-        goto out;
-    if (strcmp(PQcmdTuples(res), "1") != 0)
-        rc = base_err_set(err, BASE_ENOTFOUND,
-                          "could not record the end of run %" PRId64 ": no such run", run_id);
-out:
-    PQclear(res);
-    return rc;
-}
-
-int store_run_last(struct store *s, const char *job, struct store_run_info *out, bool *found,
-                   struct base_err *err)
-{
-    const char *params[1] = {job};
-    PGresult *res = NULL;
-    int64_t id, code;
-    int rc;
-
-    rc = store_query(s, &res, PGRES_TUPLES_OK,
-                     "SELECT id, exit_code, coalesce(message, '') FROM keapsync.runs "
-                     "WHERE finished_at IS NOT NULL AND exit_code IS NOT NULL "
-                     "AND $1 = ANY (string_to_array(jobs, ',')) ORDER BY id DESC LIMIT 1",
-                     1, params, err, "could not read the last run of \"%s\"", job);
-    if (rc < 0)
-        goto out;
-    if (PQntuples(res) == 0) {
-        *found = false;
-        goto out;
-    }
-    rc = result_int64(res, 0, 0, &id, err, "could not read the last run");
-    if (rc == 0)
-        rc = result_int64(res, 0, 1, &code, err, "could not read the last run");
-    if (rc < 0)
-        goto out;
-    out->id = id;
-    out->exit_code = (int)code;
-    snprintf(out->message, sizeof(out->message), "%s", PQgetvalue(res, 0, 2));
-    *found = true;
-out:
-    PQclear(res);
-    return rc;
 }

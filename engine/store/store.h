@@ -240,24 +240,84 @@ int store_backfill_add(struct store *s, const char *job, int64_t from_ms, int64_
 int store_backfill_list(struct store *s, struct store_backfill **out, size_t *n,
                         struct base_err *err);
 
-/* Run history (keapsync.runs). */
+/*
+ * ---- run history (runs.c; keapsync.runs, keapsync.run_jobs: sql/0001, sql/0007) ----
+ *
+ * store_run_begin records a run's start (jobs_csv: the names it selected, comma-separated)
+ * and holds a session advisory lock on it until store_run_finish/store_run_end; before that
+ * it closes, as "crashed", every unfinished run whose lock no live session holds (a process
+ * killed or crashed mid-run). *closed (may be NULL) counts them.
+ */
 int store_run_begin(struct store *s, const char *jobs_csv, int64_t *run_id, struct base_err *err);
+int store_run_begin_closing(struct store *s, const char *jobs_csv, int64_t *run_id, int *closed,
+                            struct base_err *err);
+/* Records the end of a run: its outcome is worded from exit_code (store_run_end words it). */
 int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,
                      const char *message, struct base_err *err);
+
+/* One job's share of a run (keapsync.run_jobs). */
+struct store_run_job {
+    const char *job;
+    const char *state; /* done, stopped, failed, paging */
+    int64_t requests, rejected_429, pages, records, bytes;
+    const char *error; /* NULL or "" when none */
+};
+/* How a run ended, in full. */
+struct store_run_end {
+    const char *outcome; /* complete, quota, auth, failed, interrupted, nomem, config */
+    int exit_code;
+    int64_t requests, rows, bytes;
+    int64_t rejected_429, rejected_429_second, rejected_429_minute, rejected_429_day,
+        rejected_429_other;
+    const char *message;           /* why it stopped or failed; "" when it completed */
+    const int64_t *commit_buckets; /* 12 counts (sql/0007_runs.sql), or NULL */
+    double commit_seconds;
+    const struct store_run_job *jobs;
+    size_t njobs;
+};
+/* Records the end of run_id and each job's share, in one transaction; releases its lock. */
+int store_run_end(struct store *s, int64_t run_id, const struct store_run_end *end,
+                  struct base_err *err);
 
 /* A finished run, as store_run_last reads it. */
 struct store_run_info {
     int64_t id;
-    int exit_code;
+    int exit_code;     /* -1: none (a crashed run) */
+    char outcome[16];  /* complete, quota, ..., crashed */
     char message[512]; /* "" when none; cut short when longer */
 };
 /*
  * The last finished run whose jobs list (store_run_begin's jobs_csv) names job: *found says
- * whether there is one, and *out is filled in when there is. Runs not finished (still going,
- * or killed) are left out.
+ * whether there is one, and *out is filled in when there is. Runs not finished (still going)
+ * are left out; runs closed as crashed are in.
  */
 int store_run_last(struct store *s, const char *job, struct store_run_info *out, bool *found,
                    struct base_err *err);
+/* Does outcome (a keapsync.runs outcome) count as a failure? (not complete, quota, interrupted) */
+bool store_run_outcome_failed(const char *outcome);
+
+/* The latest run naming job, going or finished, with the job's share, for keapsync status. */
+struct store_job_run {
+    int64_t id;
+    int64_t started_ms;
+    int64_t finished_ms; /* -1: still going */
+    char outcome[16];    /* "running" while going */
+    int exit_code;       /* -1: none */
+    char message[512];
+    bool have_job; /* the run recorded the job's share (run_jobs) */
+    char state[16];
+    int64_t requests, records, pages, bytes;
+};
+int store_job_run_last(struct store *s, const char *job, struct store_job_run *out, bool *found,
+                       struct base_err *err);
+
+/*
+ * Runs sql (a read-only query, no parameters) and hands back its first column of the first
+ * row as malloc'd text (NULL when no row or NULL): for status, report and metrics, whose
+ * queries build their JSON in SQL.
+ */
+int store_query_text(struct store *s, const char *sql, int nparams, const char *const *params,
+                     char **out, struct base_err *err);
 
 /* Runs one SQL statement that returns nothing (for tests and tools). */
 int store_exec(struct store *s, const char *sql, struct base_err *err);
@@ -293,6 +353,8 @@ struct store_daemon_job {
 int store_daemon_last_tick(struct store *s, const char *job, int64_t *tick_ms,
                            struct base_err *err);
 int store_daemon_job_put(struct store *s, const struct store_daemon_job *j, struct base_err *err);
+/* When the daemon runs job next (keapsync.daemon_jobs.next_at), or -1 when nothing is stored. */
+int store_daemon_next(struct store *s, const char *job, int64_t *next_ms, struct base_err *err);
 /* Is the connection up? (After a failure: false when the server went away.) */
 bool store_connection_ok(const struct store *s);
 

@@ -161,6 +161,12 @@ check "contacts ran on each day ($runs_contacts runs)" test "$runs_contacts" -ge
 nextat() { sql "SELECT to_char(next_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM keapsync.daemon_jobs WHERE job = '$1'"; }
 eq "daemon_jobs: products' next tick is tomorrow 02:30" "$(iso $(( ($(fake_now) / 86400 + 1) * 86400 + 9000 )))" "$(nextat products)"
 eq "daemon_jobs: contacts' next tick is 04:00" "$(iso $(( $(fake_now) / 86400 * 86400 + 4 * 3600 )))" "$(nextat contacts)"
+ks_ft "$KS" status --json >"$IT_TMP/status.json" 2>/dev/null || true
+eq "status --json: contacts' next_run is daemon_jobs' next tick" "$(nextat contacts)" \
+    "$(jq -r '.jobs[] | select(.name == "contacts") | .next_run' "$IT_TMP/status.json")"
+ks_ft "$KS" status >"$IT_TMP/status2.out" 2>&1 || true
+check "status: the NEXT RUN column shows products' next tick" \
+    grep -q "^products .*$(nextat products | sed 's/T/ /')" "$IT_TMP/status2.out"
 check "daemon_jobs holds contacts' last tick" test -n "$(sql "SELECT last_tick_at FROM keapsync.daemon_jobs WHERE job = 'contacts'")"
 
 it_done

@@ -15,6 +15,11 @@ IT_PIDS=()
 IT_FAILS=0
 IT_PASSES=0
 export KEAPSYNC_JOBS="$KEAPSYNC_SRC/jobs"
+# Log lines in the text form ("keapsync: LEVEL: message"), which these scripts grep; keapsync's
+# default on a stderr that is not a terminal is logfmt (tests/integration/ops_logs.sh covers it).
+export KEAPSYNC_LOG_FORMAT="${KEAPSYNC_LOG_FORMAT:-text}"
+# No progress lines in the logs these scripts count (ops_logs.sh asks for them).
+export KEAPSYNC_PROGRESS_SECONDS="${KEAPSYNC_PROGRESS_SECONDS:-86400}"
 
 it_cleanup() {
     local p

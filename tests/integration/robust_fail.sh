@@ -95,7 +95,13 @@ rc=0; "$KS" status >"$IT_TMP/status1.out" 2>"$IT_TMP/status1.err" || rc=$?
 eq "malformed: status exits 1 after the failed run" 1 "$rc"
 check "malformed: status says the last run of the job failed" \
    grep -q 'the last run of job "contacts" failed' "$IT_TMP/status1.err"
-check "malformed: status still prints the checkpoint" grep -q '^job "contacts": {' "$IT_TMP/status1.out"
+check "malformed: status still shows the checkpoint mid-window" \
+   grep -Eq '^contacts +#[0-9]+ 20[0-9-]+ [0-9:]+Z +failed .* reading' "$IT_TMP/status1.out"
+rc=0; "$KS" status --json >"$IT_TMP/status1.json" 2>/dev/null || rc=$?
+eq "malformed: status --json exits 1 too" 1 "$rc"
+eq "malformed: status --json: the checkpoint's offset, the failed run and its message" \
+   "reading $(ckpt offset) failed true true" \
+   "$(jq -r '.jobs[] | select(.name == "contacts") | "\(.checkpoint.state) \(.checkpoint.offset) \(.last_run.outcome) \(.last_run_failed) \(.last_run.message | length > 0)"' "$IT_TMP/status1.json")"
 
 # ---- part 2: 503 from some page on, keapsync's clocks ten times faster
 lib=$(it_faketime_lib)

@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 
@@ -117,6 +119,80 @@ static void test_parse_int(void **state)
     assert_int_equal(v, -30000);
 }
 
+static void check_value(const char *in, const char *want)
+{
+    char buf[128] = "k=";
+
+    base_logfmt_value(buf, sizeof(buf), in);
+    assert_string_equal(buf + 2, want);
+}
+
+static void test_logfmt_value(void **state)
+{
+    char small[8] = "";
+
+    (void)state;
+    check_value("plain", "plain");
+    check_value("two words", "\"two words\"");
+    check_value("a=b", "\"a=b\"");
+    check_value("say \"hi\" \\o/", "\"say \\\"hi\\\" \\\\o/\"");
+    check_value("x\ny\tz", "\"x\\ny\\tz\"");
+    check_value("\x01", "\"\\u0001\"");
+    check_value("", "\"\"");
+    /* Cut short, never past the buffer, always terminated. */
+    base_logfmt_value(small, sizeof(small), "a long value with spaces");
+    assert_true(strlen(small) < sizeof(small));
+}
+
+/* Three lines logged (logfmt with a run and a job, logfmt without, text), as stderr got them. */
+static void capture_log(char *buf, size_t n)
+{
+    FILE *f = tmpfile();
+    int saved = dup(2);
+    size_t got;
+
+    assert_non_null(f);
+    fflush(stderr);
+    dup2(fileno(f), 2);
+    base_log_set_format(BASE_LOG_FORMAT_LOGFMT);
+    base_log_set_run(42);
+    base_log_warning("job \"contacts\": page %d failed", 7);
+    base_log_set_run(0);
+    base_log_info("applied migration 0007_runs");
+    base_log_set_format(BASE_LOG_FORMAT_TEXT);
+    base_log_info("back to text");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+}
+
+static void test_logfmt_lines(void **state)
+{
+    char out[2048], *l2, *l3;
+
+    (void)state;
+    capture_log(out, sizeof(out));
+    l2 = strchr(out, '\n');
+    assert_non_null(l2);
+    *l2++ = '\0';
+    l3 = strchr(l2, '\n');
+    assert_non_null(l3);
+    *l3++ = '\0';
+    /* time=YYYY-MM-DDTHH:MM:SS.mmmZ, then the fixed keys in order */
+    assert_int_equal(strncmp(out, "time=", 5), 0);
+    assert_int_equal(strlen(out + 5) > 24 && out[5 + 10] == 'T' && out[5 + 23] == 'Z', 1);
+    assert_string_equal(out + 5 + 24,
+                        " level=warning run=42 job=contacts msg=\"job \\\"contacts\\\": page 7 "
+                        "failed\"");
+    assert_string_equal(strstr(l2, " level="),
+                        " level=info run=- job=- msg=\"applied migration 0007_runs\"");
+    assert_string_equal(l3, "keapsync: INFO: back to text\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +202,8 @@ int main(void)
         cmocka_unit_test(test_day_boundaries),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_logfmt_value),
+        cmocka_unit_test(test_logfmt_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
