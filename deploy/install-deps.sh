@@ -18,6 +18,7 @@ if [ "$tests" = 1 ]; then
     pkgs+=(
         systemd shellcheck                # systemd-analyze verify: tests/integration/systemd_units.sh
         nodejs                            # the Kubernetes schema check: tests/integration/k8s_manifests.sh
+        chromium                          # renders keapsync report: tests/integration/ops_report.sh
     )
 fi
 

@@ -69,7 +69,7 @@ if [ -n "$chromium" ]; then
     fi
     [ -z "${IT_KEEP_PNG:-}" ] || cp "$IT_TMP/r.png" "$IT_KEEP_PNG"
 else
-    it_log "chromium not installed (apt-get install chromium): the rendering is not checked"
+    it_log "chromium not installed (deploy/install-deps.sh --tests installs it): the rendering is not checked"
 fi
 
 it_done
