@@ -93,7 +93,7 @@ for u in "${services[@]}"; do
 done
 for u in keapsync.service keapsync@.service; do
     has "$u" "Type=oneshot"
-    has "$u" "SuccessExitStatus=75"
+    has "$u" "SuccessExitStatus=75 130"
     has "$u" "ExecStart=/usr/local/bin/keapsync run"
 done
 for u in keapsync-daemon.service keapsync-daemon@.service; do
