@@ -258,6 +258,8 @@ static void response_cb(struct http_response *resp, void *data)
     int64_t wall = now_wall(s);
 
     s->inflight--;
+    if (resp->status > 0)
+        pace_on_response(s->pace, pg->admitted_mono, now);
     keap_read_headers(resp, &obs);
     pace_observe(s->pace, now, wall, &obs);
     if (obs.quota_limit > 0 && s->opt->limits.per_day > 0 &&

@@ -284,6 +284,8 @@ void sched_pump(struct sched *s)
                 sched_nomem(s, "starting a request");
             else
                 job_fail_page(pg->job, pg, "could not start the request");
+        } else {
+            pg->admitted_mono = now;
         }
     }
     sched_maybe_finish(s);
