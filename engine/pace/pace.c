@@ -92,6 +92,7 @@
 #define PACE_JITTER_SAMPLES      64
 #define PACE_JITTER_MIN_SAMPLES  8
 #define PACE_TAT_SLACK_US        1000u /* a timer this late does not push the schedule back */
+#define PACE_RING_SLACK          1024u /* minute ring entries beyond per_min */
 #define PACE_RETRY_FLOOR_MS      250
 #define PACE_BACKOFF_BASE_MS     1000
 #define PACE_BACKOFF_MAX_MS      60000
@@ -248,21 +249,33 @@ static uint64_t pace_ring_free_at(const struct pace_ring *r, uint64_t now, uint6
     return t > now ? t : 0;
 }
 
-/* How many entries are still inside a window of the given span at now (entries are in
- * order, so a binary search for the oldest one inside). */
-static size_t pace_ring_count(const struct pace_ring *r, uint64_t now, uint64_t span)
+/* The index of the oldest entry later than t - off, that is with entry + off > t (entries
+ * are in order); r->len when there is none. */
+static size_t pace_ring_after(const struct pace_ring *r, uint64_t t, uint64_t off)
 {
     size_t lo = 0, hi = r->len;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
 
-        if (pace_ring_at(r, mid) + span > now)
+        if (pace_ring_at(r, mid) + off > t)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return r->len - lo;
+    return lo;
+}
+
+/* How many entries are still inside a window of the given span at now. */
+static size_t pace_ring_count(const struct pace_ring *r, uint64_t now, uint64_t span)
+{
+    return r->len - pace_ring_after(r, now, span);
+}
+
+/* How many entries were inside a window of the given span at an earlier instant at. */
+static size_t pace_ring_count_at(const struct pace_ring *r, uint64_t at, uint64_t span)
+{
+    return pace_ring_after(r, at, 0) - pace_ring_after(r, at, span);
 }
 
 /* ---- small helpers ---- */
@@ -330,8 +343,9 @@ static uint64_t pace_min_span(const struct pace *p)
     return PACE_MIN_SPAN_MS + pace_margin(p);
 }
 
-/* Entries older than this have left every window whatever the margin becomes. */
-#define PACE_PRUNE_SPAN_MS ((uint64_t)PACE_MIN_SPAN_MS + (uint64_t)PACE_MARGIN_MAX_MS)
+/* Entries older than this have left every window whatever the margin becomes, and every
+ * window as of an admission whose response is still worth reading (see pace_observe). */
+#define PACE_PRUNE_SPAN_MS (2 * (uint64_t)PACE_MIN_SPAN_MS + (uint64_t)PACE_MARGIN_MAX_MS)
 
 static double pace_clamp_margin(double m)
 {
@@ -574,7 +588,8 @@ int pace_new(struct pace **out, const struct pace_config *cfg)
     result = pace_ring_init(&p->sec, cfg->per_sec > 0 ? (size_t)fmax(1.0, floor(cfg->per_sec)) : 0);
     if (result < 0)
         goto fail;
-    result = pace_ring_init(&p->min, (size_t)cfg->per_min);
+    /* room for the admissions in flight past a full minute (see pace_observe_minute) */
+    result = pace_ring_init(&p->min, cfg->per_min > 0 ? (size_t)cfg->per_min + PACE_RING_SLACK : 0);
     if (result < 0)
         goto fail;
     pace_apply_limits(p);
@@ -674,6 +689,7 @@ void pace_observation_init(struct pace_observation *obs)
     obs->tenant_throttle_limit = -1;
     obs->tenant_throttle_available = -1;
     obs->tenant_id = NULL;
+    obs->admitted_mono = 0;
 }
 
 /* Whether day figures said at now_wall without a usable expiry may be yesterday's. */
@@ -743,6 +759,24 @@ static void pace_observe_minute(struct pace *p, uint64_t now, const struct pace_
         room = p->min_eff - (int64_t)pace_ring_count(&p->min, now, pace_min_span(p));
     } else {
         room = INT64_MAX;
+    }
+    /* The figure is the server's as of the request's arrival, not as of now: since then our
+     * own window has let old admissions go and taken in the ones in flight. Taken against
+     * our room now, that staleness alone (a few requests while the minute turns over, with
+     * a margin of tens of ms) read as "the server is fuller" and held admissions for a whole
+     * minute once the last response said 0. So when the admission is known, the figure is
+     * compared with our room as of then, and only the difference (someone else's use of the
+     * key) is carried to now. */
+    if (p->min_eff > 0 && o->admitted_mono > 0 && o->admitted_mono <= now &&
+        now - o->admitted_mono < PACE_MIN_SPAN_MS) {
+        int64_t then =
+            p->min_eff - (int64_t)pace_ring_count_at(&p->min, o->admitted_mono, pace_min_span(p));
+
+        if (avail >= then) {
+            p->srv_min_active = false;
+            return;
+        }
+        avail = room > then - avail ? room - (then - avail) : 0;
     }
     if (avail < room) {
         p->srv_min_active = true;

@@ -94,14 +94,17 @@ struct pace_observation {
     int64_t throttle_used;
     int64_t tenant_throttle_limit;
     int64_t tenant_throttle_available;
-    const char *tenant_id; /* borrowed for the duration of the call */
+    const char *tenant_id;  /* borrowed for the duration of the call */
+    uint64_t admitted_mono; /* when the request this answers was admitted; 0 unknown */
 };
-void pace_observation_init(struct pace_observation *obs); /* all -1 / NULL */
+void pace_observation_init(struct pace_observation *obs); /* all -1 / NULL / 0 */
 
 /*
  * Reconciles the server's view into the windows. Lowers what pace thinks is left when the
  * server says less; raises the day's ceiling when the server reports a larger quota_limit.
- * Missing fields change nothing.
+ * Missing fields change nothing. The minute's figures are the server's as of the request's
+ * arrival: with admitted_mono set they are weighed against pace's own minute as of that
+ * admission, so the requests that left or joined it since do not read as another client.
  */
 void pace_observe(struct pace *p, uint64_t now_mono, int64_t now_wall,
                   const struct pace_observation *obs);

@@ -765,6 +765,66 @@ static void test_throttle_available(void **state)
     pace_free(p);
 }
 
+/* The server's minute figure is as of the request's arrival. While the minute turns over,
+ * our window lets old admissions go and takes new ones meanwhile: weighed against our room
+ * as of the admission, a stale 0 holds nothing; a real shortfall (another client) still
+ * holds, by that shortfall only. Without the admission time, the figure holds as before. */
+static void test_throttle_stale(void **state)
+{
+    const int64_t per_min = 10;
+    const uint64_t span = 60000 + default_margin();
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+    struct pace_observation obs;
+    struct pace_decision d;
+
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        struct pace *p = make(0, per_min, 0, 0);
+        uint64_t a10, now;
+
+        for (int i = 0; i < per_min; i++)
+            assert_int_equal(pace_acquire(p, T0 + 100 * (uint64_t)i, wall).verdict, PACE_GO);
+        if (mode == 2) {
+            /* someone else took 1 before a10's arrival: 0 left where we had 1 in hand */
+            a10 = T0 + span + 150; /* a0 and a1 gone: ours a2..a10, 9 */
+            assert_int_equal(pace_acquire(p, a10, wall).verdict, PACE_GO);
+            now = T0 + span + 300; /* a0..a3 gone: room 3, less the shortfall of 1 */
+            pace_observation_init(&obs);
+            obs.throttle_limit = per_min;
+            obs.throttle_available = 0;
+            obs.admitted_mono = a10;
+            pace_observe(p, now, wall, &obs);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+            d = pace_acquire(p, now, wall);
+            assert_int_equal(d.verdict, PACE_WAIT);
+            assert_int_equal(d.retry_mono_ms, now + span);
+            pace_free(p);
+            continue;
+        }
+        /* the minute turns over: the first two leave, two new ones come */
+        a10 = T0 + span;
+        assert_int_equal(pace_acquire(p, a10, wall).verdict, PACE_GO);
+        assert_int_equal(pace_acquire(p, a10 + 100, wall).verdict, PACE_GO);
+        /* a10's answer comes when a third old one has left too: our room is 1 */
+        now = a10 + 250;
+        pace_observation_init(&obs);
+        obs.throttle_limit = per_min;
+        obs.throttle_available = 0; /* full at a10's arrival, as our own window was */
+        if (mode == 0) {
+            obs.admitted_mono = a10;
+            pace_observe(p, now, wall, &obs);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+        } else {
+            pace_observe(p, now, wall, &obs); /* no admission time: held, as before */
+            d = pace_acquire(p, now, wall);
+            assert_int_equal(d.verdict, PACE_WAIT);
+            assert_int_equal(d.retry_mono_ms, now + span);
+        }
+        pace_free(p);
+    }
+}
+
 /* ---- 429s ---- */
 
 static void test_aimd(void **state)
@@ -1345,6 +1405,7 @@ int main(void)
         cmocka_unit_test(test_expiry_sanity),
         cmocka_unit_test(test_missing_headers),
         cmocka_unit_test(test_throttle_available),
+        cmocka_unit_test(test_throttle_stale),
         cmocka_unit_test(test_aimd),
         cmocka_unit_test(test_retry_after_429),
         cmocka_unit_test(test_backoff),
