@@ -138,4 +138,17 @@ int64_t base_time_next_day(int64_t wall_ms);
 #endif
 #define BASE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * Secrets (secret.c). base_read_private_file reads at most cap bytes of the regular file
+ * path into buf, refusing a file with any group or other permission bit (BASE_ECONFIG, the
+ * hint says chmod 600), or one larger than cap. what names the file in messages ("client
+ * secret file"); messages never contain its content. On failure buf is wiped.
+ */
+int base_read_private_file(const char *path, const char *what, size_t cap, unsigned char *buf,
+                           size_t *len, struct base_err *err);
+/* Overwrites n bytes at p with zeros in a way the compiler keeps. Accepts NULL. */
+void base_wipe(void *p, size_t n);
+/* Wipes and frees a NUL-terminated secret. Accepts NULL. */
+void base_secret_free(char *s);
+
 #endif

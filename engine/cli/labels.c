@@ -9,6 +9,7 @@
  *           (keapsync.settings), or the API root itself, as sched charges it.
  */
 #include "labels.h"
+#include "auth_cmd.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ int cli_resolve_labels(struct jobs_set *set, struct store *s, const struct pace_
         if (job->unresolved == 0)
             continue;
         if (headers == NULL) {
-            rc = keap_credential_from_env(&cred, err);
+            rc = cli_credential(s, &cred, err);
             if (rc == 0 && (rc = keap_auth_headers(&cred, &headers)) < 0)
                 base_err_set(err, rc, "could not build request headers: %s", base_strerror(rc));
             keap_credential_clear(&cred);

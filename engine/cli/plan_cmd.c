@@ -8,6 +8,8 @@
  *           this API root before (keapsync.settings), or the API root itself.
  */
 #include "plan_cmd.h"
+#include "cli_int.h"
+#include "auth_cmd.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,8 +26,9 @@ static const char plan_usage[] =
     "delete sweeps), as a run admits them.\n"
     "\n"
     "Estimates come from the jobs' earlier passes (keapsync.job_stats) where there are any,\n"
-    "else from probes: a few v1 pages whose lengths give the window's size (v2 jobs probe the\n"
-    "resource's v1 list when it has the same filter), else one page (said so). A child\n"
+    "else from probes: a few v1 pages whose lengths bracket the window's size, the cap spent\n"
+    "where the brackets are widest until each is within 1 % (v2 jobs probe the resource's\n"
+    "v1 list when it has the same filter), else one page (said so). A child\n"
     "stream costs a request per parent to read. Probes are at most a few dozen requests,\n"
     "paced under KEAPSYNC_LIMITS and counted in the quota ledger.\n"
     "\n"
@@ -34,7 +37,7 @@ static const char plan_usage[] =
     "               requests, source, detail, finish_day, finish_date)\n"
     "  --only A,B   plan only these jobs\n"
     "  --max-probes N\n"
-    "               spend at most N probe requests (default 48); jobs left unprobed are\n"
+    "               spend at most N probe requests (default 64); jobs left unprobed are\n"
     "               estimated at one page, and say so\n"
     "\n"
     "Needs DATABASE_URL (migrated) and KEAP_API_KEY (or KEAP_API_KEY_FILE) for probes.\n"
@@ -96,6 +99,8 @@ static int load_config(struct pace_config *cfg, struct jobs_set *set, const char
     rc = jobs_load_dir(env_or("KEAPSYNC_JOBS", "jobs"), set, err);
     if (rc == 0 && only != NULL && (rc = jobs_select(set, only, err)) < 0)
         jobs_set_free(set);
+    else if (rc == 0 && (rc = cli_qualify_jobs(set, err)) < 0)
+        jobs_set_free(set);
     return rc;
 }
 
@@ -148,7 +153,7 @@ int cli_plan(int argc, char **argv)
 
             if (base_parse_int64(argv[++i], &v) < 0 || v < 1 || v > 10000) {
                 base_err_set(&err, BASE_ECONFIG, "invalid --max-probes \"%s\"", argv[i]);
-                base_err_hint(&err, "give a number of requests from 1 to 10000 (default 48)");
+                base_err_hint(&err, "give a number of requests from 1 to 10000 (default 64)");
                 return say(CLI_EXIT_CONFIG, &err);
             }
             opt.max_probes = (int)v;
@@ -165,8 +170,13 @@ int cli_plan(int argc, char **argv)
     if (load_config(&opt.limits, &set, only, &err) < 0)
         return say(CLI_EXIT_CONFIG, &err);
     opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
-    /* Without credentials the plan still reads history; it says where it had to guess. */
-    if (keap_credential_from_env(&cred, &err) == 0) {
+    if (connect_migrated(&s, &err) < 0) {
+        code = say(CLI_EXIT_CONFIG, &err);
+        goto out;
+    }
+    /* Without credentials the plan still reads history; it says where it had to guess. An
+     * API key, or the stored OAuth2 token (refreshed first when due). */
+    if (cli_credential(s, &cred, &err) == 0) {
         if (keap_auth_headers(&cred, &headers) < 0)
             headers = NULL;
     } else {
@@ -174,10 +184,6 @@ int cli_plan(int argc, char **argv)
         base_err_clear(&err);
     }
     keap_credential_clear(&cred);
-    if (connect_migrated(&s, &err) < 0) {
-        code = say(CLI_EXIT_CONFIG, &err);
-        goto out;
-    }
     if (cli_plan_tenant(s, opt.base_url, &tenant, &err) < 0) {
         code = say(EXIT_FAILURE, &err);
         goto out;

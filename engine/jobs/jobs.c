@@ -1,5 +1,6 @@
 /*
- * jobs.c: loading and validating job files (see jobs.h for the keys).
+ * jobs.c: loading and validating one job file (see jobs.h for the keys). The custom field
+ * labels of a job are resolved in labels.c, the jobs folder is loaded in dir.c.
  *
  * Words used here:
  *   job file  jobs/<name>.json: one JSON object defining one job.
@@ -11,19 +12,16 @@
  * Validation is strict and stops at the first problem: every error is one line
  * '"<file>": <field>: <what is wrong>' with code BASE_ECONFIG, and nothing is returned.
  */
-#include "jobs.h"
+#include "jobs_int.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define JOB_FILE_MAX      (1024 * 1024) /* bytes of one job file */
-#define JOBS_MAX          4096          /* job files in one folder */
 #define COLUMNS_MAX       1000          /* columns of one job (Postgres allows 1600) */
 #define PAGE_SIZE_DEFAULT 1000
 #define PAGE_SIZE_MAX     1000
@@ -31,13 +29,10 @@
 #define LAG_MAX           86400
 #define OVERLAP_DEFAULT   300
 #define OVERLAP_MAX       (7 * 86400)
-#define SHOWN_BUF         84  /* buffer for a shown value: 80 bytes and "..." */
-#define PATH_SHOWN        260 /* buffer for a shown file or folder path */
 
 #define DESCRIPTION_MAX 300 /* bytes of a job's description */
 #define QUERY_MAX       32  /* fixed query parameters of one job */
 #define QUERY_VALUE_MAX 2000
-#define LABEL_MAX       200 /* bytes of a custom field label */
 
 #define TYPE_LIST "text, bigint, double, numeric, boolean, timestamptz, date or jsonb"
 #define IDENT_RE  "[a-z_][a-z0-9_]{0,62}"
@@ -91,15 +86,7 @@ static const char *const model_objects[] = {
 };
 static const char *const id_keys[] = {"path", "type"};
 
-/* What a validation step needs: the file it is in and where to report. */
-struct load_ctx {
-    const char *file;
-    struct base_err *err;
-};
-
-/* Copies s into buf (n > 4 bytes) for an error message (see "shown" above); s is cut after
- * n - 4 bytes. */
-static const char *shown(const char *s, char *buf, size_t n)
+const char *jobs_shown(const char *s, char *buf, size_t n)
 {
     size_t i, len = strlen(s);
 
@@ -113,11 +100,7 @@ static const char *shown(const char *s, char *buf, size_t n)
     return buf;
 }
 
-/* Reports '"<file>": <field>: <message>' (or '"<file>": <message>' when field is NULL). */
-static int fail(const struct load_ctx *c, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(const struct load_ctx *c, const char *field, const char *fmt, ...)
+int jobs_fail(const struct jobs_load_ctx *c, const char *field, const char *fmt, ...)
 {
     char what[400], file[PATH_SHOWN];
     va_list ap;
@@ -125,7 +108,7 @@ static int fail(const struct load_ctx *c, const char *field, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    shown(c->file, file, sizeof(file));
+    jobs_shown(c->file, file, sizeof(file));
     if (field != NULL)
         return base_err_set(c->err, BASE_ECONFIG, "\"%s\": %s: %s", file, field, what);
     return base_err_set(c->err, BASE_ECONFIG, "\"%s\": %s", file, what);
@@ -165,7 +148,7 @@ bool jobs_is_identifier(const char *s)
 
 /* Checks that obj has only the given keys, each once. prefix names obj in errors (NULL at the
  * top of the file). */
-static int check_keys(const struct load_ctx *c, const cJSON *obj, const char *const *keys,
+static int check_keys(const struct jobs_load_ctx *c, const cJSON *obj, const char *const *keys,
                       size_t nkeys, const char *prefix)
 {
     char buf[SHOWN_BUF];
@@ -178,10 +161,11 @@ static int check_keys(const struct load_ctx *c, const cJSON *obj, const char *co
                 break;
         }
         if (k == nkeys)
-            return fail(c, prefix, "unknown key \"%s\"", shown(m->string, buf, sizeof(buf)));
+            return jobs_fail(c, prefix, "unknown key \"%s\"",
+                             jobs_shown(m->string, buf, sizeof(buf)));
         for (const cJSON *e = obj->child; e != m; e = e->next) {
             if (strcmp(e->string, m->string) == 0)
-                return fail(c, prefix, "duplicate key \"%s\"", m->string);
+                return jobs_fail(c, prefix, "duplicate key \"%s\"", m->string);
         }
     }
     return BASE_OK;
@@ -191,28 +175,28 @@ static int check_keys(const struct load_ctx *c, const cJSON *obj, const char *co
  * Reads the string member key of obj into *out (borrowed; NULL when absent and not required).
  * field names it in errors. Empty strings are errors.
  */
-static int get_string(const struct load_ctx *c, const cJSON *obj, const char *key,
+static int get_string(const struct jobs_load_ctx *c, const cJSON *obj, const char *key,
                       const char *field, bool required, const char **out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
     if (v == NULL) {
         if (required)
-            return fail(c, field, "missing");
+            return jobs_fail(c, field, "missing");
         *out = NULL;
         return BASE_OK;
     }
     if (!cJSON_IsString(v))
-        return fail(c, field, "expected a string, found %s", json_type_name(v));
+        return jobs_fail(c, field, "expected a string, found %s", json_type_name(v));
     if (v->valuestring[0] == '\0')
-        return fail(c, field, "must not be empty");
+        return jobs_fail(c, field, "must not be empty");
     *out = v->valuestring;
     return BASE_OK;
 }
 
 /* Reads the integer member key of obj, min..max, into *out (def when absent). */
-static int get_int(const struct load_ctx *c, const cJSON *obj, const char *key, const char *field,
-                   int min, int max, int def, int *out)
+static int get_int(const struct jobs_load_ctx *c, const cJSON *obj, const char *key,
+                   const char *field, int min, int max, int def, int *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     double d;
@@ -222,18 +206,18 @@ static int get_int(const struct load_ctx *c, const cJSON *obj, const char *key, 
         return BASE_OK;
     }
     if (!cJSON_IsNumber(v))
-        return fail(c, field, "expected an integer, found %s", json_type_name(v));
+        return jobs_fail(c, field, "expected an integer, found %s", json_type_name(v));
     d = v->valuedouble;
     if (!isfinite(d) || floor(d) != d)
-        return fail(c, field, "expected an integer, found %g", d);
+        return jobs_fail(c, field, "expected an integer, found %g", d);
     if (d < min || d > max)
-        return fail(c, field, "%.0f is out of range (%d..%d)", d, min, max);
+        return jobs_fail(c, field, "%.0f is out of range (%d..%d)", d, min, max);
     *out = (int)d;
     return BASE_OK;
 }
 
 /* Copies s (which may be NULL) into *dst; BASE_ENOMEM reported in c. */
-static int dup_into(const struct load_ctx *c, const char *s, char **dst)
+static int dup_into(const struct jobs_load_ctx *c, const char *s, char **dst)
 {
     char *p;
 
@@ -249,18 +233,17 @@ static int dup_into(const struct load_ctx *c, const char *s, char **dst)
 }
 
 /* Checks an identifier value and reports it as field. */
-static int check_identifier(const struct load_ctx *c, const char *field, const char *s)
+static int check_identifier(const struct jobs_load_ctx *c, const char *field, const char *s)
 {
     char buf[SHOWN_BUF];
 
     if (!jobs_is_identifier(s))
-        return fail(c, field, "\"%s\" is not a valid identifier (" IDENT_RE ")",
-                    shown(s, buf, sizeof(buf)));
+        return jobs_fail(c, field, "\"%s\" is not a valid identifier (" IDENT_RE ")",
+                         jobs_shown(s, buf, sizeof(buf)));
     return BASE_OK;
 }
 
-/* True if s is a query parameter or filter field name: [A-Za-z0-9_]+. */
-static bool is_param_name(const char *s)
+bool jobs_is_param_name(const char *s)
 {
     if (*s == '\0')
         return false;
@@ -276,7 +259,7 @@ static bool is_param_name(const char *s)
  * Checks endpoint: "/v1/" or "/v2/" then one or more non-empty segments of [A-Za-z0-9_.-]
  * (not "." or ".."). Sets *api.
  */
-static int check_endpoint(const struct load_ctx *c, const char *ep, enum keap_api *api)
+static int check_endpoint(const struct jobs_load_ctx *c, const char *ep, enum keap_api *api)
 {
     char buf[SHOWN_BUF];
     const char *p, *seg;
@@ -286,8 +269,8 @@ static int check_endpoint(const struct load_ctx *c, const char *ep, enum keap_ap
     else if (strncmp(ep, "/v2/", 4) == 0)
         *api = KEAP_API_V2;
     else
-        return fail(c, "endpoint", "\"%s\" does not start with /v1/ or /v2/",
-                    shown(ep, buf, sizeof(buf)));
+        return jobs_fail(c, "endpoint", "\"%s\" does not start with /v1/ or /v2/",
+                         jobs_shown(ep, buf, sizeof(buf)));
     seg = ep + 4;
     for (p = seg;; p++) {
         if (*p == '/' || *p == '\0') {
@@ -306,9 +289,9 @@ static int check_endpoint(const struct load_ctx *c, const char *ep, enum keap_ap
             break;
         }
     }
-    return fail(c, "endpoint",
-                "\"%s\" is not a valid endpoint path (segments of letters, digits, _ . -)",
-                shown(ep, buf, sizeof(buf)));
+    return jobs_fail(c, "endpoint",
+                     "\"%s\" is not a valid endpoint path (segments of letters, digits, _ . -)",
+                     jobs_shown(ep, buf, sizeof(buf)));
 }
 
 /* The file name of path without directories and without ".json" into buf. */
@@ -328,8 +311,7 @@ static int file_stem(const char *path, char *buf, size_t n)
     return BASE_OK;
 }
 
-/* True if s is a label a user can have typed: no control characters, at most LABEL_MAX. */
-static bool is_label(const char *s)
+bool jobs_is_label(const char *s)
 {
     if (strlen(s) > LABEL_MAX)
         return false;
@@ -344,8 +326,8 @@ static bool is_label(const char *s)
  * custom field by its label gets *label (owned) and no path yet: jobs_resolve_custom_fields
  * gives it one. object is the job's model object (NULL: its endpoint has none).
  */
-static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, const char *object,
-                       struct map_column *col, char **label)
+static int load_column(const struct jobs_load_ctx *c, const cJSON *obj, size_t i,
+                       const char *object, struct map_column *col, char **label)
 {
     char field[64], buf[SHOWN_BUF];
     const char *name, *path, *type, *cf;
@@ -353,7 +335,7 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, con
 
     snprintf(field, sizeof(field), "columns[%zu]", i);
     if (!cJSON_IsObject(obj))
-        return fail(c, field, "expected an object, found %s", json_type_name(obj));
+        return jobs_fail(c, field, "expected an object, found %s", json_type_name(obj));
     rc = check_keys(c, obj, column_keys, BASE_ARRAY_SIZE(column_keys), field);
     if (rc < 0)
         return rc;
@@ -366,16 +348,16 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, con
         return rc;
     if (strcmp(name, "id") == 0 || strcmp(name, "data") == 0 || strcmp(name, "synced_at") == 0 ||
         strcmp(name, "deleted_at") == 0)
-        return fail(c, field,
-                    "\"%s\" is reserved (id, data, synced_at and deleted_at are set by keapsync)",
-                    name);
+        return jobs_fail(
+            c, field, "\"%s\" is reserved (id, data, synced_at and deleted_at are set by keapsync)",
+            name);
     snprintf(field, sizeof(field), "columns[%zu].type", i);
     rc = get_string(c, obj, "type", field, true, &type);
     if (rc < 0)
         return rc;
     if (map_type_from_name(type, &col->type) < 0)
-        return fail(c, field, "unknown type \"%s\" (expected " TYPE_LIST ")",
-                    shown(type, buf, sizeof(buf)));
+        return jobs_fail(c, field, "unknown type \"%s\" (expected " TYPE_LIST ")",
+                         jobs_shown(type, buf, sizeof(buf)));
     rc = dup_into(c, name, &col->name);
     if (rc < 0)
         return rc;
@@ -386,23 +368,25 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, con
         return rc;
     if (cf != NULL) {
         if (cJSON_GetObjectItemCaseSensitive(obj, "path") != NULL)
-            return fail(c, field, "a column has either a path or a custom_field, not both");
-        if (!is_label(cf))
-            return fail(c, field,
-                        "\"%s\" is not a custom field label (at most %d characters, no control "
-                        "characters)",
-                        shown(cf, buf, sizeof(buf)), LABEL_MAX);
+            return jobs_fail(c, field, "a column has either a path or a custom_field, not both");
+        if (!jobs_is_label(cf))
+            return jobs_fail(
+                c, field,
+                "\"%s\" is not a custom field label (at most %d characters, no control "
+                "characters)",
+                jobs_shown(cf, buf, sizeof(buf)), LABEL_MAX);
         if (object == NULL)
-            return fail(c, field,
-                        "this endpoint has no custom fields model (custom fields by label work "
-                        "for contacts, companies, opportunities, orders, notes, tasks, "
-                        "subscriptions and appointments)");
+            return jobs_fail(
+                c, field,
+                "this endpoint has no custom fields model (custom fields by label work "
+                "for contacts, companies, opportunities, orders, notes, tasks, "
+                "subscriptions and appointments)");
         return dup_into(c, cf, label);
     }
 
     snprintf(field, sizeof(field), "columns[%zu].path", i);
     if (cJSON_GetObjectItemCaseSensitive(obj, "path") == NULL)
-        return fail(c, field, "missing (a column needs a path or a custom_field)");
+        return jobs_fail(c, field, "missing (a column needs a path or a custom_field)");
     rc = get_string(c, obj, "path", field, true, &path);
     if (rc < 0)
         return rc;
@@ -413,14 +397,14 @@ static int load_column(const struct load_ctx *c, const cJSON *obj, size_t i, con
     if (rc == BASE_ENOMEM)
         return base_err_set(c->err, rc, "could not load job file: out of memory");
     if (rc < 0)
-        return fail(c, field,
-                    "\"%s\" is not a valid path (at most %d dot-separated keys, array "
-                    "indices or [key=value] selectors)",
-                    shown(path, buf, sizeof(buf)), MAP_MAX_PATH_PARTS);
+        return jobs_fail(c, field,
+                         "\"%s\" is not a valid path (at most %d dot-separated keys, array "
+                         "indices or [key=value] selectors)",
+                         jobs_shown(path, buf, sizeof(buf)), MAP_MAX_PATH_PARTS);
     return BASE_OK;
 }
 
-static int load_columns(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_columns(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "columns");
     struct map_spec *map = &job->map;
@@ -429,12 +413,12 @@ static int load_columns(const struct load_ctx *c, const cJSON *root, struct jobs
     int rc;
 
     if (arr == NULL)
-        return fail(c, "columns", "missing");
+        return jobs_fail(c, "columns", "missing");
     if (!cJSON_IsArray(arr))
-        return fail(c, "columns", "expected an array, found %s", json_type_name(arr));
+        return jobs_fail(c, "columns", "expected an array, found %s", json_type_name(arr));
     n = (size_t)cJSON_GetArraySize(arr);
     if (n > COLUMNS_MAX)
-        return fail(c, "columns", "%zu columns (at most %d)", n, COLUMNS_MAX);
+        return jobs_fail(c, "columns", "%zu columns (at most %d)", n, COLUMNS_MAX);
     map->cols = calloc(n ? n : 1, sizeof(*map->cols));
     job->custom_labels = calloc(n ? n : 1, sizeof(*job->custom_labels));
     if (map->cols == NULL || job->custom_labels == NULL)
@@ -450,8 +434,8 @@ static int load_columns(const struct load_ctx *c, const cJSON *root, struct jobs
         for (size_t j = 0; j < i; j++) {
             if (strcmp(map->cols[j].name, map->cols[i].name) == 0) {
                 snprintf(field, sizeof(field), "columns[%zu].name", i);
-                return fail(c, field, "\"%s\" is already the name of columns[%zu]",
-                            map->cols[i].name, j);
+                return jobs_fail(c, field, "\"%s\" is already the name of columns[%zu]",
+                                 map->cols[i].name, j);
             }
         }
     }
@@ -459,7 +443,7 @@ static int load_columns(const struct load_ctx *c, const cJSON *root, struct jobs
     return BASE_OK;
 }
 
-static int load_id(const struct load_ctx *c, const cJSON *root, enum keap_api api,
+static int load_id(const struct jobs_load_ctx *c, const cJSON *root, enum keap_api api,
                    struct map_column *id)
 {
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "id");
@@ -470,7 +454,7 @@ static int load_id(const struct load_ctx *c, const cJSON *root, enum keap_api ap
     id->type = api == KEAP_API_V1 ? MAP_BIGINT : MAP_TEXT;
     if (obj != NULL) {
         if (!cJSON_IsObject(obj))
-            return fail(c, "id", "expected an object, found %s", json_type_name(obj));
+            return jobs_fail(c, "id", "expected an object, found %s", json_type_name(obj));
         rc = check_keys(c, obj, id_keys, BASE_ARRAY_SIZE(id_keys), "id");
         if (rc < 0)
             return rc;
@@ -487,8 +471,8 @@ static int load_id(const struct load_ctx *c, const cJSON *root, enum keap_api ap
         else if (type != NULL && strcmp(type, "text") == 0)
             id->type = MAP_TEXT;
         else if (type != NULL)
-            return fail(c, "id.type", "\"%s\" is not bigint or text",
-                        shown(type, buf, sizeof(buf)));
+            return jobs_fail(c, "id.type", "\"%s\" is not bigint or text",
+                             jobs_shown(type, buf, sizeof(buf)));
     }
     rc = dup_into(c, "id", &id->name);
     if (rc == BASE_OK)
@@ -499,13 +483,14 @@ static int load_id(const struct load_ctx *c, const cJSON *root, enum keap_api ap
     if (rc == BASE_ENOMEM)
         return base_err_set(c->err, rc, "could not load job file: out of memory");
     if (rc < 0)
-        return fail(c, "id.path", "\"%s\" is not a valid path", shown(path, buf, sizeof(buf)));
+        return jobs_fail(c, "id.path", "\"%s\" is not a valid path",
+                         jobs_shown(path, buf, sizeof(buf)));
     return BASE_OK;
 }
 
 /* Reads one incremental parameter name: required/allowed depending on the API. */
-static int load_param(const struct load_ctx *c, const cJSON *inc, const char *key, bool allowed,
-                      bool required, char **dst)
+static int load_param(const struct jobs_load_ctx *c, const cJSON *inc, const char *key,
+                      bool allowed, bool required, char **dst)
 {
     char field[64], buf[SHOWN_BUF];
     const char *s;
@@ -514,24 +499,24 @@ static int load_param(const struct load_ctx *c, const cJSON *inc, const char *ke
     snprintf(field, sizeof(field), "incremental.%s", key);
     if (!allowed) {
         if (cJSON_GetObjectItemCaseSensitive(inc, key) != NULL)
-            return fail(
+            return jobs_fail(
                 c, field, "not allowed for %s endpoints (use %s)", key[0] == 'f' ? "/v1/" : "/v2/",
                 key[0] == 'f' ? "since_param and until_param" : "filter_since and filter_until");
         return BASE_OK;
     }
     if (required && cJSON_GetObjectItemCaseSensitive(inc, key) == NULL)
-        return fail(c, field, "missing (required for %s endpoints)",
-                    key[0] == 'f' ? "/v2/" : "/v1/");
+        return jobs_fail(c, field, "missing (required for %s endpoints)",
+                         key[0] == 'f' ? "/v2/" : "/v1/");
     rc = get_string(c, inc, key, field, false, &s);
     if (rc < 0)
         return rc;
-    if (s != NULL && !is_param_name(s))
-        return fail(c, field, "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
-                    shown(s, buf, sizeof(buf)));
+    if (s != NULL && !jobs_is_param_name(s))
+        return jobs_fail(c, field, "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
+                         jobs_shown(s, buf, sizeof(buf)));
     return dup_into(c, s, dst);
 }
 
-static int load_incremental(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_incremental(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const cJSON *inc = cJSON_GetObjectItemCaseSensitive(root, "incremental");
     bool v1 = job->api == KEAP_API_V1;
@@ -542,7 +527,7 @@ static int load_incremental(const struct load_ctx *c, const cJSON *root, struct 
     if (inc == NULL)
         return BASE_OK;
     if (!cJSON_IsObject(inc))
-        return fail(c, "incremental", "expected an object, found %s", json_type_name(inc));
+        return jobs_fail(c, "incremental", "expected an object, found %s", json_type_name(inc));
     rc = check_keys(c, inc, incremental_keys, BASE_ARRAY_SIZE(incremental_keys), "incremental");
     if (rc == BASE_OK)
         rc = load_param(c, inc, "since_param", v1, true, &job->since_param);
@@ -565,7 +550,7 @@ static int load_incremental(const struct load_ctx *c, const cJSON *root, struct 
 }
 
 /* "deletes": {"sweep_days": N}, only on incremental jobs (others see every id each pass). */
-static int load_deletes(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_deletes(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "deletes");
     int rc;
@@ -574,28 +559,30 @@ static int load_deletes(const struct load_ctx *c, const cJSON *root, struct jobs
     if (d == NULL)
         return BASE_OK;
     if (!cJSON_IsObject(d))
-        return fail(c, "deletes", "expected an object, found %s", json_type_name(d));
+        return jobs_fail(c, "deletes", "expected an object, found %s", json_type_name(d));
     rc = check_keys(c, d, deletes_keys, BASE_ARRAY_SIZE(deletes_keys), "deletes");
     if (rc < 0)
         return rc;
     if (cJSON_GetObjectItemCaseSensitive(d, "sweep_days") == NULL)
-        return fail(c, "deletes.sweep_days", "missing (how many days between two sweeps, 1..365)");
+        return jobs_fail(c, "deletes.sweep_days",
+                         "missing (how many days between two sweeps, 1..365)");
     rc = get_int(c, d, "sweep_days", "deletes.sweep_days", 1, 365, 0, &job->sweep_days);
     if (rc < 0)
         return rc;
     if (job->parent_job != NULL)
-        return fail(c, "deletes",
-                    "a child stream marks the rows a parent no longer lists on "
-                    "each pass (remove \"deletes\")");
+        return jobs_fail(c, "deletes",
+                         "a child stream marks the rows a parent no longer lists on "
+                         "each pass (remove \"deletes\")");
     if (!job->incremental)
-        return fail(c, "deletes",
-                    "only for incremental jobs: a job that reads everything marks "
-                    "the rows it did not see on each complete pass (remove "
-                    "\"deletes\")");
+        return jobs_fail(c, "deletes",
+                         "only for incremental jobs: a job that reads everything marks "
+                         "the rows it did not see on each complete pass (remove "
+                         "\"deletes\")");
     return BASE_OK;
 }
 
-static int load_updated_field(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_updated_field(const struct jobs_load_ctx *c, const cJSON *root,
+                              struct jobs_job *job)
 {
     const char *s;
     char buf[SHOWN_BUF];
@@ -609,15 +596,16 @@ static int load_updated_field(const struct load_ctx *c, const cJSON *root, struc
         if (strcmp(col->name, s) != 0)
             continue;
         if (col->type != MAP_TIMESTAMPTZ)
-            return fail(c, "updated_field", "column \"%s\" has type %s, expected timestamptz", s,
-                        map_type_sql(col->type));
+            return jobs_fail(c, "updated_field", "column \"%s\" has type %s, expected timestamptz",
+                             s, map_type_sql(col->type));
         return dup_into(c, s, &job->updated_field);
     }
-    return fail(c, "updated_field", "\"%s\" is not one of the columns", shown(s, buf, sizeof(buf)));
+    return jobs_fail(c, "updated_field", "\"%s\" is not one of the columns",
+                     jobs_shown(s, buf, sizeof(buf)));
 }
 
 /* The "parent" object of a child stream, checked against the endpoint's {parent_id}. */
-static int load_parent(const struct load_ctx *c, const cJSON *root, const char *endpoint,
+static int load_parent(const struct jobs_load_ctx *c, const cJSON *root, const char *endpoint,
                        struct jobs_job *job)
 {
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "parent");
@@ -627,12 +615,12 @@ static int load_parent(const struct load_ctx *c, const cJSON *root, const char *
 
     if (obj == NULL) {
         if (templated)
-            return fail(c, "endpoint",
-                        "{parent_id} needs a \"parent\" object naming the parent job");
+            return jobs_fail(c, "endpoint",
+                             "{parent_id} needs a \"parent\" object naming the parent job");
         return BASE_OK;
     }
     if (!cJSON_IsObject(obj))
-        return fail(c, "parent", "expected an object, found %s", json_type_name(obj));
+        return jobs_fail(c, "parent", "expected an object, found %s", json_type_name(obj));
     rc = check_keys(c, obj, parent_keys, BASE_ARRAY_SIZE(parent_keys), "parent");
     if (rc == BASE_OK)
         rc = get_string(c, obj, "job", "parent.job", true, &pjob);
@@ -646,13 +634,14 @@ static int load_parent(const struct load_ctx *c, const cJSON *root, const char *
         return rc;
     if (pcol != NULL && (strcmp(pcol, "id") == 0 || strcmp(pcol, "data") == 0 ||
                          strcmp(pcol, "synced_at") == 0 || strcmp(pcol, "deleted_at") == 0))
-        return fail(c, "parent.column", "\"%s\" is reserved by keapsync", pcol);
+        return jobs_fail(c, "parent.column", "\"%s\" is reserved by keapsync", pcol);
     if (!templated)
-        return fail(c, "endpoint", "a child stream's endpoint needs a {parent_id} segment");
+        return jobs_fail(c, "endpoint", "a child stream's endpoint needs a {parent_id} segment");
     if (strcmp(pjob, job->name) == 0)
-        return fail(c, "parent.job", "a job cannot be its own parent");
+        return jobs_fail(c, "parent.job", "a job cannot be its own parent");
     if (cJSON_GetObjectItemCaseSensitive(root, "incremental") != NULL)
-        return fail(c, "incremental", "a child stream (with \"parent\") cannot be incremental");
+        return jobs_fail(c, "incremental",
+                         "a child stream (with \"parent\") cannot be incremental");
     rc = dup_into(c, pjob, &job->parent_job);
     if (rc == BASE_OK)
         rc = dup_into(c, pcol ? pcol : "parent_id", &job->parent_col);
@@ -660,7 +649,7 @@ static int load_parent(const struct load_ctx *c, const cJSON *root, const char *
 }
 
 /* The job's description: one line of at most DESCRIPTION_MAX bytes. */
-static int load_description(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_description(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const char *s;
     int rc = get_string(c, root, "description", "description", false, &s);
@@ -668,11 +657,11 @@ static int load_description(const struct load_ctx *c, const cJSON *root, struct 
     if (rc < 0 || s == NULL)
         return rc;
     if (strlen(s) > DESCRIPTION_MAX)
-        return fail(c, "description", "%zu bytes long (at most %d: one sentence)", strlen(s),
-                    DESCRIPTION_MAX);
+        return jobs_fail(c, "description", "%zu bytes long (at most %d: one sentence)", strlen(s),
+                         DESCRIPTION_MAX);
     for (const char *p = s; *p != '\0'; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return fail(c, "description", "must be one line without control characters");
+            return jobs_fail(c, "description", "must be one line without control characters");
     return dup_into(c, s, &job->description);
 }
 
@@ -687,7 +676,7 @@ static bool param_is_owned(const struct jobs_job *job, const char *name)
 }
 
 /* "query": an object of fixed parameters, each a string, added to every request. */
-static int load_query(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_query(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "query");
     char field[SHOWN_BUF + 16], buf[SHOWN_BUF];
@@ -697,33 +686,33 @@ static int load_query(const struct load_ctx *c, const cJSON *root, struct jobs_j
     if (obj == NULL)
         return BASE_OK;
     if (!cJSON_IsObject(obj))
-        return fail(c, "query", "expected an object, found %s", json_type_name(obj));
+        return jobs_fail(c, "query", "expected an object, found %s", json_type_name(obj));
     for (const cJSON *m = obj->child; m != NULL; m = m->next)
         n++;
     if (n > QUERY_MAX)
-        return fail(c, "query", "%zu parameters (at most %d)", n, QUERY_MAX);
+        return jobs_fail(c, "query", "%zu parameters (at most %d)", n, QUERY_MAX);
     job->query = calloc(n ? n : 1, sizeof(*job->query));
     if (job->query == NULL)
         return base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
     for (const cJSON *m = obj->child; m != NULL; m = m->next) {
-        snprintf(field, sizeof(field), "query.%s", shown(m->string, buf, sizeof(buf)));
-        if (!is_param_name(m->string))
-            return fail(c, "query", "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
-                        shown(m->string, buf, sizeof(buf)));
+        snprintf(field, sizeof(field), "query.%s", jobs_shown(m->string, buf, sizeof(buf)));
+        if (!jobs_is_param_name(m->string))
+            return jobs_fail(c, "query", "\"%s\" is not a valid parameter name ([A-Za-z0-9_]+)",
+                             jobs_shown(m->string, buf, sizeof(buf)));
         for (const cJSON *e = obj->child; e != m; e = e->next)
             if (strcmp(e->string, m->string) == 0)
-                return fail(c, "query", "duplicate key \"%s\"", m->string);
+                return jobs_fail(c, "query", "duplicate key \"%s\"", m->string);
         if (param_is_owned(job, m->string))
-            return fail(c, field,
-                        "keapsync sets this parameter itself (use the job's own keys: "
-                        "page_size, order, optional_properties, incremental)");
+            return jobs_fail(c, field,
+                             "keapsync sets this parameter itself (use the job's own keys: "
+                             "page_size, order, optional_properties, incremental)");
         if (!cJSON_IsString(m))
-            return fail(c, field, "expected a string, found %s", json_type_name(m));
+            return jobs_fail(c, field, "expected a string, found %s", json_type_name(m));
         if (m->valuestring[0] == '\0')
-            return fail(c, field, "must not be empty");
+            return jobs_fail(c, field, "must not be empty");
         if (strlen(m->valuestring) > QUERY_VALUE_MAX)
-            return fail(c, field, "%zu bytes long (at most %d)", strlen(m->valuestring),
-                        QUERY_VALUE_MAX);
+            return jobs_fail(c, field, "%zu bytes long (at most %d)", strlen(m->valuestring),
+                             QUERY_VALUE_MAX);
         rc = dup_into(c, m->string, &job->query[job->nquery].name);
         if (rc == BASE_OK)
             rc = dup_into(c, m->valuestring, &job->query[job->nquery].value);
@@ -735,7 +724,7 @@ static int load_query(const struct load_ctx *c, const cJSON *root, struct jobs_j
 }
 
 /* The job's model object: its endpoint's last segment when that has a custom fields model. */
-static int find_model_object(const struct load_ctx *c, struct jobs_job *job)
+static int find_model_object(const struct jobs_load_ctx *c, struct jobs_job *job)
 {
     const char *last = strrchr(job->endpoint, '/') + 1;
 
@@ -746,14 +735,14 @@ static int find_model_object(const struct load_ctx *c, struct jobs_job *job)
 }
 
 /* Validates the parsed root into job (zeroed by the caller, freed by it on error). */
-static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job *job)
+static int load_job(const struct jobs_load_ctx *c, const cJSON *root, struct jobs_job *job)
 {
     const char *name, *endpoint, *s;
     char stem[256], buf[SHOWN_BUF];
     int rc;
 
     if (!cJSON_IsObject(root))
-        return fail(c, NULL, "expected a JSON object, found %s", json_type_name(root));
+        return jobs_fail(c, NULL, "expected a JSON object, found %s", json_type_name(root));
     rc = check_keys(c, root, job_keys, BASE_ARRAY_SIZE(job_keys), NULL);
     if (rc < 0)
         return rc;
@@ -764,8 +753,8 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
     if (rc < 0)
         return rc;
     if (file_stem(c->file, stem, sizeof(stem)) < 0 || strcmp(stem, name) != 0)
-        return fail(c, "name", "\"%s\" does not match the file name (expected \"%s\")", name,
-                    shown(stem, buf, sizeof(buf)));
+        return jobs_fail(c, "name", "\"%s\" does not match the file name (expected \"%s\")", name,
+                         jobs_shown(stem, buf, sizeof(buf)));
     rc = dup_into(c, name, &job->name);
     if (rc == BASE_OK)
         rc = dup_into(c, c->file, &job->file);
@@ -812,7 +801,7 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
 
     rc = get_string(c, root, "optional_properties", "optional_properties", false, &s);
     if (rc == BASE_OK && s != NULL && job->api != KEAP_API_V1)
-        rc = fail(c, "optional_properties", "only for /v1/ endpoints (v2 uses fields)");
+        rc = jobs_fail(c, "optional_properties", "only for /v1/ endpoints (v2 uses fields)");
     if (rc == BASE_OK)
         rc = dup_into(c, s, &job->optional_properties);
     if (rc < 0)
@@ -832,21 +821,23 @@ static int load_job(const struct load_ctx *c, const cJSON *root, struct jobs_job
     if (rc == BASE_OK)
         rc = get_int(c, root, "refresh_hours", "refresh_hours", 0, 8760, 0, &job->refresh_hours);
     if (rc == BASE_OK && job->refresh_hours > 0 && job->incremental)
-        rc = fail(c, "refresh_hours",
-                  "only for jobs that read everything each pass (an incremental job reads only "
-                  "what changed)");
+        rc =
+            jobs_fail(c, "refresh_hours",
+                      "only for jobs that read everything each pass (an incremental job reads only "
+                      "what changed)");
     if (rc == BASE_OK)
         rc = load_query(c, root, job);
     if (rc == BASE_OK)
         rc = load_deletes(c, root, job);
     for (size_t i = 0; rc == BASE_OK && job->parent_col && i < job->map.ncols; i++)
         if (strcmp(job->map.cols[i].name, job->parent_col) == 0)
-            rc = fail(c, "parent.column", "\"%s\" is also the name of a column", job->parent_col);
+            rc = jobs_fail(c, "parent.column", "\"%s\" is also the name of a column",
+                           job->parent_col);
     return rc;
 }
 
 /* Reads the whole file at path (capped) into a NUL-terminated *out. */
-static int read_file(const struct load_ctx *c, char **out, size_t *outlen)
+static int read_file(const struct jobs_load_ctx *c, char **out, size_t *outlen)
 {
     char buf[PATH_SHOWN];
     FILE *f;
@@ -857,7 +848,7 @@ static int read_file(const struct load_ctx *c, char **out, size_t *outlen)
     f = fopen(c->file, "rb");
     if (f == NULL)
         return base_err_set(c->err, BASE_ECONFIG, "could not open job file \"%s\": %s",
-                            shown(c->file, buf, sizeof(buf)), strerror(errno));
+                            jobs_shown(c->file, buf, sizeof(buf)), strerror(errno));
     data = malloc(JOB_FILE_MAX + 1);
     if (data == NULL) {
         result = base_err_set(c->err, BASE_ENOMEM, "could not load job file: out of memory");
@@ -866,13 +857,13 @@ static int read_file(const struct load_ctx *c, char **out, size_t *outlen)
     while ((n = fread(data + len, 1, JOB_FILE_MAX + 1 - len, f)) > 0) {
         len += n;
         if (len > JOB_FILE_MAX) {
-            result = fail(c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
+            result = jobs_fail(c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
             goto out;
         }
     }
     if (ferror(f)) {
         result = base_err_set(c->err, BASE_ECONFIG, "could not read job file \"%s\": %s",
-                              shown(c->file, buf, sizeof(buf)), strerror(errno));
+                              jobs_shown(c->file, buf, sizeof(buf)), strerror(errno));
         goto out;
     }
     data[len] = '\0';
@@ -887,7 +878,7 @@ out:
 
 int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
 {
-    struct load_ctx c = {path, err};
+    struct jobs_load_ctx c = {path, err};
     struct jobs_job job;
     const char *end = NULL;
     cJSON *root = NULL;
@@ -902,7 +893,7 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
     if (result < 0)
         return result;
     if (memchr(text, '\0', len) != NULL) {
-        result = fail(&c, NULL, "file contains a NUL byte");
+        result = jobs_fail(&c, NULL, "file contains a NUL byte");
         goto out;
     }
     root = cJSON_ParseWithLengthOpts(text, len, &end, false);
@@ -923,7 +914,7 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
             if (*p == '\n')
                 line++, col = 1;
         }
-        result = fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
+        result = jobs_fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
         goto out;
     }
     result = load_job(&c, root, &job);
@@ -973,394 +964,4 @@ void jobs_job_free(struct jobs_job *job)
     free(job->custom_labels);
     free(job->map.cols);
     memset(job, 0, sizeof(*job));
-}
-
-/* Edit distance of a and b (case-insensitive), or LABEL_MAX + 1 when either is longer. */
-static size_t label_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[LABEL_MAX + 2];
-
-    if (la > LABEL_MAX || lb > LABEL_MAX)
-        return LABEL_MAX + 1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            size_t best = diag + cost;
-
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* True if needle occurs in hay, ignoring case. */
-static bool contains_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-
-    for (; *hay != '\0'; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return n == 0;
-}
-
-/* Appends up to 3 labels of fields close to want ("Shoe Size", ...) to buf[0..n). */
-static void close_labels(const cJSON *fields, const char *want, char *buf, size_t n)
-{
-    size_t used = 0, found = 0;
-    const cJSON *f;
-
-    buf[0] = '\0';
-    cJSON_ArrayForEach(f, fields)
-    {
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(f, "label");
-        size_t d, limit = strlen(want) / 3 + 1;
-        int w;
-
-        if (!cJSON_IsString(l) || !is_label(l->valuestring))
-            continue;
-        d = label_distance(l->valuestring, want);
-        if (d > limit && !contains_ci(l->valuestring, want) && !contains_ci(want, l->valuestring))
-            continue;
-        w = snprintf(buf + used, n - used, "%s\"%.60s\"", found ? ", " : "", l->valuestring);
-        if (w < 0 || (size_t)w >= n - used) {
-            buf[used] = '\0';
-            return;
-        }
-        used += (size_t)w;
-        if (++found == 3)
-            return;
-    }
-}
-
-int jobs_resolve_custom_fields(struct jobs_job *job, const cJSON *model, struct base_err *err)
-{
-    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(model, "custom_fields");
-    struct load_ctx c = {job ? job->file : NULL, err};
-
-    if (job == NULL || model == NULL)
-        return base_err_set(err, BASE_EINVAL, "could not resolve custom fields: missing argument");
-    if (!cJSON_IsArray(fields))
-        return base_err_set(err, BASE_EPROTO,
-                            "could not read the custom fields of \"%s\": the model has no "
-                            "custom_fields array",
-                            job->model_object ? job->model_object : "?");
-    for (size_t i = 0; i < job->map.ncols; i++) {
-        struct map_column *col = &job->map.cols[i];
-        const char *label = job->custom_labels ? job->custom_labels[i] : NULL;
-        const cJSON *hit = NULL, *f;
-        char field[64], buf[SHOWN_BUF], close[240], path[128];
-        int rc;
-
-        if (label == NULL || col->path != NULL)
-            continue;
-        snprintf(field, sizeof(field), "columns[%zu].custom_field", i);
-        cJSON_ArrayForEach(f, fields)
-        {
-            const cJSON *l = cJSON_GetObjectItemCaseSensitive(f, "label");
-
-            if (!cJSON_IsString(l) || strcmp(l->valuestring, label) != 0)
-                continue;
-            if (hit != NULL)
-                return fail(&c, field,
-                            "column \"%s\": two custom fields of %s are labelled \"%s\" (use "
-                            "a path with the field's id)",
-                            col->name, job->model_object, shown(label, buf, sizeof(buf)));
-            hit = f;
-        }
-        if (hit == NULL) {
-            close_labels(fields, label, close, sizeof(close));
-            if (close[0] != '\0')
-                return fail(&c, field,
-                            "column \"%s\": no custom field of %s is labelled \"%s\" "
-                            "(close: %s)",
-                            col->name, job->model_object, shown(label, buf, sizeof(buf)), close);
-            return fail(&c, field, "column \"%s\": no custom field of %s is labelled \"%s\"",
-                        col->name, job->model_object, shown(label, buf, sizeof(buf)));
-        }
-        f = cJSON_GetObjectItemCaseSensitive(hit, "id");
-        if (cJSON_IsNumber(f) && isfinite(f->valuedouble) &&
-            floor(f->valuedouble) == f->valuedouble)
-            rc = base_snprintf(path, sizeof(path), "custom_fields.[id=%.0f].content",
-                               f->valuedouble);
-        else if (cJSON_IsString(f) && is_param_name(f->valuestring) && strlen(f->valuestring) < 64)
-            rc = base_snprintf(path, sizeof(path), "custom_fields.[id=%s].content", f->valuestring);
-        else
-            return base_err_set(err, BASE_EPROTO,
-                                "could not read the custom fields of \"%s\": the field labelled "
-                                "\"%s\" has no usable id",
-                                job->model_object, shown(label, buf, sizeof(buf)));
-        if (rc == BASE_OK && (col->path = strdup(path)) == NULL)
-            rc = BASE_ENOMEM;
-        if (rc == BASE_OK)
-            rc = map_column_compile(col);
-        if (rc < 0) {
-            free(col->path);
-            col->path = NULL;
-            return base_err_set(err, BASE_ENOMEM, "could not resolve custom fields: out of memory");
-        }
-        job->unresolved--;
-    }
-    return BASE_OK;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The *.json names in dir (not hidden ones), sorted, into *names / *n (caller frees). */
-static int list_job_files(const char *dir, char ***names, size_t *n, struct base_err *err)
-{
-    char buf[PATH_SHOWN];
-    DIR *d;
-    struct dirent *de;
-    char **v = NULL;
-    size_t count = 0;
-    int result = BASE_OK;
-
-    d = opendir(dir);
-    if (d == NULL) {
-        result = base_err_set(err, BASE_ECONFIG, "could not open jobs folder \"%s\": %s",
-                              shown(dir, buf, sizeof(buf)), strerror(errno));
-        base_err_hint(err, "set KEAPSYNC_JOBS or run from the project root");
-        return result;
-    }
-    while ((errno = 0, de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        char **nv;
-
-        if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
-            continue;
-        if (count == JOBS_MAX) {
-            result = base_err_set(err, BASE_ECONFIG, "more than %d job files in \"%s\"", JOBS_MAX,
-                                  shown(dir, buf, sizeof(buf)));
-            goto out;
-        }
-        nv = realloc(v, (count + 1) * sizeof(*v));
-        if (nv == NULL) {
-            result = base_err_set(err, BASE_ENOMEM, "could not list jobs folder: out of memory");
-            goto out;
-        }
-        v = nv;
-        v[count] = strdup(de->d_name);
-        if (v[count] == NULL) {
-            result = base_err_set(err, BASE_ENOMEM, "could not list jobs folder: out of memory");
-            goto out;
-        }
-        count++;
-    }
-    if (errno != 0) {
-        result = base_err_set(err, BASE_ECONFIG, "could not read jobs folder \"%s\": %s",
-                              shown(dir, buf, sizeof(buf)), strerror(errno));
-        goto out;
-    }
-    if (count == 0) {
-        result =
-            base_err_set(err, BASE_ECONFIG, "no job files in \"%s\"", shown(dir, buf, sizeof(buf)));
-        goto out;
-    }
-    qsort(v, count, sizeof(*v), cmp_names);
-    *names = v;
-    *n = count;
-    v = NULL;
-    count = 0;
-out:
-    while (count > 0)
-        free(v[--count]);
-    free(v);
-    closedir(d);
-    return result;
-}
-
-/* Reports a second job that reuses the name or table of an earlier one. */
-static int check_unique(const struct jobs_set *set, struct base_err *err)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        const struct jobs_job *b = &set->jobs[i];
-
-        for (size_t j = 0; j < i; j++) {
-            const struct jobs_job *a = &set->jobs[j];
-            struct load_ctx c = {b->file, err};
-            char buf[PATH_SHOWN];
-
-            if (strcmp(a->name, b->name) == 0)
-                return fail(&c, "name", "\"%s\" is already the name of the job in \"%s\"", b->name,
-                            shown(a->file, buf, sizeof(buf)));
-            if (strcmp(a->table, b->table) == 0)
-                return fail(&c, "table", "\"%s\" is already the table of the job in \"%s\"",
-                            b->table, shown(a->file, buf, sizeof(buf)));
-        }
-    }
-    return BASE_OK;
-}
-
-/* Finds each child stream's parent job and takes its table. */
-static int resolve_parents(struct jobs_set *set, struct base_err *err)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        struct jobs_job *b = &set->jobs[i];
-        struct load_ctx c = {b->file, err};
-        const struct jobs_job *a = NULL;
-
-        if (b->parent_job == NULL)
-            continue;
-        for (size_t j = 0; j < set->n; j++)
-            if (strcmp(set->jobs[j].name, b->parent_job) == 0)
-                a = &set->jobs[j];
-        if (a == NULL)
-            return fail(&c, "parent.job", "no job is named \"%s\"", b->parent_job);
-        if (a->parent_job != NULL)
-            return fail(&c, "parent.job", "\"%s\" is itself a child stream", a->name);
-        if (a->map.id.type != MAP_BIGINT)
-            return fail(&c, "parent.job", "\"%s\" has no integer ids", a->name);
-        free(b->parent_table);
-        b->parent_table = strdup(a->table);
-        if (b->parent_table == NULL)
-            return base_err_set(err, BASE_ENOMEM, "out of memory");
-    }
-    return BASE_OK;
-}
-
-int jobs_load_dir(const char *dir, struct jobs_set *out, struct base_err *err)
-{
-    struct jobs_set set = {NULL, 0};
-    struct base_buf path;
-    char **names = NULL;
-    size_t nnames = 0;
-    int result;
-
-    base_buf_init(&path, 4096);
-    if (dir == NULL || out == NULL)
-        return base_err_set(err, BASE_EINVAL, "could not load jobs: missing argument");
-    result = list_job_files(dir, &names, &nnames, err);
-    if (result < 0)
-        goto out;
-    set.jobs = calloc(nnames, sizeof(*set.jobs));
-    if (set.jobs == NULL) {
-        result = base_err_set(err, BASE_ENOMEM, "could not load jobs: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < nnames; i++) {
-        size_t dlen = strlen(dir);
-
-        base_buf_reset(&path);
-        result = base_buf_printf(&path, "%s%s%s", dir, dlen && dir[dlen - 1] == '/' ? "" : "/",
-                                 names[i]);
-        if (result < 0) {
-            base_err_set(err, BASE_ECONFIG, "could not load job file \"%s\": path too long",
-                         names[i]);
-            goto out;
-        }
-        result = jobs_load_file(path.data, &set.jobs[i], err);
-        if (result < 0)
-            goto out;
-        set.n = i + 1;
-    }
-    result = check_unique(&set, err);
-    if (result == BASE_OK)
-        result = resolve_parents(&set, err);
-    if (result < 0)
-        goto out;
-    *out = set;
-    set.jobs = NULL;
-    set.n = 0;
-out:
-    jobs_set_free(&set);
-    for (size_t i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
-    base_buf_free(&path);
-    return result;
-}
-
-/* Index of the job named name[0..len), or -1. */
-static long find_job(const struct jobs_set *set, const char *name, size_t len)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        if (strlen(set->jobs[i].name) == len && memcmp(set->jobs[i].name, name, len) == 0)
-            return (long)i;
-    }
-    return -1;
-}
-
-int jobs_select(struct jobs_set *set, const char *only_csv, struct base_err *err)
-{
-    char buf[SHOWN_BUF], name[SHOWN_BUF];
-    bool *keep = NULL;
-    const char *p;
-    size_t kept = 0;
-    int result = BASE_OK;
-
-    if (set == NULL)
-        return base_err_set(err, BASE_EINVAL, "could not select jobs: missing argument");
-    if (only_csv == NULL)
-        return BASE_OK;
-    keep = calloc(set->n ? set->n : 1, sizeof(*keep));
-    if (keep == NULL)
-        return base_err_set(err, BASE_ENOMEM, "could not select jobs: out of memory");
-    p = only_csv;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        const char *a = p, *b = comma ? comma : p + strlen(p);
-        long idx;
-
-        while (a < b && *a == ' ')
-            a++;
-        while (b > a && b[-1] == ' ')
-            b--;
-        if (a == b) {
-            result = base_err_set(err, BASE_ECONFIG, "empty job name in \"%s\"",
-                                  shown(only_csv, buf, sizeof(buf)));
-            goto out;
-        }
-        idx = find_job(set, a, (size_t)(b - a));
-        if (idx < 0) {
-            size_t len = (size_t)(b - a) < sizeof(buf) - 1 ? (size_t)(b - a) : sizeof(buf) - 1;
-
-            memcpy(buf, a, len);
-            buf[len] = '\0';
-            result = base_err_set(err, BASE_ECONFIG, "unknown job \"%s\"",
-                                  shown(buf, name, sizeof(name)));
-            base_err_hint(err, "job names are the file names in the jobs folder, without .json");
-            goto out;
-        }
-        keep[idx] = true;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    /* Every name is known: drop the others, keeping file order. */
-    for (size_t i = 0; i < set->n; i++) {
-        if (keep[i])
-            set->jobs[kept++] = set->jobs[i];
-        else
-            jobs_job_free(&set->jobs[i]);
-    }
-    set->n = kept;
-out:
-    free(keep);
-    return result;
-}
-
-void jobs_set_free(struct jobs_set *set)
-{
-    if (set == NULL)
-        return;
-    for (size_t i = 0; i < set->n; i++)
-        jobs_job_free(&set->jobs[i]);
-    free(set->jobs);
-    set->jobs = NULL;
-    set->n = 0;
 }

@@ -189,4 +189,73 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
                     struct base_err *err);
 void keap_page_free(struct keap_page *page); /* accepts a zeroed page */
 
+/* ---- OAuth2 (oauth.c) ----------------------------------------------------------------- */
+
+/* The integration's OAuth2 client. id is not secret; secret is. */
+struct keap_oauth_client {
+    char *id;        /* KEAP_CLIENT_ID */
+    char *secret;    /* KEAP_CLIENT_SECRET, or the content of KEAP_CLIENT_SECRET_FILE */
+    char *token_url; /* KEAP_TOKEN_URL, default KEAP_DEFAULT_TOKEN_URL */
+};
+
+/*
+ * Reads the client from the environment. *configured is false (and c untouched) when
+ * KEAP_CLIENT_ID is not set and no secret is either. KEAP_CLIENT_SECRET_FILE must not be
+ * group- or world-readable. Errors are BASE_ECONFIG with a message that never contains the
+ * secret.
+ */
+int keap_oauth_client_from_env(struct keap_oauth_client *c, bool *configured, struct base_err *err);
+void keap_oauth_client_clear(struct keap_oauth_client *c); /* wipes; accepts NULL */
+
+/* A token pair as the token endpoint returned it. Secrets: keap_oauth_pair_clear wipes them. */
+struct keap_oauth_pair {
+    char *access_token;
+    char *refresh_token;
+    int64_t expires_in_s;
+    char scope[256]; /* "full|xx123.infusionsoft.com": names the tenant, not secret */
+};
+void keap_oauth_pair_clear(struct keap_oauth_pair *p); /* accepts NULL */
+
+/*
+ * The token endpoint, blocking (a loop of its own, 15 s at most): exchanges an authorization
+ * code (client id and secret in the form), or spends a refresh token (client in
+ * "Authorization: Basic"). *out is set only on success. Errors: BASE_EAUTH when Keap answers
+ * invalid_grant (the code or refresh token is dead) or refuses the client; BASE_EIO when the
+ * endpoint cannot be reached or answers 5xx/429; BASE_EPROTO for any other answer.
+ */
+int keap_oauth_exchange_code(const struct keap_oauth_client *c, const char *code,
+                             const char *redirect_uri, struct keap_oauth_pair *out,
+                             struct base_err *err);
+int keap_oauth_refresh(const struct keap_oauth_client *c, const char *refresh_token,
+                       struct keap_oauth_pair *out, struct base_err *err);
+
+/*
+ * The refresh decision. An access token is refreshed when less than its margin is left: a
+ * fifth of its lifetime, at most KEAP_OAUTH_MARGIN_MAX_MS (a 24 h token: 5 min before).
+ */
+#define KEAP_OAUTH_MARGIN_MAX_MS 300000
+int64_t keap_oauth_margin_ms(int64_t obtained_ms, int64_t expires_ms);
+
+/* What the stored pair looks like, read under its row lock. */
+struct keap_oauth_view {
+    int64_t generation; /* bumped by every save */
+    int64_t obtained_ms;
+    int64_t expires_ms; /* of the access token */
+};
+
+enum keap_oauth_action {
+    KEAP_OAUTH_USE_STORED = 0, /* the stored access token is good: use it */
+    KEAP_OAUTH_REFRESH,        /* spend the stored refresh token now, under the lock */
+};
+
+/*
+ * Decides, under the row lock, what a process holding the pair of have_generation (-1: none
+ * yet) does. force: its token was refused (401). A pair rotated by another process
+ * (*rotated) is used as it is unless it too is within its margin: a 401 on the old token
+ * never spends the new refresh token.
+ */
+enum keap_oauth_action keap_oauth_decide(const struct keap_oauth_view *stored,
+                                         int64_t have_generation, bool force, int64_t now_ms,
+                                         bool *rotated);
+
 #endif

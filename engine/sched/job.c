@@ -277,8 +277,10 @@ static void response_cb(struct http_response *resp, void *data)
     }
     pg->server_used = obs.quota_used;
     keap_classify_api(resp, job->def->api, wall, &v);
-    if (v.outcome == KEAP_OUTCOME_OK)
+    if (v.outcome == KEAP_OUTCOME_OK) {
         sched_note_tenant(s, obs.tenant_id);
+        s->tok.retried_401 = false;
+    }
     if (v.outcome == KEAP_OUTCOME_RATE_LIMITED) {
         s->rejected_429++;
         pace_on_429(s->pace, now, wall, v.limit, v.retry_after_ms);
@@ -365,6 +367,14 @@ static void response_cb(struct http_response *resp, void *data)
     case KEAP_OUTCOME_AUTH: {
         char why[512];
 
+        if (sched_oauth_on_401(s, pg)) {
+            /* OAuth2: sent again once the token is refreshed (sched_pump waits for it). */
+            page_set_state(pg, PAGE_WANT, v.reason);
+            pg->not_before = 0;
+            base_log_info("job \"%s\": %s; refreshing the access token", job->def->name, v.reason);
+            break;
+        }
+
         snprintf(why, sizeof(why), "Keap refused the credentials: %s", v.reason);
         job_unlink_page(job, pg);
         page_free(pg);
@@ -447,6 +457,7 @@ int job_send_page(struct sched *s, struct sched_page *pg)
     req.url = url.data;
     base_log_debug("job \"%s\": GET %s", job->def->name, url.data);
     req.headers = (const char *const *)s->auth_headers;
+    pg->token_gen = s->tok.gen;
     rc = http_send(s->http, &req, response_cb, pg);
     base_buf_free(&url);
     if (rc < 0)

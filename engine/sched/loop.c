@@ -105,7 +105,8 @@ static void close_noop_cb(uv_handle_t *h)
 
 static bool sched_idle(const struct sched *s)
 {
-    return s->inflight == 0 && !s->op_running && s->ops_head == NULL && !s->reserving;
+    return s->inflight == 0 && !s->op_running && s->ops_head == NULL && !s->reserving &&
+           !s->tok.refreshing;
 }
 
 static void sched_maybe_finish(struct sched *s)
@@ -244,6 +245,8 @@ void sched_pump(struct sched *s)
         if (s->ledger_exhausted && base_time_day_start(wall) != s->grant_day && s->grant_day != 0) {
             s->ledger_exhausted = false;
         }
+        if (sched_oauth_pause(s))
+            break;
         if (now < s->join_until) {
             arm_timer(s, s->join_until);
             break;

@@ -227,6 +227,7 @@ static void op_reserve_work(struct sched_op *op)
     }
     op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, op->budget, op->want,
                                   &op->granted, &total, &op->err);
+    sched_oauth_reserve_more(op);
 }
 
 static void op_heartbeat_work(struct sched_op *op)
@@ -390,6 +391,7 @@ static const struct {
     [OP_HEARTBEAT] = {op_heartbeat_work, op_heartbeat_done},
     [OP_PARENTS] = {op_parents_work, op_parents_done},
     [OP_CLOSE] = {op_close_work, op_close_done},
+    [OP_REFRESH] = {sched_oauth_refresh_work, sched_oauth_refresh_done},
 };
 
 static void op_work_cb(uv_work_t *w)

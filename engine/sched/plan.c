@@ -24,9 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
-#define PLAN_DEFAULT_PROBES 48
+#define PLAN_DEFAULT_PROBES 64
 #define PLAN_MAX_DAYS       3650
 
 /* ---- pure: requests for records, and the size probe ----------------------------------- */
@@ -69,75 +70,174 @@ int64_t sched_plan_sweep_requests(enum keap_api api, int64_t records, int page_s
         api, page_size > SCHED_SWEEP_PAGE ? page_size : SCHED_SWEEP_PAGE, false, records);
 }
 
+void sched_probe_init(struct sched_probe *p, sched_probe_fn fn, void *ctx, int limit)
+{
+    memset(p, 0, sizeof(*p));
+    p->fn = fn;
+    p->ctx = ctx;
+    p->limit = limit < 1 ? 1 : limit;
+    p->hi = p->exact = p->count = -1;
+}
+
+bool sched_probe_done(const struct sched_probe *p, double tol)
+{
+    if (p->rc < 0 || p->exact >= 0)
+        return true;
+    if (p->stage < 3 || p->hi < 0)
+        return false;
+    return (double)(p->hi - p->lo) <= tol * (double)(p->hi + p->lo);
+}
+
+int64_t sched_probe_estimate(const struct sched_probe *p)
+{
+    if (p->exact >= 0)
+        return p->exact;
+    /* The middle in ratio while the bracket spans more than a factor of 2: its error either
+     * way is then at most sqrt(hi / lo), where the arithmetic middle's could be hi / 2lo. */
+    if (p->hi > 2 * p->lo)
+        return (int64_t)sqrt((double)p->lo * (double)p->hi);
+    if (p->hi >= 0)
+        return p->lo + (p->hi - p->lo) / 2;
+    return p->lo;
+}
+
+/* Fetches the page at offset; a short page settles the size. Returns fn's result. */
+static int probe_fetch(struct sched_probe *p, int64_t offset, int limit, int *n, int64_t *count)
+{
+    int rc;
+
+    *n = 0;
+    *count = -1;
+    rc = p->fn(p->ctx, offset, limit, n, count);
+    p->requests++;
+    if (rc < 0)
+        p->rc = rc;
+    return rc;
+}
+
+/* lo <= size <= hi: equal bounds are the size; crossed ones mean the list grew meanwhile. */
+static void probe_settle(struct sched_probe *p)
+{
+    if (p->exact < 0 && p->hi >= 0 && p->hi == p->lo)
+        p->exact = p->lo;
+    else if (p->hi >= 0 && p->hi < p->lo)
+        p->hi = -1; /* bound it again */
+}
+
+int sched_probe_step(struct sched_probe *p)
+{
+    int64_t off, count;
+    int n, rc;
+
+    if (p->rc < 0 || p->exact >= 0)
+        return p->rc;
+    switch (p->stage) {
+    case 0: /* the first page */
+        if ((rc = probe_fetch(p, 0, p->limit, &n, &count)) < 0)
+            return rc;
+        if (n < p->limit) {
+            p->exact = n;
+            return 0;
+        }
+        p->lo = p->limit;
+        p->count = count;
+        p->stage = count > n ? 1 : 3;
+        return 0;
+    case 1: /* a count above the page: is there a record at count - 1 ... */
+        if ((rc = probe_fetch(p, p->count - 1, 1, &n, &count)) < 0)
+            return rc;
+        if (n == 1) {
+            p->lo = p->count > p->lo ? p->count : p->lo;
+            p->stage = 2;
+        } else {
+            p->hi = p->count - 1;
+            p->stage = 3;
+        }
+        probe_settle(p);
+        return 0;
+    case 2: /* ... and none at count? */
+        if ((rc = probe_fetch(p, p->count, 1, &n, &count)) < 0)
+            return rc;
+        if (n == 0)
+            p->exact = p->count;
+        else
+            p->lo = p->count + 1;
+        p->stage = 3;
+        return 0;
+    default:
+        break;
+    }
+    if (p->hi >= 0 && p->hi - p->lo <= p->limit - 2) {
+        /* One page over [hi - limit + 1, hi + 1) starts below lo: it is short, and exact. */
+        off = p->hi - p->limit + 1 > 0 ? p->hi - p->limit + 1 : 0;
+    } else if (p->hi < 0) {
+        if (p->lo > INT64_MAX / (4 * SCHED_PROBE_GROWTH)) {
+            p->rc = BASE_ERANGE;
+            return p->rc;
+        }
+        off = p->lo * SCHED_PROBE_GROWTH;
+    } else {
+        off = p->hi > 2 * p->lo ? (int64_t)sqrt((double)p->lo * (double)p->hi)
+                                : p->lo + (p->hi - p->lo) / 2;
+        if (off < p->lo)
+            off = p->lo;
+        if (off > p->hi - 1)
+            off = p->hi - 1;
+    }
+    if ((rc = probe_fetch(p, off, p->limit, &n, &count)) < 0)
+        return rc;
+    if (n >= p->limit)
+        p->lo = off + p->limit;
+    else if (n > 0)
+        p->exact = off + n;
+    else
+        p->hi = off;
+    probe_settle(p);
+    return 0;
+}
+
+/* The bracket's width in probe pages (a list not yet bounded above is the widest). */
+static double probe_width(const struct sched_probe *p)
+{
+    if (p->stage < 3 || p->hi < 0)
+        return HUGE_VAL;
+    return (double)(p->hi - p->lo) / (double)p->limit;
+}
+
+int sched_probe_many(struct sched_probe *const *v, size_t n, int budget, double tol)
+{
+    int spent = 0;
+
+    while (spent < budget) {
+        struct sched_probe *best = NULL;
+        int before;
+
+        for (size_t i = 0; i < n; i++)
+            if (!sched_probe_done(v[i], tol) &&
+                (best == NULL || probe_width(v[i]) > probe_width(best)))
+                best = v[i];
+        if (best == NULL)
+            break;
+        before = best->requests;
+        sched_probe_step(best);
+        spent += best->requests - before;
+        if (best->rc == BASE_EAUTH)
+            return BASE_EAUTH;
+    }
+    return spent;
+}
+
 int sched_probe_size(sched_probe_fn fn, void *ctx, int limit, int64_t *size, int *requests)
 {
-    int64_t lo, hi, count = -1, c2;
-    int n = 0, n1, rc;
+    struct sched_probe p;
 
-    *requests = 0;
-    if (limit < 1)
-        limit = 1;
-    rc = fn(ctx, 0, limit, &n, &count);
-    (*requests)++;
-    if (rc < 0)
-        return rc;
-    if (n < limit) {
-        *size = n;
-        return 0;
-    }
-    /* A count above the page's length may be the total: two one-record pages settle it. */
-    if (count > n) {
-        rc = fn(ctx, count - 1, 1, &n1, &c2);
-        (*requests)++;
-        if (rc < 0)
-            return rc;
-        if (n1 == 1) {
-            rc = fn(ctx, count, 1, &n1, &c2);
-            (*requests)++;
-            if (rc < 0)
-                return rc;
-            if (n1 == 0) {
-                *size = count;
-                return 0;
-            }
-        }
-    }
-    /* lo: a full page starts there (size >= lo + limit); hi: an empty one does (size <= hi). */
-    lo = 0;
-    hi = -1;
-    for (int64_t off = limit; hi < 0; off *= 2) {
-        rc = fn(ctx, off, limit, &n, &count);
-        (*requests)++;
-        if (rc < 0)
-            return rc;
-        if (n > 0 && n < limit) {
-            *size = off + n;
-            return 0;
-        }
-        if (n == 0)
-            hi = off;
-        else
-            lo = off;
-        if (off > INT64_MAX / 4)
-            return BASE_ERANGE;
-    }
-    while (hi - lo > limit) {
-        int64_t mid = lo + (hi - lo) / 2;
-
-        rc = fn(ctx, mid, limit, &n, &count);
-        (*requests)++;
-        if (rc < 0)
-            return rc;
-        if (n > 0 && n < limit) {
-            *size = mid + n;
-            return 0;
-        }
-        if (n == 0)
-            hi = mid;
-        else
-            lo = mid;
-    }
-    *size = lo + limit; /* the page at lo is full and nothing starts at hi <= lo + limit */
+    sched_probe_init(&p, fn, ctx, limit);
+    while (!sched_probe_done(&p, 0.0))
+        sched_probe_step(&p);
+    *requests = p.requests;
+    if (p.rc < 0)
+        return p.rc;
+    *size = p.exact;
     return 0;
 }
 
@@ -224,10 +324,31 @@ struct probe_ctx {
     const struct keap_param *extra;
     size_t nextra;
     const char *array_key;
-    int budget_probes; /* probe requests left */
-    uint64_t next_mono;
+    uint64_t *next_mono; /* the plan's: when the next probe may be sent */
     struct base_err *err;
 };
+
+/*
+ * A plan's probes. The plan is built twice: a survey (pr->survey) that registers the probe
+ * each estimate would need and estimates nothing, then, once sched_probe_many has spent the
+ * cap over all of them together, the real pass, which reads each probe's result back.
+ */
+struct plan_probe {
+    char key[80]; /* the job's name, or the backfill's ("<job>#backfill<id>") */
+    char endpoint[256];
+    struct probe_ctx cx;
+    struct sched_probe st;
+    struct base_err err;
+};
+
+struct plan_probes {
+    struct plan_probe *v;
+    size_t n, cap;
+    bool survey;
+    uint64_t next_mono;
+};
+
+#define PLAN_PROBE_TOL 0.01 /* a probed size within 1 % is close enough */
 
 /* The spacing that keeps evenly spaced probes under the second's and the minute's ceilings. */
 static uint64_t probe_interval_ms(const struct pace_config *l)
@@ -260,8 +381,6 @@ static int probe_page_cb(void *data, int64_t offset, int limit, int *n, int64_t 
     uint64_t now;
     int rc;
 
-    if (cx->budget_probes <= 0)
-        return base_err_set(cx->err, BASE_EAGAIN, "the plan's probe requests are used up");
     wall = base_clock_wall_ms(opt->clock);
     /* Counted in the ledger before it is sent, as every request is. */
     rc = store_ledger_reserve(cx->store, opt->tenant, wall,
@@ -272,10 +391,9 @@ static int probe_page_cb(void *data, int64_t offset, int limit, int *n, int64_t 
     if (granted < 1)
         return base_err_set(cx->err, BASE_EQUOTA, "the day's request budget is spent");
     now = base_clock_mono_ms(opt->clock);
-    if (now < cx->next_mono)
-        sleep_ms(cx->next_mono - now);
-    cx->next_mono = base_clock_mono_ms(opt->clock) + probe_interval_ms(&opt->limits);
-    cx->budget_probes--;
+    if (now < *cx->next_mono)
+        sleep_ms(*cx->next_mono - now);
+    *cx->next_mono = base_clock_mono_ms(opt->clock) + probe_interval_ms(&opt->limits);
     cx->plan->probe_requests++;
     q.limit = limit;
     q.offset = offset;
@@ -363,6 +481,99 @@ static bool v1_equivalent(const struct jobs_job *def, const struct sched_cursor 
     return true;
 }
 
+/*
+ * The probed size of key's list, with cx set up for it (v1_equivalent). In the survey the
+ * probe is only registered and *size is 0. Afterwards: 0 with *size (exact, or the middle of
+ * a bracket within PLAN_PROBE_TOL, or what the cap left), *nreq its requests and *detail a
+ * word on its precision; BASE_EAGAIN when the cap left it nothing; or the probe's error.
+ */
+static int plan_probe(struct plan_probes *pr, const char *key, const struct probe_ctx *cx,
+                      int limit, int64_t *size, int *nreq, char *detail, size_t dn,
+                      struct base_err *err)
+{
+    struct plan_probe *e = NULL;
+
+    *size = 0;
+    *nreq = 0;
+    detail[0] = '\0';
+    if (pr->survey) {
+        if (pr->n == pr->cap) {
+            size_t cap = pr->cap ? pr->cap * 2 : 16;
+            struct plan_probe *grown = realloc(pr->v, cap * sizeof(*grown));
+
+            if (grown == NULL)
+                return base_err_set(err, BASE_ENOMEM, "out of memory");
+            pr->v = grown;
+            pr->cap = cap;
+        }
+        e = &pr->v[pr->n++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->key, sizeof(e->key), "%s", key);
+        snprintf(e->endpoint, sizeof(e->endpoint), "%s", cx->endpoint);
+        e->cx = *cx;
+        sched_probe_init(&e->st, probe_page_cb, NULL, limit); /* ctx: once v stops moving */
+        return 0;
+    }
+    for (size_t i = 0; i < pr->n && e == NULL; i++)
+        if (strcmp(pr->v[i].key, key) == 0)
+            e = &pr->v[i];
+    if (e == NULL || e->st.requests == 0)
+        return base_err_set(err, BASE_EAGAIN, "the plan's probe requests are used up");
+    *nreq = e->st.requests;
+    if (e->st.rc < 0) {
+        *err = e->err;
+        return e->st.rc;
+    }
+    *size = sched_probe_estimate(&e->st);
+    if (e->st.exact < 0 && e->st.hi < 0)
+        snprintf(detail, dn, ", at least (the cap ended it)");
+    else if (e->st.exact < 0)
+        snprintf(detail, dn, ", within %.1f %%",
+                 e->st.hi + e->st.lo > 0
+                     ? 100.0 * (double)(e->st.hi - e->st.lo) / (double)(e->st.hi + e->st.lo)
+                     : 0.0);
+    return 0;
+}
+
+/* Spends the cap over the surveyed probes, widest bracket first. */
+static int plan_probe_all(struct plan_probes *pr, struct sched_plan *plan, int budget,
+                          struct base_err *err)
+{
+    struct sched_probe **all;
+    int rc;
+
+    for (size_t i = 0; i < pr->n; i++) {
+        struct plan_probe *e = &pr->v[i];
+
+        e->cx.endpoint = e->endpoint;
+        e->cx.next_mono = &pr->next_mono;
+        e->cx.err = &e->err;
+        e->cx.plan = plan;
+        e->st.ctx = &e->cx;
+        base_err_clear(&e->err);
+    }
+    pr->survey = false;
+    if (budget <= 0 || pr->n == 0)
+        return 0;
+    all = calloc(pr->n, sizeof(*all));
+    if (all == NULL)
+        return base_err_set(err, BASE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < pr->n; i++)
+        all[i] = &pr->v[i].st;
+    rc = sched_probe_many(all, pr->n, budget, PLAN_PROBE_TOL);
+    free(all);
+    if (rc == BASE_EAUTH) {
+        for (size_t i = 0; i < pr->n; i++)
+            if (pr->v[i].st.rc == BASE_EAUTH)
+                *err = pr->v[i].err;
+        return BASE_EAUTH;
+    }
+    for (size_t i = 0; i < pr->n; i++)
+        if (pr->v[i].st.rc < 0)
+            base_log_warning("job \"%s\": probe stopped: %s", pr->v[i].key, pr->v[i].err.msg);
+    return 0;
+}
+
 /* ---- estimates ------------------------------------------------------------------------ */
 
 static int64_t max64(int64_t a, int64_t b)
@@ -390,7 +601,7 @@ static int64_t left_of_pass(const struct jobs_job *def, bool overlap, const stru
 
 static int estimate_list(const struct sched_plan_options *opt, struct store *s,
                          const struct jobs_job *def, struct sched_plan *plan,
-                         struct sched_plan_job *pj, struct base_err *err)
+                         struct plan_probes *pr, struct sched_plan_job *pj, struct base_err *err)
 {
     struct sched_cursor c = {0};
     struct store_pass_cost hist, open, inc;
@@ -442,7 +653,7 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
                  "last %s pass: %" PRId64 " records, %" PRId64 " requests", pj->pass, hist.records,
                  hist.requests);
     } else {
-        char endpoint[256];
+        char endpoint[256], prec[64];
         struct probe_ctx cx = {.opt = opt, .store = s, .plan = plan, .err = err};
         const char *why = ", and no v1 list to probe";
         int64_t size = 0;
@@ -451,19 +662,14 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
         rc = -1;
         cx.endpoint = endpoint;
         cx.array_key = def->array_key;
-        cx.budget_probes = (opt->max_probes > 0 ? opt->max_probes : PLAN_DEFAULT_PROBES) -
-                           (int)plan->probe_requests;
-        if (opt->headers != NULL && cx.budget_probes <= 0)
-            why = ", and the probe cap (--max-probes) was reached";
-        else if (opt->headers != NULL && v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint))) {
+        if (opt->headers != NULL && v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint))) {
             int limit = def->api == KEAP_API_V1 ? def->page_size : 1000;
-            int64_t before = plan->probe_requests;
 
-            rc = sched_probe_size(probe_page_cb, &cx, limit > 0 ? limit : 1000, &size, &nreq);
-            if (rc == BASE_EAUTH)
-                goto out; /* the credentials are refused: nothing else will work */
+            rc = plan_probe(pr, def->name, &cx, limit > 0 ? limit : 1000, &size, &nreq, prec,
+                            sizeof(prec), err);
+            if (rc == BASE_ENOMEM)
+                goto out;
             if (rc < 0) {
-                base_log_warning("job \"%s\": probe stopped: %s", def->name, err->msg);
                 base_err_clear(err);
                 why = rc == BASE_EAGAIN ? ", and the probe cap (--max-probes) was reached"
                                         : ", and the probe failed";
@@ -471,9 +677,8 @@ static int estimate_list(const struct sched_plan_options *opt, struct store *s,
                 pj->records = size;
                 pj->requests = left_of_pass(def, overlap, &c, size, open.requests);
                 snprintf(pj->source, sizeof(pj->source), "probe");
-                snprintf(pj->detail, sizeof(pj->detail), "%s%s: %" PRId64 " requests", endpoint,
-                         cx.since_ms >= 0 ? " since the watermark" : "",
-                         plan->probe_requests - before);
+                snprintf(pj->detail, sizeof(pj->detail), "%s%s: %d requests%s", endpoint,
+                         cx.since_ms >= 0 ? " since the watermark" : "", nreq, prec);
             }
         }
         if (rc < 0) {
@@ -650,8 +855,8 @@ static int estimate_sweep(struct store *s, const struct jobs_job *def,
 /* What remains of a recorded backfill: its range probed like a window, or one page. */
 static int estimate_backfill(const struct sched_plan_options *opt, struct store *s,
                              const struct jobs_job *def, const struct sched_pending_backfill *b,
-                             struct sched_plan *plan, struct sched_plan_job *pj,
-                             struct base_err *err)
+                             struct sched_plan *plan, struct plan_probes *pr,
+                             struct sched_plan_job *pj, struct base_err *err)
 {
     bool overlap = def->api == KEAP_API_V1 && def->order != NULL && strcmp(def->order, "id") == 0;
     struct sched_cursor c = {0};
@@ -668,21 +873,18 @@ static int estimate_backfill(const struct sched_plan_options *opt, struct store 
     c.until_ms = b->to_ms;
     cx.endpoint = endpoint;
     cx.array_key = def->array_key;
-    cx.budget_probes =
-        (opt->max_probes > 0 ? opt->max_probes : PLAN_DEFAULT_PROBES) - (int)plan->probe_requests;
-    if (opt->headers != NULL && cx.budget_probes <= 0)
-        why = ", and the probe cap (--max-probes) was reached";
-    else if (opt->headers != NULL && v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint)) &&
-             cx.since_ms >= 0) {
+    if (opt->headers != NULL && v1_equivalent(def, &c, &cx, endpoint, sizeof(endpoint)) &&
+        cx.since_ms >= 0) {
         int limit = def->api == KEAP_API_V1 ? def->page_size : 1000;
-        int64_t size = 0, before = plan->probe_requests;
+        int64_t size = 0;
+        char prec[64];
         int nreq = 0;
 
-        rc = sched_probe_size(probe_page_cb, &cx, limit > 0 ? limit : 1000, &size, &nreq);
-        if (rc == BASE_EAUTH)
+        rc = plan_probe(pr, pj->name, &cx, limit > 0 ? limit : 1000, &size, &nreq, prec,
+                        sizeof(prec), err);
+        if (rc == BASE_ENOMEM)
             return rc;
         if (rc < 0) {
-            base_log_warning("job \"%s\": probe stopped: %s", pj->name, err->msg);
             base_err_clear(err);
             why = rc == BASE_EAGAIN ? ", and the probe cap (--max-probes) was reached"
                                     : ", and the probe failed";
@@ -695,8 +897,8 @@ static int estimate_backfill(const struct sched_plan_options *opt, struct store 
             days = plan->daily > 0 ? pj->requests / plan->daily : 0;
             pj->requests += days;
             snprintf(pj->source, sizeof(pj->source), "probe");
-            snprintf(pj->detail, sizeof(pj->detail), "%s over the range left: %" PRId64 " requests",
-                     endpoint, plan->probe_requests - before);
+            snprintf(pj->detail, sizeof(pj->detail), "%s over the range left: %d requests%s",
+                     endpoint, nreq, prec);
         }
     } else if (opt->headers != NULL) {
         why = ", and no changed-since list to probe";
@@ -731,7 +933,8 @@ static int estimate_backfill(const struct sched_plan_options *opt, struct store 
 
 /* Backfills and delete sweeps: the work beyond each job's window (sched_pending_work). */
 static int plan_pending(const struct sched_plan_options *opt, const struct jobs_set *set,
-                        struct store *s, struct sched_plan *p, struct base_err *err)
+                        struct store *s, struct sched_plan *p, struct plan_probes *pr,
+                        struct base_err *err)
 {
     struct sched_pending *pend = NULL;
     int rc;
@@ -745,10 +948,10 @@ static int plan_pending(const struct sched_plan_options *opt, const struct jobs_
             if (pend[i].backfills[k].done)
                 continue;
             memset(&pj, 0, sizeof(pj));
-            rc = estimate_backfill(opt, s, def, &pend[i].backfills[k], p, &pj, err);
+            rc = estimate_backfill(opt, s, def, &pend[i].backfills[k], p, pr, &pj, err);
             if (rc == 0 && sched_plan_add(p, &pj) < 0)
                 rc = base_err_set(err, BASE_ENOMEM, "out of memory");
-            if (rc == 0 && opt->save && strcmp(pj.source, "probe") == 0)
+            if (rc == 0 && opt->save && !pr->survey && strcmp(pj.source, "probe") == 0)
                 rc = store_estimate_put(s, pj.name, pj.source, pj.records, pj.requests, err);
         }
         if (rc == 0 && pend[i].sweep_days > 0 && (pend[i].sweep_due || pend[i].sweep_running)) {
@@ -766,7 +969,8 @@ int sched_plan_build(const struct sched_plan_options *opt_in, const struct jobs_
                      struct store *s, struct sched_plan *out, struct base_err *err)
 {
     struct sched_plan_options opt = *opt_in;
-    struct sched_plan p = {0};
+    struct sched_plan p = {0}, scratch = {0};
+    struct plan_probes pr = {.survey = true};
     int rc = 0;
 
     if (opt.clock == NULL)
@@ -774,6 +978,25 @@ int sched_plan_build(const struct sched_plan_options *opt_in, const struct jobs_
     p.now_ms = base_clock_wall_ms(opt.clock);
     p.next_day_ms = base_time_next_day(p.now_ms);
     rc = plan_budget(&opt, s, &p, err); /* the probes reserve against it */
+    /* The survey: which lists need probing (child streams never do). */
+    scratch = p;
+    for (size_t i = 0; rc == 0 && opt.headers != NULL && i < set->n; i++) {
+        struct sched_plan_job pj = {0};
+
+        if (set->jobs[i].parent_job != NULL)
+            continue;
+        snprintf(pj.name, sizeof(pj.name), "%s", set->jobs[i].name);
+        rc = estimate_list(&opt, s, &set->jobs[i], &scratch, &pr, &pj, err);
+    }
+    if (rc == 0 && opt.headers != NULL)
+        rc = plan_pending(&opt, set, s, &scratch, &pr, err);
+    sched_plan_free(&scratch);
+    if (rc == 0)
+        rc = plan_probe_all(&pr, &p,
+                            (opt.max_probes > 0 ? opt.max_probes : PLAN_DEFAULT_PROBES) -
+                                (int)p.probe_requests,
+                            err);
+    pr.survey = false;
     /* List jobs first: a child stream counts the parents its parent job will write. */
     for (int pass = 0; rc == 0 && pass < 2; pass++)
         for (size_t i = 0; rc == 0 && i < set->n; i++) {
@@ -784,7 +1007,7 @@ int sched_plan_build(const struct sched_plan_options *opt_in, const struct jobs_
                 continue;
             snprintf(pj.name, sizeof(pj.name), "%s", def->name);
             pj.kind = SCHED_PLAN_LIST;
-            rc = pass == 0 ? estimate_list(&opt, s, def, &p, &pj, err)
+            rc = pass == 0 ? estimate_list(&opt, s, def, &p, &pr, &pj, err)
                            : estimate_child(&opt, s, def, &p, &pj, err);
             if (rc == 0)
                 rc = sched_plan_add(&p, &pj) < 0 ? base_err_set(err, BASE_ENOMEM, "out of memory")
@@ -793,9 +1016,10 @@ int sched_plan_build(const struct sched_plan_options *opt_in, const struct jobs_
                 rc = store_estimate_put(s, def->name, pj.source, pj.records, pj.requests, err);
         }
     if (rc == 0)
-        rc = plan_pending(&opt, set, s, &p, err);
+        rc = plan_pending(&opt, set, s, &p, &pr, err);
     if (rc == 0)
         rc = plan_budget(&opt, s, &p, err); /* again: the probes spent some, headers told more */
+    free(pr.v);
     if (rc < 0) {
         sched_plan_free(&p);
         return rc;

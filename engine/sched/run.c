@@ -158,7 +158,10 @@ static int sched_peer_group(struct sched *s, const struct keap_credential *cred,
                             struct base_err *err)
 {
     char id[KEAP_CREDENTIAL_ID_LEN + 1];
-    int rc = keap_credential_id(cred, id, sizeof(id));
+    /* OAuth2: the access token rotates, the client id stays. */
+    struct keap_credential by_client = {.api_key =
+                                            s->opt->oauth ? s->opt->oauth->client->id : NULL};
+    int rc = keap_credential_id(s->opt->oauth ? &by_client : cred, id, sizeof(id));
 
     if (rc < 0)
         return base_err_set(err, rc, "could not identify the credential: %s", base_strerror(rc));
@@ -337,6 +340,11 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     /* Processes sharing a key must not retry in step. */
     pace_set_seed(s->pace, (uint64_t)getpid() * 2654435761u ^ (uint64_t)now_wall(s));
     srand((unsigned)getpid() ^ (unsigned)now_wall(s));
+    if (opt.oauth != NULL) {
+        s->tok.gen = opt.oauth->generation;
+        s->tok.obtained_ms = opt.oauth->obtained_ms;
+        s->tok.expires_ms = opt.oauth->expires_ms;
+    }
     rc = keap_auth_headers(cred, &s->auth_headers);
     if (rc < 0) {
         base_err_set(err, rc, "could not build request headers: %s", base_strerror(rc));
@@ -374,6 +382,7 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
         if (unspent > 0 && s->tenant != NULL &&
             store_ledger_release(store, s->tenant, now_wall(s), unspent, &e2) < 0)
             base_log_warning("%s", e2.msg);
+        sched_oauth_release_more(s, unspent);
     }
 
     sched_release_leases(s);

@@ -49,8 +49,10 @@ struct sched_options {
     const char *tenant;        /* ledger key override (KEAPSYNC_TENANT) or NULL */
     struct pace_config limits; /* KEAPSYNC_LIMITS + KEAPSYNC_RESERVE */
     const struct base_clock *clock;
-    int max_depth;    /* pages of one job in flight at once; 0: default */
-    int max_attempts; /* tries of one page before its job fails; 0: default */
+    int max_depth;                   /* pages of one job in flight at once; 0: default */
+    int max_attempts;                /* tries of one page before its job fails; 0: default */
+    const struct sched_oauth *oauth; /* the credential is an OAuth2 access token, or NULL */
+    int64_t ceiling_per_day;         /* every credential of the tenant together; 0: none */
 };
 
 struct sched_job_result {
@@ -194,7 +196,7 @@ struct sched_plan_options {
     const char *const *headers; /* auth headers for probes; NULL: no probes */
     struct pace_config limits;
     const struct base_clock *clock; /* NULL: the system clock */
-    int max_probes;                 /* cap on probe requests; 0: 48 */
+    int max_probes;                 /* cap on probe requests; 0: 64 */
     bool save;                      /* store each estimate in keapsync.job_estimates */
 };
 
@@ -221,12 +223,48 @@ int64_t sched_plan_sweep_requests(enum keap_api api, int64_t records, int page_s
 /*
  * The size of a v1 list from page lengths alone. fn(ctx, offset, limit, &n, &count) fetches
  * the page at offset with that limit: n its records, count its "count" member (-1: none);
- * returns 0 or an error, which ends the probe. limit pages double their offset until one is
- * short, then bisect; a count above the first page's length is only a hint, believed after
- * two one-record pages confirm it. *requests counts the pages fetched (about 2 log2(N/limit)
- * + 2, or 3 with a true count). Pure apart from fn.
+ * returns 0 or an error, which ends the probe. The first page at offset 0 tells a short list
+ * exactly; a count above its length is only a hint, believed after two one-record pages
+ * confirm it. Otherwise the size is bracketed, lo <= size <= hi: offsets grow by
+ * SCHED_PROBE_GROWTH until a page is empty, then the bracket is bisected (geometrically while
+ * hi > 2 lo), and a short page anywhere gives the size exactly. Pure apart from fn.
+ *
+ * sched_probe_step sends one request; sched_probe_many spends a budget over several lists,
+ * each time on the one whose bracket is widest in pages, until each is exact or within tol
+ * (the bracket's half-width over its middle), so that the budget goes where the requests are.
  */
+#define SCHED_PROBE_GROWTH 32
+
 typedef int (*sched_probe_fn)(void *ctx, int64_t offset, int limit, int *n, int64_t *count);
+
+struct sched_probe {
+    sched_probe_fn fn;
+    void *ctx;
+    int limit;     /* records per probe page */
+    int stage;     /* 0 first page, 1 and 2 the count check, 3 bracket and bisect */
+    int64_t lo;    /* size >= lo */
+    int64_t hi;    /* size <= hi; -1: no empty page seen yet */
+    int64_t exact; /* the size, once known; -1 until then */
+    int64_t count; /* the first page's count, checked in stages 1 and 2 */
+    int requests;  /* pages fetched */
+    int rc;        /* the error that ended the probe, or 0 */
+};
+
+void sched_probe_init(struct sched_probe *p, sched_probe_fn fn, void *ctx, int limit);
+/* One request. Returns 0, or fn's error (kept in p->rc; the probe is over). */
+int sched_probe_step(struct sched_probe *p);
+/* Exact, failed, or the bracket within tol of its middle (tol 0: exact only). */
+bool sched_probe_done(const struct sched_probe *p, double tol);
+/* The size if exact, else the bracket's middle (in ratio while hi > 2 lo), else (no upper
+ * bound yet) its lower bound. */
+int64_t sched_probe_estimate(const struct sched_probe *p);
+/*
+ * Steps the probes of v[0..n) until each is done within tol or budget requests are spent,
+ * always the widest bracket first (one not yet bounded above is the widest). Returns the
+ * requests spent, or BASE_EAUTH when fn reported refused credentials (nothing else will do).
+ */
+int sched_probe_many(struct sched_probe *const *v, size_t n, int budget, double tol);
+/* The exact size: sched_probe_step until exact. *requests counts the pages fetched. */
 int sched_probe_size(sched_probe_fn fn, void *ctx, int limit, int64_t *size, int *requests);
 
 /* The plan as JSON: {"total_requests", "days", "jobs": [{"name", "requests", ...}], ...}. */
@@ -250,5 +288,45 @@ int sched_plan_passes(struct store *s, const struct jobs_set *set, const struct 
                       bool *full, struct base_err *err);
 int sched_plan_record(struct store *s, const struct jobs_set *set, int64_t run_id, const bool *full,
                       const struct sched_result *res, struct base_err *err);
+
+/* ---- OAuth2 (oauth.c) ------------------------------------------------------------------- */
+
+/* What a run needs to refresh its access token (cred->access_token) mid-run. */
+struct sched_oauth {
+    const struct keap_oauth_client *client;
+    const struct store_token_key *key; /* KEAPSYNC_TOKEN_KEY_FILE, or NULL: tokens in clear */
+    int64_t generation;                /* of the access token the run starts with */
+    int64_t obtained_ms, expires_ms;
+    int64_t app_per_day; /* the client id's day, across all tenants (ledger "client:<id>") */
+};
+
+/* An access token handed out by sched_oauth_token. access_token is secret. */
+struct sched_token {
+    char *access_token;
+    int64_t generation, obtained_ms, expires_ms;
+    bool refreshed; /* this call spent the refresh token (and committed the new pair) */
+    bool rotated;   /* another process had rotated the pair since have_generation */
+};
+void sched_token_clear(struct sched_token *t); /* wipes; accepts NULL */
+
+/* How to re-authorize, for the line an exit 77 prints. */
+#define SCHED_OAUTH_REAUTH_HINT                                                                    \
+    "re-authorize: keapsync auth --code CODE --redirect-uri URI, with a fresh code from Keap's "   \
+    "authorize page (README, \"OAuth2\")"
+
+/*
+ * The access token to use, serialized across every process of the tenant: takes the row lock
+ * of client c's pair in store s (waiting for a process refreshing it), decides
+ * (keap_oauth_decide: have_generation -1 when holding none, force after a 401), and when a
+ * refresh is due calls the token endpoint with the lock held and commits the new pair before
+ * returning it. Blocking: meant for set-up and the run's database worker. Errors: BASE_EAUTH
+ * when no pair is stored or Keap answers invalid_grant (the hint says how to re-authorize);
+ * BASE_ECONFIG for a key that does not open the stored pair; BASE_EIO, BASE_EDB otherwise.
+ * KEAPSYNC_TEST_CRASH_AFTER_TOKEN=1 (tests only) makes the process _exit(1) after the token
+ * endpoint answered and before the commit, losing the new pair as a crash would.
+ */
+int sched_oauth_token(struct store *s, const struct keap_oauth_client *c,
+                      const struct store_token_key *key, int64_t have_generation, bool force,
+                      int64_t now_ms, struct sched_token *out, struct base_err *err);
 
 #endif

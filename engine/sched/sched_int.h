@@ -137,6 +137,7 @@ struct sched_page {
     int64_t server_used; /* x-keap-product-quota-used of the response, -1 unknown */
     int64_t parent_id;   /* child streams: whose list this page is */
     bool gone;           /* child streams: Keap answered 404, the parent is deleted */
+    int64_t token_gen;   /* OAuth2: the generation of the access token it was sent with */
     struct base_buf body;
 };
 
@@ -190,6 +191,7 @@ enum sched_op_kind {
     OP_HEARTBEAT, /* peer registration and job lease renewal */
     OP_PARENTS,   /* the next batch of parent ids of a child stream */
     OP_CLOSE,     /* a child stream's last parent is done: close its window */
+    OP_REFRESH,   /* OAuth2: the access token is due or was refused (oauth.c) */
     OP_NKINDS     /* the number of kinds (ops.c's table has one entry per kind) */
 };
 
@@ -248,6 +250,10 @@ struct sched_op {
      * run (read on the loop)? */
     bool parent_complete;
     bool parent_here;
+    /* OP_REFRESH */
+    int64_t have_gen;
+    bool force;
+    struct sched_token token;
     int rc;
     struct base_err err;
 };
@@ -270,6 +276,13 @@ struct sched {
     struct http_client *http;
     struct pace *pace;
     char **auth_headers;
+    /* OAuth2 (oauth.c; only when opt->oauth): the access token in auth_headers */
+    struct {
+        int64_t gen, obtained_ms, expires_ms;
+        bool refreshing;  /* an OP_REFRESH is queued or running: nothing is admitted */
+        bool force;       /* a 401 asks for a refresh */
+        bool retried_401; /* a refresh for a 401 happened and no request succeeded since */
+    } tok;
     struct sched_job *jobs;
     size_t njobs;
     size_t rr; /* round-robin position */
@@ -506,6 +519,26 @@ void sched_stop(struct sched *s, enum sched_stop why, const char *msg);
 void sched_nomem(struct sched *s, const char *where);
 /* A response named the tenant: the ledger key switches to it (once). */
 void sched_note_tenant(struct sched *s, const char *tenant);
+
+/* ---- oauth.c: the access token during a run -------------------------------------------- */
+
+/* Called by sched_pump before each admission: true while admissions must wait for a refresh
+ * (one is queued when the token is due or was refused). */
+bool sched_oauth_pause(struct sched *s);
+/* A 401 for pg: true when pg should be sent again (the token was or will be refreshed), false
+ * when the run must stop (a refreshed token was refused too, or no OAuth2). */
+bool sched_oauth_on_401(struct sched *s, const struct sched_page *pg);
+/* The worker and loop halves of OP_REFRESH. */
+void sched_oauth_refresh_work(struct sched_op *op);
+void sched_oauth_refresh_done(struct sched *s, struct sched_op *op);
+/* In the worker after a ledger grant: the client's day and the tenant's ceiling must have room
+ * too; op->granted shrinks to what all rows granted (the rest is handed back). */
+void sched_oauth_reserve_more(struct sched_op *op);
+/* At the end of a run: hands unspent requests back to the client's and the ceiling's rows. */
+void sched_oauth_release_more(struct sched *s, int64_t unspent);
+/* The ledger rows beyond the tenant's: "client:<id>" and "all:<tenant>" (buf, n). */
+int sched_ledger_client_key(const struct sched *s, char *buf, size_t n);
+int sched_ledger_ceiling_key(const struct sched *s, const char *tenant, char *buf, size_t n);
 
 /* ---- run.c ------------------------------------------------------------------------------ */
 

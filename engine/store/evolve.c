@@ -363,7 +363,7 @@ struct evolve {
     const char *job;
     const struct store_table *t;
     struct shape *rec; /* recorded shape, or NULL */
-    PGresult *actual;  /* attname, format_type of keap.<table>, or NULL (no table) */
+    PGresult *actual;  /* attname, format_type of <schema>.<table>, or NULL (no table) */
     struct change *changes;
     size_t nchanges;
     bool renamed;
@@ -392,10 +392,10 @@ static int put_ident(struct evolve *ev, const char *name)
     return rc;
 }
 
-/* keap."<table>" */
+/* <schema>."<table>" (keap."<table>" by default) */
 static int put_target(struct evolve *ev, const char *table)
 {
-    int rc = base_buf_puts(&ev->q, "keap.");
+    int rc = base_buf_printf(&ev->q, "%s.", ev->s->schema);
 
     return rc == BASE_OK ? put_ident(ev, table) : rc;
 }
@@ -416,7 +416,7 @@ static int run_q(struct evolve *ev, PGresult **res, ExecStatusType want, struct 
     return rc;
 }
 
-/* Does keap.<table> exist? */
+/* Does <schema>.<table> exist? */
 static int table_exists(struct evolve *ev, const char *table, bool *exists, struct base_err *err)
 {
     PGresult *res = NULL;
@@ -567,13 +567,13 @@ static int evolve_rename(struct evolve *ev, struct base_err *err)
     }
     if (from_exists) {
         base_err_set(err, BASE_ECONFIG,
-                     "cannot move table \"%s\" of job \"%s\" to \"%s\": table keap.%s already "
+                     "cannot move table \"%s\" of job \"%s\" to \"%s\": table %s.%s already "
                      "exists",
-                     from, ev->job, to, to);
+                     from, ev->job, to, ev->s->schema, to);
         base_err_hint(err,
-                      "drop or rename keap.%s and run again, or set the job's \"table\" back to "
+                      "drop or rename %s.%s and run again, or set the job's \"table\" back to "
                       "\"%s\"",
-                      to, from);
+                      ev->s->schema, to, from);
         return BASE_ECONFIG;
     }
     /* Nothing to move: harmless unless the checkpoint would skip what the old table held. */
@@ -581,12 +581,12 @@ static int evolve_rename(struct evolve *ev, struct base_err *err)
     if (rc < 0 || !ckpt)
         return rc;
     base_err_set(err, BASE_ECONFIG,
-                 "cannot move table \"%s\" of job \"%s\" to \"%s\": table keap.%s does not exist",
-                 from, ev->job, to, from);
+                 "cannot move table \"%s\" of job \"%s\" to \"%s\": table %s.%s does not exist",
+                 from, ev->job, to, ev->s->schema, from);
     base_err_hint(err,
-                  "to sync keap.%s afresh, reset the job's checkpoint (DELETE FROM "
+                  "to sync %s.%s afresh, reset the job's checkpoint (DELETE FROM "
                   "keapsync.checkpoints WHERE job = '%s') and run again",
-                  to, ev->job);
+                  ev->s->schema, to, ev->job);
     return BASE_ECONFIG;
 }
 
@@ -638,12 +638,12 @@ static int check_key(struct evolve *ev, struct base_err *err)
         why = "the parent column";
     if (why == NULL)
         return BASE_OK;
-    base_err_set(err, BASE_ECONFIG, "cannot change %s of job \"%s\": keap.%s is keyed by it", why,
-                 ev->job, t->table);
+    base_err_set(err, BASE_ECONFIG, "cannot change %s of job \"%s\": %s.%s is keyed by it", why,
+                 ev->job, ev->s->schema, t->table);
     base_err_hint(err,
-                  "set it back, or move keap.%s away and reset the job's checkpoint (DELETE FROM "
+                  "set it back, or move %s.%s away and reset the job's checkpoint (DELETE FROM "
                   "keapsync.checkpoints WHERE job = '%s') to sync it afresh",
-                  t->table, ev->job);
+                  ev->s->schema, t->table, ev->job);
     return BASE_ECONFIG;
 }
 
@@ -893,48 +893,50 @@ static int record_shape(struct evolve *ev, struct base_err *err)
 /* One info line per applied change. */
 static void log_changes(const struct evolve *ev)
 {
-    const char *job = ev->job, *table = ev->t->table;
+    const char *job = ev->job, *sch = ev->s->schema;
+    char table[160];
 
+    snprintf(table, sizeof(table), "%s.%s", sch, ev->t->table);
     if (ev->renamed)
-        base_log_info("job \"%s\": table keap.%s renamed to keap.%s", job, ev->rec->table, table);
+        base_log_info("job \"%s\": table %s.%s renamed to %s", job, sch, ev->rec->table, table);
     for (size_t i = 0; i < ev->nchanges; i++) {
         const struct change *ch = &ev->changes[i];
         const char *type = ch->col != NULL ? map_type_sql(ch->col->type) : NULL;
 
         switch (ch->kind) {
         case CHANGE_ADD:
-            base_log_info("job \"%s\": column \"%s\" (%s, path \"%s\") added to keap.%s and "
+            base_log_info("job \"%s\": column \"%s\" (%s, path \"%s\") added to %s and "
                           "filled from data",
                           job, ch->name, type, ch->col->path, table);
             break;
         case CHANGE_BACK:
-            base_log_info("job \"%s\": column \"%s\" of keap.%s is in the job again (path "
+            base_log_info("job \"%s\": column \"%s\" of %s is in the job again (path "
                           "\"%s\"); refilled from data",
                           job, ch->name, table, ch->col->path);
             break;
         case CHANGE_PATH:
-            base_log_info("job \"%s\": column \"%s\" of keap.%s now reads \"%s\" (was \"%s\"); "
+            base_log_info("job \"%s\": column \"%s\" of %s now reads \"%s\" (was \"%s\"); "
                           "refilled from data",
                           job, ch->name, table, ch->col->path, ch->old_path);
             break;
         case CHANGE_TYPE:
             if (ch->old_path != NULL)
-                base_log_info("job \"%s\": column \"%s\" of keap.%s changed from %s to %s and "
+                base_log_info("job \"%s\": column \"%s\" of %s changed from %s to %s and "
                               "now reads \"%s\" (was \"%s\"); rewritten from data",
                               job, ch->name, table, ch->old_type, type, ch->col->path,
                               ch->old_path);
             else
-                base_log_info("job \"%s\": column \"%s\" of keap.%s changed from %s to %s; "
+                base_log_info("job \"%s\": column \"%s\" of %s changed from %s to %s; "
                               "rewritten from data",
                               job, ch->name, table, ch->old_type, type);
             break;
         case CHANGE_KEEP:
-            base_log_info("job \"%s\": column \"%s\" of keap.%s is no longer in the job; kept "
+            base_log_info("job \"%s\": column \"%s\" of %s is no longer in the job; kept "
                           "(run with --drop-columns to drop it)",
                           job, ch->name, table);
             break;
         case CHANGE_DROP:
-            base_log_info("job \"%s\": column \"%s\" of keap.%s is no longer in the job; "
+            base_log_info("job \"%s\": column \"%s\" of %s is no longer in the job; "
                           "dropped",
                           job, ch->name, table);
             break;
@@ -995,8 +997,8 @@ int store_evolve_table(struct store *s, const char *job, const struct store_tabl
                                 "could not evolve the table of job \"%s\": column \"%s\" has no "
                                 "compiled path",
                                 job, t->map->cols[i].name);
-    snprintf(ev.what, sizeof(ev.what), "could not evolve table keap.%s of job \"%s\"", t->table,
-             job);
+    snprintf(ev.what, sizeof(ev.what), "could not evolve table %s.%s of job \"%s\"", s->schema,
+             t->table, job);
 
     rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err, "%s", ev.what);
     if (rc == BASE_OK)

@@ -1,5 +1,5 @@
 /*
- * sink.c: target tables and pages. store_ensure_table creates or widens keap.<table> and
+ * sink.c: target tables and pages. store_ensure_table creates or widens <schema>.<table> and
  * prepares this connection's staging table and upsert; store_commit_page writes one page in
  * one transaction: COPY into staging, one set-based upsert, the checkpoint, the ledger spend.
  *
@@ -190,10 +190,11 @@ static struct store_tcache *tcache_find(struct store *s, const struct store_tabl
     return NULL;
 }
 
-/* keap."<table>" */
+/* <schema>."<table>" (keap."<table>" by default) */
 static void sql_target(struct sql *q, const char *table)
 {
-    sql_puts(q, "keap.");
+    sql_puts(q, q->s->schema);
+    sql_puts(q, ".");
     sql_ident(q, table);
 }
 
@@ -449,7 +450,9 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
                      params, err, "%s", what);
     if (rc < 0)
         goto out;
-    rc = build_create(&q, t);
+    rc = store_ensure_schema(s, err);
+    if (rc == 0)
+        rc = build_create(&q, t);
     if (rc == 0)
         rc = sql_run(&q, err, what);
     if (rc < 0)
@@ -721,6 +724,35 @@ out:
     return rc;
 }
 
+/*
+ * Does <schema>.<table> exist? Sets *exists on success. Errors are reported as what (a build
+ * failure) or '<what> <prep> "<table>"' (a failed query).
+ */
+static int table_exists(struct store *s, const char *table, const char *what, const char *prep,
+                        bool *exists, struct base_err *err)
+{
+    const char *params[1];
+    struct sql q;
+    PGresult *res = NULL;
+    int rc;
+
+    sql_init(&q, s);
+    sql_target(&q, table);
+    if (q.rc != BASE_OK) {
+        rc = sql_fail(&q, err, what);
+        goto out;
+    }
+    params[0] = q.b.data;
+    rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT to_regclass($1) IS NOT NULL", 1, params, err,
+                     "%s %s \"%s\"", what, prep, table);
+    if (rc == BASE_OK)
+        *exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+out:
+    PQclear(res);
+    base_buf_free(&q.b);
+    return rc;
+}
+
 int store_parent_ids(struct store *s, const char *table, bool have_after, int64_t after,
                      const char *since_mark, int max, int64_t *ids, int *n, struct base_err *err)
 {
@@ -728,28 +760,19 @@ int store_parent_ids(struct store *s, const char *table, bool have_after, int64_
     const char *params[3];
     struct sql q;
     PGresult *res = NULL;
+    bool exists;
     int rc;
 
     *n = 0;
     sql_init(&q, s);
-    sql_target(&q, table);
-    if (q.rc != BASE_OK) {
-        rc = sql_fail(&q, err, "could not read parent ids");
-        goto out;
-    }
-    params[0] = q.b.data;
-    rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT to_regclass($1) IS NOT NULL", 1, params, err,
-                     "could not read parent ids from \"%s\"", table);
+    rc = table_exists(s, table, "could not read parent ids", "from", &exists, err);
     if (rc < 0)
         goto out;
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+    if (!exists) {
         /* The parent job has never run: no parents yet. */
-        base_log_warning("table keap.%s does not exist yet: no parents to read", table);
+        base_log_warning("table %s.%s does not exist yet: no parents to read", s->schema, table);
         goto out;
     }
-    PQclear(res);
-    res = NULL;
-    base_buf_reset(&q.b);
     sql_puts(&q, "SELECT id FROM ");
     sql_target(&q, table);
     sql_puts(&q, " WHERE ($1::bigint IS NULL OR id > $1::bigint) AND ($3::timestamptz IS NULL "
@@ -785,30 +808,20 @@ int store_parent_mark(struct store *s, const char *table, int early_s, char *mar
                       struct base_err *err)
 {
     char early[16];
-    const char *params[2];
+    const char *params[1];
     struct sql q;
     PGresult *res = NULL;
+    bool exists;
     int rc;
 
     sql_init(&q, s);
-    sql_target(&q, table);
-    if (q.rc != BASE_OK) {
-        rc = sql_fail(&q, err, "could not read the parents' mark");
-        goto out;
-    }
     /* No table yet, or no rows: every row to come is after the mark. */
-    snprintf(early, sizeof(early), "%d", early_s);
-    params[0] = q.b.data;
-    params[1] = early;
-    rc = store_query(s, &res, PGRES_TUPLES_OK,
-                     "SELECT CASE WHEN to_regclass($1) IS NULL THEN '-infinity'::timestamptz END",
-                     1, params, err, "could not read the parents' mark of \"%s\"", table);
+    rc = table_exists(s, table, "could not read the parents' mark", "of", &exists, err);
     if (rc < 0)
         goto out;
-    if (PQgetisnull(res, 0, 0)) {
-        PQclear(res);
-        res = NULL;
-        base_buf_reset(&q.b);
+    if (exists) {
+        snprintf(early, sizeof(early), "%d", early_s);
+        params[0] = early;
         sql_puts(&q, "SELECT COALESCE(max(synced_at) - make_interval(secs => $1::int), "
                      "'-infinity')::text FROM ");
         sql_target(&q, table);
@@ -816,12 +829,13 @@ int store_parent_mark(struct store *s, const char *table, int early_s, char *mar
             rc = sql_fail(&q, err, "could not read the parents' mark");
             goto out;
         }
-        rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 1, params + 1, err,
+        rc = store_query(s, &res, PGRES_TUPLES_OK, q.b.data, 1, params, err,
                          "could not read the parents' mark of \"%s\"", table);
         if (rc < 0)
             goto out;
     }
-    if (base_snprintf(mark, n, "%s", PQgetisnull(res, 0, 0) ? "-infinity" : PQgetvalue(res, 0, 0)) <
+    if (base_snprintf(mark, n, "%s",
+                      res == NULL || PQgetisnull(res, 0, 0) ? "-infinity" : PQgetvalue(res, 0, 0)) <
             0 ||
         strpbrk(mark, "\"\\") != NULL)
         rc = base_err_set(err, BASE_EDB,

@@ -172,7 +172,7 @@ static bool ident_ok(const char *s)
 int store_count_rows(struct store *s, const char *table, bool have_after, int64_t after,
                      const char *since_mark, int64_t *n, struct base_err *err)
 {
-    char sqlbuf[512], reg[96], after_s[24];
+    char sqlbuf[512], reg[160], after_s[24];
     const char *params[2];
     PGresult *res = NULL;
     int rc;
@@ -183,7 +183,7 @@ int store_count_rows(struct store *s, const char *table, bool have_after, int64_
                             "could not count the rows of \"%s\": not a table "
                             "name",
                             table ? table : "");
-    snprintf(reg, sizeof(reg), "keap.%s", table);
+    snprintf(reg, sizeof(reg), "%s.%s", s->schema, table);
     params[0] = reg;
     rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT to_regclass($1) IS NOT NULL", 1, params, err,
                      "could not count the rows of \"%s\"", table);
@@ -192,9 +192,9 @@ int store_count_rows(struct store *s, const char *table, bool have_after, int64_
     PQclear(res);
     res = NULL;
     snprintf(sqlbuf, sizeof(sqlbuf),
-             "SELECT count(*) FROM keap.\"%s\" WHERE ($1::bigint IS NULL OR id > $1::bigint) "
+             "SELECT count(*) FROM %s.\"%s\" WHERE ($1::bigint IS NULL OR id > $1::bigint) "
              "AND ($2::timestamptz IS NULL OR synced_at > $2::timestamptz)",
-             table);
+             s->schema, table);
     snprintf(after_s, sizeof(after_s), "%" PRId64, after);
     params[0] = have_after ? after_s : NULL;
     params[1] = since_mark != NULL && since_mark[0] != '\0' ? since_mark : NULL;

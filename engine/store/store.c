@@ -17,6 +17,39 @@
 /* pg_advisory_xact_lock key that serialises migrations: "keapsync" in ASCII. */
 #define STORE_MIGRATE_LOCK "7738151096083899747"
 
+/* The jobs' tables' schema for connections made from now on (store_set_target_schema). */
+static char target_schema[64] = "keap";
+
+/* [a-z_][a-z0-9_]{0,62}: safe unquoted in a statement, and folded by no one. */
+static bool schema_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return strcmp(s, "keapsync") != 0 && strcmp(s, "public") != 0 && strncmp(s, "pg_", 3) != 0;
+}
+
+int store_set_target_schema(const char *schema, struct base_err *err)
+{
+    if (!schema_ok(schema)) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_SCHEMA \"%.80s\"", schema ? schema : "");
+        base_err_hint(err, "use a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 "
+                           "characters) other than keapsync, public and pg_*, e.g. keap_acme");
+        return BASE_ECONFIG;
+    }
+    snprintf(target_schema, sizeof(target_schema), "%s", schema);
+    return BASE_OK;
+}
+
+const char *store_target_schema(void)
+{
+    return target_schema;
+}
+
 /* Server notices (e.g. "relation already exists, skipping") are debug chatter, not output. */
 static void notice_cb(void *arg, const char *message)
 {
@@ -89,6 +122,7 @@ int store_connect(struct store **out, const char *conninfo, struct base_err *err
     }
     s->conn = conn;
     conn = NULL;
+    snprintf(s->schema, sizeof(s->schema), "%s", target_schema);
     *out = s;
 out:
     PQfinish(conn);
@@ -253,6 +287,50 @@ int store_migrate(struct store *s, int *applied, struct base_err *err)
             n++;
     }
     *applied = n;
+    return rc;
+}
+
+/*
+ * Creates the target schema if missing, under a lock so that processes of one tenant starting
+ * together do not race in the catalogs; in the caller's transaction when there is one.
+ */
+int store_ensure_schema(struct store *s, struct base_err *err)
+{
+    const char *params[1] = {s->schema};
+    bool own = PQtransactionStatus(s->conn) == PQTRANS_IDLE;
+    PGresult *res = NULL;
+    char sql[128];
+    bool exists;
+    int rc;
+
+    if (strcmp(s->schema, "keap") == 0)
+        return BASE_OK; /* migration 0001's */
+    rc = store_query(s, &res, PGRES_TUPLES_OK, "SELECT to_regnamespace($1) IS NOT NULL", 1, params,
+                     err, "could not look up schema %s", s->schema);
+    if (rc < 0)
+        return rc;
+    exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (exists)
+        return BASE_OK;
+    if (own && (rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err,
+                                 "could not create schema %s", s->schema)) < 0)
+        return rc;
+    rc = store_query(s, NULL, PGRES_TUPLES_OK,
+                     "SELECT pg_advisory_xact_lock(" STORE_DDL_LOCK_CLASS ", hashtext('schema ' || "
+                     "$1))",
+                     1, params, err, "could not create schema %s", s->schema);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS %s", s->schema);
+    if (rc == 0)
+        rc = store_query(s, NULL, PGRES_COMMAND_OK, sql, 0, NULL, err, "could not create schema %s",
+                         s->schema);
+    if (own && rc == 0)
+        rc = store_query(s, NULL, PGRES_COMMAND_OK, "COMMIT", 0, NULL, err,
+                         "could not create schema %s", s->schema);
+    if (own && rc < 0)
+        store_rollback(s);
+    if (rc == 0)
+        base_log_info("created schema %s for the jobs' tables", s->schema);
     return rc;
 }
 

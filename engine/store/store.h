@@ -6,7 +6,8 @@
  * Words used here:
  *   migration   a versioned file sql/NNNN_name.sql, compiled into the binary; applied in
  *               order, each in its own transaction, recorded in keapsync.migrations.
- *   target      a job's table keap.<table>: id primary key, typed columns, data jsonb (the
+ *   target      a job's table keap.<table> (or <schema>.<table>, store_set_target_schema): id
+ *               primary key, typed columns, data jsonb (the
  *               record as received), synced_at, deleted_at (set when Keap stopped listing the
  *               record; never a DELETE).
  *   page        a batch of rows in COPY text format (from map) committed in one
@@ -35,6 +36,16 @@ struct store;
  */
 int store_connect(struct store **out, const char *conninfo, struct base_err *err);
 void store_close(struct store *s); /* accepts NULL */
+
+/*
+ * The schema of the jobs' tables (KEAPSYNC_SCHEMA; "keap" until set): every connection made
+ * after this call names its tables <schema>.<table>. schema must be an identifier,
+ * [a-z_][a-z0-9_]{0,62}, other than keapsync's own and pg_*: BASE_ECONFIG otherwise.
+ */
+int store_set_target_schema(const char *schema, struct base_err *err);
+const char *store_target_schema(void);
+/* Creates the target schema when it does not exist (the default, keap, is migration 0001's). */
+int store_ensure_schema(struct store *s, struct base_err *err);
 
 /* Applies pending migrations; *applied counts them. Idempotent; safe with concurrent callers
  * (an advisory lock serialises them). */
@@ -314,5 +325,57 @@ int store_estimate_get(struct store *s, const char *job, struct store_estimate *
  */
 int store_count_rows(struct store *s, const char *table, bool have_after, int64_t after,
                      const char *since_mark, int64_t *n, struct base_err *err);
+
+/* ---- OAuth2 tokens (tokens.c): keapsync.oauth_tokens, one row per client id ----------- */
+
+#define STORE_TOKEN_KEY_LEN 32
+
+/* The key of KEAPSYNC_TOKEN_KEY_FILE (libsodium crypto_secretbox). Secret. */
+struct store_token_key {
+    unsigned char k[STORE_TOKEN_KEY_LEN];
+};
+
+/*
+ * Reads a key file: exactly STORE_TOKEN_KEY_LEN bytes, not group- or world-readable. Any other
+ * length is BASE_ECONFIG ("holds 31 bytes, not 32") with a hint on how to make one.
+ */
+int store_token_key_load(const char *path, struct store_token_key *key, struct base_err *err);
+/* Encrypts plain into a fresh "sb1:<base64>" text (*out, freed by the caller). */
+int store_token_seal(const struct store_token_key *key, const char *plain, char **out,
+                     struct base_err *err);
+/* Decrypts a sealed text into a fresh *out. A wrong key is BASE_ECONFIG (with a hint);
+ * malformed text BASE_EPROTO. */
+int store_token_open(const struct store_token_key *key, const char *sealed, char **out,
+                     struct base_err *err);
+
+/* A client's stored pair, in the clear (decrypted). Secret: store_oauth_row_clear wipes it. */
+struct store_oauth_row {
+    char *access_token;
+    char *refresh_token;
+    char scope[256];
+    int64_t obtained_ms; /* when the access token was issued (wall ms) */
+    int64_t expires_ms;  /* when it expires */
+    int64_t generation;  /* bumped by every save */
+    bool encrypted;      /* stored sealed */
+};
+void store_oauth_row_clear(struct store_oauth_row *r); /* accepts NULL */
+
+/*
+ * Reads client_id's pair into *out (*found false: no row, out untouched). key: NULL when
+ * KEAPSYNC_TOKEN_KEY_FILE is not set; an encrypted row then is BASE_ECONFIG. lock: begins a
+ * transaction and takes the row's lock (SELECT ... FOR UPDATE), waiting for any other
+ * holder; the transaction stays open, found or not, until store_oauth_save commits it or
+ * store_oauth_unlock rolls it back (on error it is rolled back here).
+ */
+int store_oauth_load(struct store *s, const char *client_id, const struct store_token_key *key,
+                     bool lock, struct store_oauth_row *out, bool *found, struct base_err *err);
+/*
+ * Upserts client_id's pair (sealed with key when key is not NULL) and bumps its generation
+ * (row->generation is set to the new one); commits the lock's transaction when one is open.
+ */
+int store_oauth_save(struct store *s, const char *client_id, const struct store_token_key *key,
+                     struct store_oauth_row *row, struct base_err *err);
+/* Releases the lock without saving (rolls its transaction back). */
+void store_oauth_unlock(struct store *s);
 
 #endif

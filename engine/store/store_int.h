@@ -60,6 +60,7 @@ struct store {
     PGconn *conn;
     struct store_tcache *tables;
     int next_seq;
+    char schema[64]; /* the target schema (store_set_target_schema), a checked identifier */
 };
 
 /* ---- pq.c ---- */

@@ -69,9 +69,9 @@ int store_sweep_apply(struct store *s, const struct store_page *page, struct sto
         ident = PQescapeIdentifier(s->conn, t, strlen(t));
         base_buf_init(&q, STORE_MAX_SQL);
         rc = ident ? base_buf_printf(&q,
-                                     "UPDATE keap.%s SET deleted_at = now() WHERE deleted_at IS "
+                                     "UPDATE %s.%s SET deleted_at = now() WHERE deleted_at IS "
                                      "NULL AND id::text = ANY ($1::text[])",
-                                     ident)
+                                     s->schema, ident)
                    : BASE_ENOMEM;
         if (rc == 0)
             rc = store_query(s, &res, PGRES_COMMAND_OK, q.data, 1, params, err, "%s", what);
@@ -105,20 +105,20 @@ int store_sweep_apply(struct store *s, const struct store_page *page, struct sto
     base_buf_init(&q, STORE_MAX_SQL);
     /* Not seen, not written since the sweep began: gone from Keap. */
     rc = base_buf_printf(&q,
-                         "UPDATE keap.%s AS cur SET deleted_at = now() WHERE cur.deleted_at IS "
+                         "UPDATE %s.%s AS cur SET deleted_at = now() WHERE cur.deleted_at IS "
                          "NULL AND cur.synced_at < $2::timestamptz AND NOT EXISTS (SELECT 1 FROM "
                          "keapsync.sweep_seen w WHERE w.key = $1 AND w.id = cur.id::text)",
-                         ident);
+                         s->schema, ident);
     if (rc == 0)
         rc = sweep_update(s, q.data, page, &r->deleted, err, what);
     /* Seen again: live again ($2 is unused but keeps one parameter list). */
     base_buf_reset(&q);
     if (rc == 0)
         rc = base_buf_printf(&q,
-                             "UPDATE keap.%s AS cur SET deleted_at = NULL WHERE cur.deleted_at IS "
+                             "UPDATE %s.%s AS cur SET deleted_at = NULL WHERE cur.deleted_at IS "
                              "NOT NULL AND $2::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM "
                              "keapsync.sweep_seen w WHERE w.key = $1 AND w.id = cur.id::text)",
-                             ident);
+                             s->schema, ident);
     if (rc == 0)
         rc = sweep_update(s, q.data, page, &r->revived, err, what);
     if (rc == 0)

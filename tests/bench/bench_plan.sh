@@ -18,7 +18,7 @@
 # Environment: KEAPSYNC_BUILD (default <src>/build), BENCH_SIZE, BENCH_TIMEOUT (seconds for
 # the sync, default 1800), BENCH_V1_COUNT (keapsim --v1-count: total, the default, or page,
 # where v1's count is only the page's length and the probes double and bisect),
-# BENCH_MAX_PROBES (plan --max-probes; default: plan's own, 48). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
+# BENCH_MAX_PROBES (plan --max-probes; default: plan's own, 64). Its own throwaway PostgreSQL (deploy/lib/pg.sh), all on 127.0.0.1,
 # removed at exit. Exit status: 0 when every list job completed with no 429 (the 5 % goal is
 # reported, not enforced). Not in ctest.
 set -euo pipefail

@@ -74,7 +74,7 @@ check "plan puts the backfill after the incremental" \
     jq -e '[.jobs[].name] | index("contacts") < index("contacts#backfill1")' "$IT_TMP/plan.json"
 plan_days=$(jq .days "$IT_TMP/plan.json")
 probes=$(jq .probe_requests "$IT_TMP/plan.json")
-check "the probes stayed within the plan's cap ($probes)" test "$probes" -le 48
+check "the probes stayed within the plan's cap ($probes)" test "$probes" -le 64
 # The probes spent today's budget too: the runs below start on what they left.
 
 # ---- plain runs, one a UTC day, until it is done

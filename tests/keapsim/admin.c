@@ -105,6 +105,8 @@ static int admin_stats(struct sim *s, struct base_buf *body)
         cJSON_AddNumberToObject(by, "tenant", (double)s->st.rej_tenant);
     }
     cJSON_AddNumberToObject(o, "faults", (double)s->st.faults);
+    cJSON_AddNumberToObject(o, "oauth_refreshes", (double)s->st.oauth_refreshes);
+    cJSON_AddNumberToObject(o, "refresh_reused", (double)s->st.refresh_reused);
     cJSON_AddNumberToObject(o, "max_in_1s", (double)s->st.max_in_1s);
     cJSON_AddNumberToObject(o, "max_in_60s", (double)s->st.max_in_60s);
     cJSON_AddNumberToObject(o, "first_request_ms", (double)s->st.first_request_ms);
@@ -596,10 +598,13 @@ int sim_token_handle(struct sim *s, struct MHD_Connection *c, const char *upload
             for (i = 0; i < SIM_MAX_TOKENS; i++)
                 if (s->tokens[i].live && strcmp(s->tokens[i].refresh, refresh) == 0)
                     t = &s->tokens[i];
+        if (t != NULL && t->refresh_used)
+            s->st.refresh_reused++; /* what locks a real integration out */
         if (t == NULL || t->refresh_used) {
             rc = token_error(status, body, 400, "invalid_grant", "Invalid refresh token");
         } else {
             t->refresh_used = true; /* rotate: the old refresh token dies now */
+            s->st.oauth_refreshes++;
             rc = issue_tokens(s, status, body);
         }
     } else {

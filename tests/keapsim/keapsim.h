@@ -189,6 +189,8 @@ struct sim_stats {
     uint64_t rejected_429;
     uint64_t rej_second, rej_minute, rej_day, rej_tenant;
     uint64_t faults;
+    uint64_t oauth_refreshes; /* refresh_token grants answered with a new pair */
+    uint64_t refresh_reused;  /* refresh_token grants with a refresh token already spent */
     uint64_t max_in_1s, max_in_60s;
     /* CLOCK_MONOTONIC ms at which the first and the latest API request with a known key
      * reached the windows (any verdict), and the first and latest accepted one; 0: none yet */
@@ -313,7 +315,7 @@ void sim_gen_free_node(struct sim_gen_node *n);
 /* Appends one record's JSON; advances r->rng. */
 int sim_gen_render(const struct sim_gen_node *n, struct sim_gen_rec *r, struct base_buf *out);
 
-/* lists.c: every list but contacts (README.md has the table). */
+/* lists.c (and lists_*.c, lists_int.h): every list but contacts (README.md has the table). */
 int sim_lists_init(struct sim *s);
 void sim_lists_free(struct sim *s);
 /* Answers GET path (below /crm/rest) if it is a list lists.c serves: 0 with *status and body
