@@ -14,7 +14,9 @@
 # REQUESTS:LIMITS; the default is
 #     50:10/s,240/min,30000/day      a nightly incremental at Keap's limits (~5 s)
 #     150:5/s,60/min,30000/day       the minute binds twice (~126 s)
-#     2000:40/s,960/min,30000/day    Keap's limits x4, so the 2,000 requests take ~2 min, not ~8
+#     2000:10/s,240/min,30000/day    a first sync's worth at Keap's limits (~8.3 min)
+# and all of them once for each arrival jitter in BENCH_JITTERS (default "0 60": keapsim's
+# --arrival-jitter 0, then 60 ms), so one invocation prints the figures with and without.
 # keapsync syncs contacts with page size BENCH_PAGE from a tenant sized so that the sync needs
 # about REQUESTS requests (the pipeline may fetch one or two pages past the end); the figures
 # use the request count keapsim saw. The reactive baseline then fetches that many pages.
@@ -43,8 +45,8 @@
 #               accepted requests (polled every 15 s, as keapsim keeps only 120 s of it).
 #   useful      an accepted (non-429) request: a page the sync needed.
 #
-# Environment: BENCH_MODE (runs), BENCH_RUNS (see above), BENCH_RUN_TIMEOUT (600 s per client),
-# BENCH_ARRIVAL_JITTER (0 ms), BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
+# Environment: BENCH_MODE (runs), BENCH_RUNS, BENCH_JITTERS (see above), BENCH_RUN_TIMEOUT (900 s
+# per client), BENCH_ARRIVAL_JITTER (0 ms; minutes mode), BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
 # (50:30, ms:jitter), BENCH_PAGE (10), BENCH_SIZE (20000 contacts), BENCH_INFLIGHT,
 # BENCH_SEED (7), BENCH_RETRY_AFTER (off; on or 0: keapsim's --retry-after), BENCH_PHASES ("paced shared reactive"), BENCH_KEEP=1 to keep the work folder
 # (client logs, keapsim snapshots) for a post-mortem; KEAPSYNC_LOG_LEVEL passes through.
@@ -66,8 +68,10 @@ BENCH_SEED=${BENCH_SEED:-7}
 BENCH_RETRY_AFTER=${BENCH_RETRY_AFTER:-off}
 BENCH_PHASES=${BENCH_PHASES:-paced shared reactive}
 BENCH_MODE=${BENCH_MODE:-runs}
-BENCH_RUNS=${BENCH_RUNS:-50:10/s,240/min,30000/day 150:5/s,60/min,30000/day 2000:40/s,960/min,30000/day}
-BENCH_RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-600}
+BENCH_RUNS=${BENCH_RUNS:-50:10/s,240/min,30000/day 150:5/s,60/min,30000/day 2000:10/s,240/min,30000/day}
+# runs mode: every run once per arrival jitter listed (ms), in the same invocation
+BENCH_JITTERS=${BENCH_JITTERS:-0 60}
+BENCH_RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-900}
 GOAL_PCT=99
 
 KS="$BUILD/keapsync"
@@ -413,7 +417,7 @@ one_run() {
         goal="GOAL MISSED"
     fi
     say ""
-    say "== run $i: $n requests at $lim (asked for $want; tenant of $size contacts, page size $BENCH_PAGE)"
+    say "== run $i: $n requests at $lim, arrival jitter $BENCH_ARRIVAL_JITTER ms (asked for $want; tenant of $size contacts, page size $BENCH_PAGE)"
     say "  least possible      $(awk -v a="$least" 'BEGIN { printf "%.3f", a / 1000 }') s first to last request, from the limits and the count"
     say "  keapsync            $(awk -v a="$fspan" 'BEGIN { printf "%.3f", a / 1000 }') s: utilization $(ratio3 "$least" "$fspan"); 429s $f4 (second $f4s, minute $f4m); max 1 s $fmax1/$per_s, max 60 s $fmax60/$per_min"
     say "  reactive baseline   $(awk -v a="$rspan" 'BEGIN { printf "%.3f", a / 1000 }') s for $ra useful of $rn requests: utilization $(ratio3 "$rleast" "$rspan") (least $(awk -v a="$rleast" 'BEGIN { printf "%.3f", a / 1000 }') s); 429s $r4 (second $r4s, minute $r4m); max 1 s $rmax1/$per_s, max 60 s $rmax60/$per_min"
@@ -422,27 +426,33 @@ one_run() {
     [ "$prc" -eq 0 ] || say "  WARNING: keapsync exited with $prc (124: stopped after $BENCH_RUN_TIMEOUT s)"
     [ "$rrc" -eq 0 ] || say "  WARNING: the reactive baseline exited with $rrc (124: stopped after $BENCH_RUN_TIMEOUT s)"
     say "  verdict             $goal (utilization >= 0.$pct, zero 429s)"
-    echo "$i $n $lim $least $fspan $f4 $ra $rspan $r4" >>"$TMP/summary"
+    echo "$i $n $lim $BENCH_ARRIVAL_JITTER $least $fspan $f4 $ra $rspan $r4" >>"$TMP/summary"
 }
 
 if [ "$BENCH_MODE" = runs ]; then
-    say "command: BENCH_RUNS=\"$BENCH_RUNS\" BENCH_LATENCY=$BENCH_LATENCY BENCH_ARRIVAL_JITTER=$BENCH_ARRIVAL_JITTER" \
+    say "command: BENCH_RUNS=\"$BENCH_RUNS\" BENCH_JITTERS=\"$BENCH_JITTERS\" BENCH_LATENCY=$BENCH_LATENCY" \
         "BENCH_PAGE=$BENCH_PAGE BENCH_SEED=$BENCH_SEED BENCH_RETRY_AFTER=$BENCH_RETRY_AFTER $0 $BUILD"
-    say "keapsim: --latency $BENCH_LATENCY --arrival-jitter $BENCH_ARRIVAL_JITTER --retry-after $BENCH_RETRY_AFTER --seed $BENCH_SEED," \
+    say "keapsim: --latency $BENCH_LATENCY --arrival-jitter (each of BENCH_JITTERS) --retry-after $BENCH_RETRY_AFTER --seed $BENCH_SEED," \
         "--limits as each run says (a fresh process per client); keapsync: KEAPSYNC_LIMITS the same, page size $BENCH_PAGE"
+    say "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
     i=0
-    for spec in $BENCH_RUNS; do
-        i=$((i + 1))
-        case $spec in
-        [0-9]*:*/*) one_run "$i" "${spec%%:*}" "${spec#*:}" ;;
-        *) die "bad BENCH_RUNS item \"$spec\" (expected REQUESTS:LIMITS, e.g. 50:10/s,240/min,30000/day)" ;;
-        esac
+    for jit in $BENCH_JITTERS; do
+        case $jit in '' | *[!0-9]*) die "bad BENCH_JITTERS item \"$jit\" (whole ms, e.g. \"0 60\")" ;; esac
+        BENCH_ARRIVAL_JITTER=$jit
+        for spec in $BENCH_RUNS; do
+            i=$((i + 1))
+            case $spec in
+            [0-9]*:*/*) one_run "$i" "${spec%%:*}" "${spec#*:}" ;;
+            *) die "bad BENCH_RUNS item \"$spec\" (expected REQUESTS:LIMITS, e.g. 50:10/s,240/min,30000/day)" ;;
+            esac
+        done
     done
+    say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
     say ""
     say "== summary (utilization = least possible / first-to-last span)"
-    while read -r i n lim least fspan f4 ra rspan r4; do
-        say "  $(printf '%5d requests at %-28s least %8.3f s  keapsync %8.3f s = %s (429s %s)  reactive %8.3f s = %s (429s %s)' \
-            "$n" "$lim" "$(awk -v a="$least" 'BEGIN { print a / 1000 }')" "$(awk -v a="$fspan" 'BEGIN { print a / 1000 }')" \
+    while read -r i n lim jit least fspan f4 ra rspan r4; do
+        say "  $(printf '%5d requests at %-26s jitter %2d ms  least %8.3f s  keapsync %8.3f s = %s (429s %s)  reactive %8.3f s = %s (429s %s)' \
+            "$n" "$lim" "$jit" "$(awk -v a="$least" 'BEGIN { print a / 1000 }')" "$(awk -v a="$fspan" 'BEGIN { print a / 1000 }')" \
             "$(ratio3 "$least" "$fspan")" "$f4" "$(awk -v a="$rspan" 'BEGIN { print a / 1000 }')" \
             "$(ratio3 "$(least_ms "$ra" "$(limit_of s "$lim")" "$(limit_of min "$lim")")" "$rspan")" "$r4")"
     done <"$TMP/summary"
