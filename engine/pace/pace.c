@@ -82,27 +82,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PACE_SEC_SPAN_MS         1000u
-#define PACE_MIN_SPAN_MS         60000u
-#define PACE_MARGIN_DEFAULT_MS   50u   /* before any round trip is measured */
-#define PACE_MARGIN_FLOOR_MS     10.0  /* never less */
-#define PACE_MARGIN_MAX_MS       250.0 /* never more */
-#define PACE_MARGIN_WIDEN_MS     25.0  /* a spike 429 widens by at least this */
-#define PACE_MARGIN_NARROW_PER_S 1.0   /* ms of margin given back per quiet second */
-#define PACE_JITTER_SAMPLES      64
-#define PACE_JITTER_MIN_SAMPLES  8
-#define PACE_TAT_SLACK_US        1000u /* a timer this late does not push the schedule back */
-#define PACE_RING_SLACK          1024u /* minute ring entries beyond per_min */
-#define PACE_RETRY_FLOOR_MS      250
-#define PACE_BACKOFF_BASE_MS     1000
-#define PACE_BACKOFF_MAX_MS      60000
-#define PACE_BACKOFF_MAX_LEVEL   16
-#define PACE_RETRY_AFTER_MAX     86400000LL /* a Retry-After beyond a day is read as a day */
-#define PACE_MIN_RATE            0.5
-#define PACE_RECOVER_PER_SEC     0.1
-#define PACE_EXPIRY_SLOP_MS      3600000LL /* expiry accepted up to 1 h past the next midnight */
-#define PACE_DAY_GRACE_MS        120000LL  /* see "Midnight" above */
-#define PACE_DEFAULT_SEED        0x6b656170730a7063ULL
+#define PACE_SEC_SPAN_MS        1000u
+#define PACE_MIN_SPAN_MS        60000u
+#define PACE_JITTER_SAMPLES     64
+#define PACE_JITTER_MIN_SAMPLES 8
+#define PACE_TAT_SLACK_US       1000u /* a timer this late does not push the schedule back */
+#define PACE_RING_SLACK         1024u /* minute ring entries beyond per_min */
+#define PACE_RETRY_FLOOR_MS     250
+#define PACE_BACKOFF_BASE_MS    1000
+#define PACE_BACKOFF_MAX_MS     60000
+#define PACE_BACKOFF_MAX_LEVEL  16
+#define PACE_RETRY_AFTER_MAX    86400000LL /* a Retry-After beyond a day is read as a day */
+#define PACE_MIN_RATE           0.5
+#define PACE_RECOVER_PER_SEC    0.1
+#define PACE_EXPIRY_SLOP_MS     3600000LL /* expiry accepted up to 1 h past the next midnight */
+#define PACE_DAY_GRACE_MS       120000LL  /* see "Midnight" above */
+#define PACE_DEFAULT_SEED       0x6b656170730a7063ULL
 
 /* Admission times inside one rolling window, oldest first. */
 struct pace_ring {

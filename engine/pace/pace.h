@@ -33,6 +33,17 @@ struct pace_config {
     uint32_t margin_ms;      /* margin of the rolling windows until round trips are measured */
 };
 
+/*
+ * The margin's bounds and steps, in ms (pace.c, "Margin", says why these): the default until
+ * round trips are measured, the floor and the cap of any margin, the least a spike 429 widens
+ * it by (it doubles it otherwise), and what each second without a spike 429 gives back.
+ */
+#define PACE_MARGIN_DEFAULT_MS   50u
+#define PACE_MARGIN_FLOOR_MS     10.0
+#define PACE_MARGIN_MAX_MS       250.0
+#define PACE_MARGIN_WIDEN_MS     25.0
+#define PACE_MARGIN_NARROW_PER_S 1.0
+
 /* Defaults: 10/s, 240/min, 30000/day, no reserve, default margin. */
 void pace_config_default(struct pace_config *cfg);
 

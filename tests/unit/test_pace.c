@@ -1091,10 +1091,11 @@ static void test_margin_default_and_floor(void **state)
     m = st.margin_ms;
     assert_true(m >= (int64_t)default_margin() - 1);
     feed_rtt(p, &now, 100, same, 1, 100); /* 10 s later */
-    assert_true(margin_of(p) >= m - 11 && margin_of(p) <= m - 9);
+    assert_true(margin_of(p) >= m - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) - 1 &&
+                margin_of(p) <= m - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) + 1);
     /* an hour of it: at the floor, not below */
     feed_rtt(p, &now, 3600, same, 1, 1000);
-    assert_int_equal(margin_of(p), 10);
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
     pace_free(p);
 
     /* a configured margin below the floor is raised to it */
@@ -1104,7 +1105,7 @@ static void test_margin_default_and_floor(void **state)
         pace_config_default(&cfg);
         cfg.margin_ms = 0;
         assert_int_equal(pace_new(&p, &cfg), 0);
-        assert_int_equal(margin_of(p), 10);
+        assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
         pace_free(p);
     }
 }
@@ -1142,7 +1143,7 @@ static void test_margin_measured(void **state)
         const uint32_t wild[] = {10, 5000};
 
         feed_rtt(p, &now, 64, wild, 2, 100);
-        assert_int_equal(margin_of(p), 250);
+        assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_MAX_MS);
     }
     pace_free(p);
 }
@@ -1172,7 +1173,8 @@ static void test_margin_spike_429(void **state)
     /* 10 quiet seconds give back about 10 ms */
     pace_on_success(p, now + 10000);
     now += 10000;
-    assert_true(margin_of(p) >= wide - 11 && margin_of(p) <= wide - 9);
+    assert_true(margin_of(p) >= wide - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) - 1 &&
+                margin_of(p) <= wide - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) + 1);
     /* a round trip in the meantime does not undo the widening */
     feed_rtt(p, &now, 1, same, 2, 100);
     assert_true(margin_of(p) > target);
@@ -1182,7 +1184,7 @@ static void test_margin_spike_429(void **state)
     /* repeated spike 429s stop at the cap */
     for (int i = 0; i < 10; i++)
         pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
-    assert_int_equal(margin_of(p), 250);
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_MAX_MS);
     pace_free(p);
 
     /* from a small margin, a spike 429 widens by at least 25 ms */
@@ -1193,9 +1195,9 @@ static void test_margin_spike_429(void **state)
 
         feed_rtt(p, &now, 64, flat, 1, 1000); /* about a minute: at the floor */
     }
-    assert_int_equal(margin_of(p), 10);
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
     pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
-    assert_int_equal(margin_of(p), 35);
+    assert_int_equal(margin_of(p), (int64_t)(PACE_MARGIN_FLOOR_MS + PACE_MARGIN_WIDEN_MS));
     pace_free(p);
 }
 
