@@ -518,6 +518,7 @@ void keap_read_headers(const struct http_response *resp, struct pace_observation
 
     if (obs == NULL)
         return;
+    obs->admitted_mono = 0; /* not a header: the caller knows it */
     obs->quota_limit = header_int(resp, "x-keap-product-quota-limit");
     obs->quota_available = header_int(resp, "x-keap-product-quota-available");
     obs->quota_used = header_int(resp, "x-keap-product-quota-used");

@@ -10,9 +10,11 @@
  *   ring        the admission times (mono ms) still inside a rolling window, oldest first. An
  *               admission at a counts in a window of span S while now < a + S; it has left
  *               the window at a + S exactly.
- *   span        the length of a rolling window as pace judges it: PACE_SECOND_SPAN_MS
- *               (1000 ms + a fixed 25 ms) for the second, 60000 ms + the configured margin
- *               (margin_ms) for the minute.
+ *   span        the length of a rolling window as pace judges it: 1000 ms + margin for the
+ *               second, 60000 ms + margin for the minute.
+ *   rtt         one round trip: from an admission to its response, on the caller's mono clock.
+ *   jitter      the spread of recent round trips: the 95th minus the 5th percentile of the
+ *               last PACE_JITTER_SAMPLES of them.
  *   hold        a mono instant before which nothing is admitted (a 429's back-off).
  *   day hold    a wall instant before which the day is spent (a day 429, or the server said
  *               nothing is left); answered with PACE_DAY_SPENT.
@@ -22,16 +24,33 @@
  *   server hold the server's throttle_available, when lower than our own room: that many
  *               more admissions until the rolling minute has turned over since it was said.
  *
- * Margins. The server judges its rolling windows on arrival times, and arrival = send +
- * latency. An admission at a leaves the server's minute at a + l1 + 60000; a new one sent at
- * a + 60000 + m arrives at a + 60000 + m + l2, which is safe when m > l1 - l2, the latency
- * jitter between two requests. Same-region HTTPS jitter is well under 250 ms, and 250 ms costs
- * 0.42 % of the minute's throughput (60000 / 60250), so the default minute margin is 250 ms.
- * The second window gets only a tiny fixed margin (the 25 ms of PACE_SECOND_SPAN_MS, see
- * PACE_SEC_SPAN_MS below): even spacing already puts a whole interval (PACE_SECOND_SPAN_MS /
- * rate ms) between consecutive sends, the server's SpikeArrest smooths to about that interval,
- * and a wide margin there would cost a full 1/rate of every second; jitter that still trips
- * the spike arrest is answered by the AIMD rate cut below.
+ * Margin. The server judges its rolling windows on arrival times, and arrival = send + the
+ * one-way delay l. An admission at a leaves the server's window of span W at a + l1 + W; a
+ * new one sent at a + W + m arrives at a + W + m + l2, which is safe when m >= l1 - l2, the
+ * jitter of the delay between two requests. So both rolling windows (the second and the
+ * minute) are judged by pace with span W + m, and m is sized to the jitter measured, not to a
+ * share of the rate: with even spacing at the full rate, the margin is paid once per window
+ * (the L-th admission after a waits for a + W + m), about m / W of a burst.
+ *   - Measured: pace_on_response feeds round trips (admission to response). Their spread
+ *     (p95 - p5 of the last 64) bounds the spread of the one-way delay to the server, which
+ *     is part of it; the server's own time and the way back make it an over-estimate, never
+ *     an under-estimate, short of outliers beyond the 95th percentile. The target margin is
+ *     that spread, at least PACE_MARGIN_FLOOR_MS (both ends truncate time to whole
+ *     milliseconds, and the loop fires timers late by a millisecond or so) and at most
+ *     PACE_MARGIN_MAX_MS (same-region HTTPS jitter is well under 250 ms; a slow backend that
+ *     spreads round trips wider is not arrival jitter).
+ *   - Default: until PACE_JITTER_MIN_SAMPLES round trips are in, the target is the configured
+ *     margin_ms (50 ms by default). The first burst rarely depends on it: the first L
+ *     admissions of a window of L never meet the margin, and by the (L+1)-th the responses
+ *     of the first have come back.
+ *   - Widened at once when the target rises, and doubled (by at least PACE_MARGIN_WIDEN_MS,
+ *     up to the cap) on a spike 429, which says the jitter was larger than measured.
+ *   - Narrowed slowly: by PACE_MARGIN_NARROW_PER_S ms per second towards the target, so a
+ *     429's widening lasts about a minute of quiet traffic and a burst of slow responses
+ *     that left the sample is forgotten gradually.
+ * The spike arrest smooths to 1000/rate ms between arrivals, so sends are spaced evenly at the
+ * rate itself (never faster), and the margin lengthens one gap in L. Jitter that still trips
+ * the spike arrest is also answered by the AIMD rate cut below.
  *
  * Rate (AIMD). A spike 429 halves the current per-second rate, never below 0.5/s (or the
  * configured rate, if lower). Recovery is additive and time based: every success adds 0.1/s
@@ -63,27 +82,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * The second window's span, 1025 ms (pace.h): it carries a small margin of its own, fixed
- * and apart from margin_ms: both ends truncate time to whole milliseconds, so a send exactly
- * 1000 ms after the one it replaces can land in the same server-side second (seen against
- * keapsim under faketime). 25 ms covers that and loopback jitter for 2.4 % of the per-second
- * ceiling, which with Keap's limits never binds (240/min is 4/s); spacing is stretched to
- * match, so sends stay even.
- */
-#define PACE_SEC_SPAN_MS       PACE_SECOND_SPAN_MS
-#define PACE_BURST_FACTOR      2.0    /* spacing allows this many times the minute's mean rate */
-#define PACE_MIN_SPAN_MS       60000u /* the rolling minute's span before margin_ms is added */
-#define PACE_RETRY_FLOOR_MS    250
-#define PACE_BACKOFF_BASE_MS   1000
-#define PACE_BACKOFF_MAX_MS    60000
-#define PACE_BACKOFF_MAX_LEVEL 16
-#define PACE_RETRY_AFTER_MAX   86400000LL /* a Retry-After beyond a day is read as a day */
-#define PACE_MIN_RATE          0.5
-#define PACE_RECOVER_PER_SEC   0.1
-#define PACE_EXPIRY_SLOP_MS    3600000LL /* expiry accepted up to 1 h past the next midnight */
-#define PACE_DAY_GRACE_MS      120000LL  /* see "Midnight" above */
-#define PACE_DEFAULT_SEED      0x6b656170730a7063ULL
+#define PACE_SEC_SPAN_MS        1000u
+#define PACE_MIN_SPAN_MS        60000u
+#define PACE_JITTER_SAMPLES     64
+#define PACE_JITTER_MIN_SAMPLES 8
+#define PACE_TAT_SLACK_US       1000u /* a timer this late does not push the schedule back */
+#define PACE_RING_SLACK         1024u /* minute ring entries beyond per_min */
+#define PACE_RETRY_FLOOR_MS     250
+#define PACE_BACKOFF_BASE_MS    1000
+#define PACE_BACKOFF_MAX_MS     60000
+#define PACE_BACKOFF_MAX_LEVEL  16
+#define PACE_RETRY_AFTER_MAX    86400000LL /* a Retry-After beyond a day is read as a day */
+#define PACE_MIN_RATE           0.5
+#define PACE_RECOVER_PER_SEC    0.1
+#define PACE_EXPIRY_SLOP_MS     3600000LL /* expiry accepted up to 1 h past the next midnight */
+#define PACE_DAY_GRACE_MS       120000LL  /* see "Midnight" above */
+#define PACE_DEFAULT_SEED       0x6b656170730a7063ULL
 
 /* Admission times inside one rolling window, oldest first. */
 struct pace_ring {
@@ -108,10 +122,18 @@ struct pace {
     uint64_t recover_mono; /* AIMD: recovery credited up to here */
     struct pace_ring sec;
 
+    /* margin of both rolling windows */
+    double margin;        /* ms in force */
+    double margin_target; /* ms: the jitter measured, floored and capped, or the default */
+    uint64_t margin_mono; /* narrowing credited up to here */
+    uint32_t rtt[PACE_JITTER_SAMPLES]; /* the latest round trips, ms, a ring */
+    size_t rtt_len;
+    size_t rtt_next;
+    int64_t jitter_ms; /* p95 - p5 of rtt, -1 until PACE_JITTER_MIN_SAMPLES */
+
     /* minute window */
     int64_t min_eff;            /* per_min after share and the server's throttle_limit; 0 = none */
     int64_t srv_throttle_limit; /* last throttle_limit the server reported, -1 unknown */
-    uint64_t min_span;          /* 60000 + margin */
     struct pace_ring min;
     bool srv_min_active;    /* server hold in force */
     int64_t srv_min_left;   /* admissions the server allows us before srv_min_until */
@@ -148,7 +170,7 @@ void pace_config_default(struct pace_config *cfg)
     cfg->per_min = 240;
     cfg->per_day = 30000;
     cfg->reserve_fraction = 0.0;
-    cfg->margin_ms = 250;
+    cfg->margin_ms = PACE_MARGIN_DEFAULT_MS;
 }
 
 /* ---- rings ---- */
@@ -208,14 +230,47 @@ static bool pace_ring_remove_latest(struct pace_ring *r, uint64_t v)
 
 /*
  * The instant at which a window of the given span and limit has room again, or 0 when it has
- * room now. Exact: with no admission in between, entries only leave.
+ * room now. Exact: with no admission in between, entries only leave. Reads only the latest
+ * limit entries, so it stays exact when the span has grown since entries were pruned.
  */
-static uint64_t pace_ring_free_at(struct pace_ring *r, uint64_t now, uint64_t span, int64_t limit)
+static uint64_t pace_ring_free_at(const struct pace_ring *r, uint64_t now, uint64_t span,
+                                  int64_t limit)
 {
-    pace_ring_prune(r, now, span);
+    uint64_t t;
+
     if (limit <= 0 || (int64_t)r->len < limit)
         return 0;
-    return pace_ring_at(r, r->len - (size_t)limit) + span;
+    t = pace_ring_at(r, r->len - (size_t)limit) + span;
+    return t > now ? t : 0;
+}
+
+/* The index of the oldest entry later than t - off, that is with entry + off > t (entries
+ * are in order); r->len when there is none. */
+static size_t pace_ring_after(const struct pace_ring *r, uint64_t t, uint64_t off)
+{
+    size_t lo = 0, hi = r->len;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (pace_ring_at(r, mid) + off > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* How many entries are still inside a window of the given span at now. */
+static size_t pace_ring_count(const struct pace_ring *r, uint64_t now, uint64_t span)
+{
+    return r->len - pace_ring_after(r, now, span);
+}
+
+/* How many entries were inside a window of the given span at an earlier instant at. */
+static size_t pace_ring_count_at(const struct pace_ring *r, uint64_t at, uint64_t span)
+{
+    return pace_ring_after(r, at, 0) - pace_ring_after(r, at, span);
 }
 
 /* ---- small helpers ---- */
@@ -263,19 +318,72 @@ static void pace_set_rate(struct pace *p, double rate)
     if (rate < lo)
         rate = lo;
     p->rate = rate;
-    /* When the minute binds, sending at the full per-second rate gains nothing over time:
-     * the rolling minute then repeats the burst every minute, and each burst runs the
-     * second's window at its ceiling, where arrival jitter of a few tens of ms draws spike
-     * 429s (measured: 1 in 700 with 0..60 ms of jitter at 20/s). So sends are spaced for
-     * at most PACE_BURST_FACTOR times the minute's average rate: the minute still fills (in
-     * 30 s instead of 24 s at Keap's 10/s and 240/min) and the second keeps a wide margin. */
-    if (p->min_eff > 0) {
-        double cap = PACE_BURST_FACTOR * (double)p->min_eff / 60.0;
+    /* Even spacing at the rate itself: the margin is the windows' business (see "Margin"). */
+    p->spacing_us = (uint64_t)ceil(1e6 / rate);
+}
 
-        if (cap < rate)
-            rate = cap;
+/* The margin of both rolling windows, whole ms, as pace judges them now. */
+static uint64_t pace_margin(const struct pace *p)
+{
+    return (uint64_t)ceil(p->margin);
+}
+
+static uint64_t pace_sec_span(const struct pace *p)
+{
+    return PACE_SEC_SPAN_MS + pace_margin(p);
+}
+
+static uint64_t pace_min_span(const struct pace *p)
+{
+    return PACE_MIN_SPAN_MS + pace_margin(p);
+}
+
+/* Entries older than this have left every window whatever the margin becomes, and every
+ * window as of an admission whose response is still worth reading (see pace_observe). */
+#define PACE_PRUNE_SPAN_MS (2 * (uint64_t)PACE_MIN_SPAN_MS + (uint64_t)PACE_MARGIN_MAX_MS)
+
+static double pace_clamp_margin(double m)
+{
+    if (m < PACE_MARGIN_FLOOR_MS)
+        return PACE_MARGIN_FLOOR_MS;
+    if (m > PACE_MARGIN_MAX_MS)
+        return PACE_MARGIN_MAX_MS;
+    return m;
+}
+
+/* Widens the margin to the target at once, or narrows it towards it by the time elapsed. */
+static void pace_margin_update(struct pace *p, uint64_t now)
+{
+    if (p->margin < p->margin_target) {
+        p->margin = p->margin_target;
+    } else if (p->margin > p->margin_target && now > p->margin_mono) {
+        double give = PACE_MARGIN_NARROW_PER_S * (double)(now - p->margin_mono) / 1000.0;
+
+        p->margin = p->margin - give > p->margin_target ? p->margin - give : p->margin_target;
     }
-    p->spacing_us = (uint64_t)ceil(1e3 * PACE_SEC_SPAN_MS / rate);
+    p->margin_mono = now;
+}
+
+static int pace_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* p95 - p5 of the round trips in the sample, in ms; -1 while there are too few. */
+static int64_t pace_jitter(const struct pace *p)
+{
+    uint32_t v[PACE_JITTER_SAMPLES];
+    size_t n = p->rtt_len, lo, hi;
+
+    if (n < PACE_JITTER_MIN_SAMPLES)
+        return -1;
+    memcpy(v, p->rtt, n * sizeof(v[0]));
+    qsort(v, n, sizeof(v[0]), pace_cmp_u32);
+    lo = (size_t)floor(0.05 * (double)(n - 1));
+    hi = (size_t)ceil(0.95 * (double)(n - 1));
+    return (int64_t)v[hi] - (int64_t)v[lo];
 }
 
 /* Recomputes the effective second and minute ceilings from cfg, share and the server. */
@@ -393,10 +501,10 @@ static uint64_t pace_ready_at(struct pace *p, uint64_t now)
     t = pace_max_u64(t, p->hold_until);
     if (p->sec_eff > 0) {
         t = pace_max_u64(t, (p->tat_us + 999) / 1000);
-        t = pace_max_u64(t, pace_ring_free_at(&p->sec, now, PACE_SEC_SPAN_MS, p->sec_limit));
+        t = pace_max_u64(t, pace_ring_free_at(&p->sec, now, pace_sec_span(p), p->sec_limit));
     }
     if (p->min_eff > 0)
-        t = pace_max_u64(t, pace_ring_free_at(&p->min, now, p->min_span, p->min_eff));
+        t = pace_max_u64(t, pace_ring_free_at(&p->min, now, pace_min_span(p), p->min_eff));
     if (p->srv_min_active) {
         if (now >= p->srv_min_until)
             p->srv_min_active = false;
@@ -414,7 +522,12 @@ static void pace_admit(struct pace *p, uint64_t now)
 
         p->tat_prev_us = p->tat_us;
         p->tat_undo = true;
-        p->tat_us = (p->tat_us > now_us ? p->tat_us : now_us) + p->spacing_us;
+        /* A caller woken a little late (whole-ms clocks, timers) keeps the schedule, so the
+         * lateness does not add up over a burst; the ring still bounds every window. */
+        if (p->tat_us + PACE_TAT_SLACK_US > now_us)
+            p->tat_us += p->spacing_us;
+        else
+            p->tat_us = now_us + p->spacing_us;
         pace_ring_push(&p->sec, now);
     }
     if (p->min_eff > 0)
@@ -461,14 +574,17 @@ int pace_new(struct pace **out, const struct pace_config *cfg)
     p->cfg = *cfg;
     p->share = 1;
     p->srv_throttle_limit = -1;
-    p->min_span = PACE_MIN_SPAN_MS + cfg->margin_ms;
+    p->margin_target = pace_clamp_margin((double)cfg->margin_ms);
+    p->margin = p->margin_target;
+    p->jitter_ms = -1;
     p->day_start = INT64_MIN;
     p->srv_day_cap = -1;
     p->rng = PACE_DEFAULT_SEED;
     result = pace_ring_init(&p->sec, cfg->per_sec > 0 ? (size_t)fmax(1.0, floor(cfg->per_sec)) : 0);
     if (result < 0)
         goto fail;
-    result = pace_ring_init(&p->min, (size_t)cfg->per_min);
+    /* room for the admissions in flight past a full minute (see pace_observe_minute) */
+    result = pace_ring_init(&p->min, cfg->per_min > 0 ? (size_t)cfg->per_min + PACE_RING_SLACK : 0);
     if (result < 0)
         goto fail;
     pace_apply_limits(p);
@@ -568,6 +684,7 @@ void pace_observation_init(struct pace_observation *obs)
     obs->tenant_throttle_limit = -1;
     obs->tenant_throttle_available = -1;
     obs->tenant_id = NULL;
+    obs->admitted_mono = 0;
 }
 
 /* Whether day figures said at now_wall without a usable expiry may be yesterday's. */
@@ -633,17 +750,35 @@ static void pace_observe_minute(struct pace *p, uint64_t now, const struct pace_
      * itself to half of a figure that was mostly its peer's room). This clamps only when the
      * server is fuller than our own windows say: another client of the key. */
     if (p->min_eff > 0) {
-        pace_ring_prune(&p->min, now, p->min_span);
-        room = p->min_eff - (int64_t)p->min.len;
+        pace_ring_prune(&p->min, now, PACE_PRUNE_SPAN_MS);
+        room = p->min_eff - (int64_t)pace_ring_count(&p->min, now, pace_min_span(p));
     } else {
         room = INT64_MAX;
+    }
+    /* The figure is the server's as of the request's arrival, not as of now: since then our
+     * own window has let old admissions go and taken in the ones in flight. Taken against
+     * our room now, that staleness alone (a few requests while the minute turns over, with
+     * a margin of tens of ms) read as "the server is fuller" and held admissions for a whole
+     * minute once the last response said 0. So when the admission is known, the figure is
+     * compared with our room as of then, and only the difference (someone else's use of the
+     * key) is carried to now. */
+    if (p->min_eff > 0 && o->admitted_mono > 0 && o->admitted_mono <= now &&
+        now - o->admitted_mono < PACE_MIN_SPAN_MS) {
+        int64_t then =
+            p->min_eff - (int64_t)pace_ring_count_at(&p->min, o->admitted_mono, pace_min_span(p));
+
+        if (avail >= then) {
+            p->srv_min_active = false;
+            return;
+        }
+        avail = room > then - avail ? room - (then - avail) : 0;
     }
     if (avail < room) {
         p->srv_min_active = true;
         p->srv_min_left = avail;
         p->srv_min_used = 0;
         p->srv_min_since = now;
-        p->srv_min_until = now + p->min_span;
+        p->srv_min_until = now + pace_min_span(p);
     } else {
         p->srv_min_active = false;
     }
@@ -695,12 +830,18 @@ void pace_on_429(struct pace *p, uint64_t now_mono, int64_t now_wall, enum pace_
     case PACE_LIMIT_SPIKE:
         pace_set_rate(p, p->rate * 0.5);
         p->recover_mono = now;
+        pace_margin_update(p, now);
+        p->margin = pace_clamp_margin(fmax(2.0 * p->margin, p->margin + PACE_MARGIN_WIDEN_MS));
         break;
-    case PACE_LIMIT_MINUTE:
-        pace_ring_prune(&p->min, now, p->min_span);
-        if (p->min.len > 0)
-            hold = pace_max_u64(hold, pace_ring_at(&p->min, 0) + p->min_span);
+    case PACE_LIMIT_MINUTE: {
+        size_t n;
+
+        pace_ring_prune(&p->min, now, PACE_PRUNE_SPAN_MS);
+        n = pace_ring_count(&p->min, now, pace_min_span(p));
+        if (n > 0)
+            hold = pace_max_u64(hold, pace_ring_at(&p->min, p->min.len - n) + pace_min_span(p));
         break;
+    }
     case PACE_LIMIT_DAY:
         if (pace_day_young(now_wall) && !pace_expiry_valid(p, now_wall))
             break; /* may be yesterday's answer: back off only */
@@ -722,6 +863,22 @@ void pace_on_success(struct pace *p, uint64_t now_mono)
     if (p->sec_eff > 0 && p->rate < p->sec_eff && now > p->recover_mono)
         pace_set_rate(p, p->rate + PACE_RECOVER_PER_SEC * (double)(now - p->recover_mono) / 1000.0);
     p->recover_mono = now;
+    pace_margin_update(p, now);
+}
+
+void pace_on_response(struct pace *p, uint64_t admitted_mono, uint64_t now_mono)
+{
+    uint64_t now = pace_clock(p, now_mono);
+    uint64_t rtt = now > admitted_mono ? now - admitted_mono : 0;
+
+    p->rtt[p->rtt_next] = rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt;
+    p->rtt_next = (p->rtt_next + 1) % PACE_JITTER_SAMPLES;
+    if (p->rtt_len < PACE_JITTER_SAMPLES)
+        p->rtt_len++;
+    p->jitter_ms = pace_jitter(p);
+    if (p->jitter_ms >= 0)
+        p->margin_target = pace_clamp_margin((double)p->jitter_ms);
+    pace_margin_update(p, now);
 }
 
 void pace_set_share(struct pace *p, int n)
@@ -740,6 +897,8 @@ void pace_get_stats(const struct pace *p, struct pace_stats *out)
     out->rejected_429 = p->rejected_429;
     out->current_per_sec = p->rate;
     out->day_spent = p->day_spent;
+    out->margin_ms = (int64_t)pace_margin(p);
+    out->jitter_ms = p->jitter_ms;
     if (p->day_hold)
         out->day_left = 0;
     else if (limit < 0)

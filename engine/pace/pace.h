@@ -12,9 +12,10 @@
  *               request spends one token. Without tokens pace answers PACE_NEED_GRANT.
  *   observation what the server's x-keap-* headers said; the server is the truth.
  *   share       how many processes split this key's per-second and per-minute windows.
- *   margin      extra span added to the rolling minute (margin_ms), because the server
- *               judges it at arrival time, which jitters relative to our send time. The
- *               second's small margin is fixed, in PACE_SECOND_SPAN_MS.
+ *   margin      extra span added to both rolling windows (the second and the minute),
+ *               because the server judges them at arrival time, which jitters relative to
+ *               our send time. Sized to the jitter of the round trips pace_on_response
+ *               reports, widened on a spike 429, narrowed slowly (pace.c, "Margin").
  */
 #ifndef KEAPSYNC_PACE_H
 #define KEAPSYNC_PACE_H
@@ -24,17 +25,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The per-second window's span: one second plus a 25 ms margin (see pace.c). Even spacing is
- * PACE_SECOND_SPAN_MS / rate. */
-#define PACE_SECOND_SPAN_MS 1025u
-
 struct pace_config {
     double per_sec;          /* spike ceiling, requests per second; 0 = no such window */
     int64_t per_min;         /* rolling 60 s ceiling; 0 = none */
     int64_t per_day;         /* UTC day ceiling; 0 = none */
     double reserve_fraction; /* share of per_day left to the tenant's other integrations */
-    uint32_t margin_ms;      /* safety margin added to the rolling minute's span */
+    uint32_t margin_ms;      /* margin of the rolling windows until round trips are measured */
 };
+
+/*
+ * The margin's bounds and steps, in ms (pace.c, "Margin", says why these): the default until
+ * round trips are measured, the floor and the cap of any margin, the least a spike 429 widens
+ * it by (it doubles it otherwise), and what each second without a spike 429 gives back.
+ */
+#define PACE_MARGIN_DEFAULT_MS   50u
+#define PACE_MARGIN_FLOOR_MS     10.0
+#define PACE_MARGIN_MAX_MS       250.0
+#define PACE_MARGIN_WIDEN_MS     25.0
+#define PACE_MARGIN_NARROW_PER_S 1.0
 
 /* Defaults: 10/s, 240/min, 30000/day, no reserve, default margin. */
 void pace_config_default(struct pace_config *cfg);
@@ -97,14 +105,17 @@ struct pace_observation {
     int64_t throttle_used;
     int64_t tenant_throttle_limit;
     int64_t tenant_throttle_available;
-    const char *tenant_id; /* borrowed for the duration of the call */
+    const char *tenant_id;  /* borrowed for the duration of the call */
+    uint64_t admitted_mono; /* when the request this answers was admitted; 0 unknown */
 };
-void pace_observation_init(struct pace_observation *obs); /* all -1 / NULL */
+void pace_observation_init(struct pace_observation *obs); /* all -1 / NULL / 0 */
 
 /*
  * Reconciles the server's view into the windows. Lowers what pace thinks is left when the
  * server says less; raises the day's ceiling when the server reports a larger quota_limit.
- * Missing fields change nothing.
+ * Missing fields change nothing. The minute's figures are the server's as of the request's
+ * arrival: with admitted_mono set they are weighed against pace's own minute as of that
+ * admission, so the requests that left or joined it since do not read as another client.
  */
 void pace_observe(struct pace *p, uint64_t now_mono, int64_t now_wall,
                   const struct pace_observation *obs);
@@ -128,6 +139,12 @@ void pace_on_429(struct pace *p, uint64_t now_mono, int64_t now_wall, enum pace_
 /* A request that completed without a 429: drives the additive recovery of the rate. */
 void pace_on_success(struct pace *p, uint64_t now_mono);
 
+/*
+ * A response (any HTTP status, 429 included) to the request admitted at admitted_mono came
+ * back at now_mono: one round trip for the jitter that sizes the margin.
+ */
+void pace_on_response(struct pace *p, uint64_t admitted_mono, uint64_t now_mono);
+
 /* Splits this key's per-second and per-minute ceilings across n processes (n >= 1). */
 void pace_set_share(struct pace *p, int n);
 
@@ -142,6 +159,8 @@ struct pace_stats {
     int64_t refunded;
     int64_t rejected_429;
     double current_per_sec; /* after AIMD */
+    int64_t margin_ms;      /* of both rolling windows, in force now */
+    int64_t jitter_ms;      /* p95 - p5 of recent round trips; -1 until enough are in */
     int64_t day_spent;      /* admitted today (this process) */
     int64_t day_left;       /* what pace believes is left today, after the reserve; -1 unknown */
 };

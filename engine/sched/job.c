@@ -259,7 +259,10 @@ static void response_cb(struct http_response *resp, void *data)
 
     s->inflight--;
     job->res->bytes += (int64_t)resp->body.len;
+    if (resp->status > 0)
+        pace_on_response(s->pace, pg->admitted_mono, now);
     keap_read_headers(resp, &obs);
+    obs.admitted_mono = pg->admitted_mono;
     pace_observe(s->pace, now, wall, &obs);
     if (obs.quota_limit > 0 && s->opt->limits.per_day > 0 &&
         obs.quota_limit > s->opt->limits.per_day) {

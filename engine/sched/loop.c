@@ -333,6 +333,16 @@ void sched_pump(struct sched *s)
                 sched_nomem(s, "starting a request");
             else
                 job_fail_page(pg->job, pg, "could not start the request");
+        } else {
+            pg->admitted_mono = now;
+            if (base_log_get_level() == BASE_LOG_DEBUG) {
+                struct pace_stats st;
+
+                pace_get_stats(s->pace, &st);
+                base_log_debug("pace: admitted at %" PRIu64 " ms (margin %" PRId64
+                               " ms, jitter %" PRId64 " ms, %.1f/s)",
+                               now, st.margin_ms, st.jitter_ms, st.current_per_sec);
+            }
         }
     }
     sched_maybe_finish(s);

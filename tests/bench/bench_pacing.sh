@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# bench_pacing.sh: how much of Keap's binding window keapsync uses, with zero 429s, against a
+# bench_pacing.sh: how close keapsync paces to Keap's limits, with zero 429s, against a
 # reactive baseline that behaves like common ELT tools, all measured by keapsim in one run.
 #
 #   tests/bench/bench_pacing.sh [BUILD_DIR]        (default: build; needs keapsync, keapsim,
 #                                                   bench_reactive built there)
 #
-# Phases, one after the other (they would share the CPU if run at once), each against a fresh
+# Two modes (BENCH_MODE):
+#
+# runs (the default): syncs of a given number of requests, each timed from its first to its
+# last request as keapsim counted them, against the least possible time under all the
+# windows at once, for keapsync and for the reactive baseline, one after the other, each
+# against a fresh keapsim and (keapsync) a fresh database. BENCH_RUNS lists them as
+# REQUESTS:LIMITS; the default is
+#     50:10/s,240/min,30000/day      a nightly incremental at Keap's limits (~5 s)
+#     150:5/s,60/min,30000/day       the minute binds twice (~126 s)
+#     2000:10/s,240/min,30000/day    a first sync's worth at Keap's limits (~8.3 min)
+# and all of them once for each arrival jitter in BENCH_JITTERS (default "0 60": keapsim's
+# --arrival-jitter 0, then 60 ms), so one invocation prints the figures with and without.
+# keapsync syncs contacts with page size BENCH_PAGE from a tenant sized so that the sync needs
+# about REQUESTS requests (the pipeline may fetch one or two pages past the end); the figures
+# use the request count keapsim saw. The reactive baseline then fetches that many pages.
+#   least       the least possible first-to-last span of n requests: t_0 = 0, t_i = max(t_(i-1)
+#               + 1000/per_s ms, t_(i-per_min) + 60000 ms) (the spike arrest smooths to even
+#               spacing; a request leaves the rolling minute 60 s after it came), t_(n-1).
+#   span        keapsim's first to last request (any status), counted at arrival.
+#   utilization least / span; goal >= 0.99 from 150 requests on, >= 0.97 below, zero 429s.
+#
+# minutes (BENCH_MODE=minutes): the older figure, how much of the binding window keapsync
+# uses over BENCH_SECONDS. Phases, one after the other (they would share the CPU if run at once), each against a fresh
 # keapsim started with the same flags (--limits BENCH_LIMITS, --latency BENCH_LATENCY):
 #   paced     one keapsync process syncing contacts (page size BENCH_PAGE, so many requests).
 #   shared    two keapsync processes sharing the key, the tenant and the database, each running
@@ -23,7 +45,8 @@
 #               accepted requests (polled every 15 s, as keapsim keeps only 120 s of it).
 #   useful      an accepted (non-429) request: a page the sync needed.
 #
-# Environment: BENCH_ARRIVAL_JITTER (0 ms), BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
+# Environment: BENCH_MODE (runs), BENCH_RUNS, BENCH_JITTERS (see above), BENCH_RUN_TIMEOUT (900 s
+# per client), BENCH_ARRIVAL_JITTER (0 ms; minutes mode), BENCH_SECONDS (130), BENCH_LIMITS (20/s,300/min,30000/day), BENCH_LATENCY
 # (50:30, ms:jitter), BENCH_PAGE (10), BENCH_SIZE (20000 contacts), BENCH_INFLIGHT,
 # BENCH_SEED (7), BENCH_RETRY_AFTER (off; on or 0: keapsim's --retry-after), BENCH_PHASES ("paced shared reactive"), BENCH_KEEP=1 to keep the work folder
 # (client logs, keapsim snapshots) for a post-mortem; KEAPSYNC_LOG_LEVEL passes through.
@@ -44,6 +67,11 @@ BENCH_SIZE=${BENCH_SIZE:-20000}
 BENCH_SEED=${BENCH_SEED:-7}
 BENCH_RETRY_AFTER=${BENCH_RETRY_AFTER:-off}
 BENCH_PHASES=${BENCH_PHASES:-paced shared reactive}
+BENCH_MODE=${BENCH_MODE:-runs}
+BENCH_RUNS=${BENCH_RUNS:-50:10/s,240/min,30000/day 150:5/s,60/min,30000/day 2000:10/s,240/min,30000/day}
+# runs mode: every run once per arrival jitter listed (ms), in the same invocation
+BENCH_JITTERS=${BENCH_JITTERS:-0 60}
+BENCH_RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-900}
 GOAL_PCT=99
 
 KS="$BUILD/keapsync"
@@ -59,10 +87,11 @@ done
 case $BENCH_SECONDS in '' | *[!0-9]*) die "BENCH_SECONDS must be a whole number of seconds" ;; esac
 [ "$BENCH_SECONDS" -ge 10 ] || die "BENCH_SECONDS must be at least 10"
 
-# limit_of UNIT: the number before /UNIT in BENCH_LIMITS (s|sec|second, min|minute), 0 if none.
+# limit_of UNIT [SPEC]: the number before /UNIT in SPEC (default BENCH_LIMITS; units s|sec|second,
+# min|minute), 0 if none.
 limit_of() {
-    local item n u
-    for item in ${BENCH_LIMITS//,/ }; do
+    local item n u spec=${2:-$BENCH_LIMITS}
+    for item in ${spec//,/ }; do
         n=${item%%/*}
         u=${item#*/}
         case "$1:$u" in
@@ -144,8 +173,8 @@ done
 # ksim_start NAME: a fresh keapsim with the phase-independent flags; sets KSIM_URL.
 ksim_start() {
     local out="$TMP/$1.keapsim.out" port=""
-    "$KSIM" --port 0 --seed "$BENCH_SEED" --size "$BENCH_SIZE" --api-key-file "$TMP/key" \
-        --limits "$BENCH_LIMITS" --latency "$BENCH_LATENCY" --arrival-jitter "$BENCH_ARRIVAL_JITTER" \
+    "$KSIM" --port 0 --seed "$BENCH_SEED" --size "${KSIM_SIZE:-$BENCH_SIZE}" --api-key-file "$TMP/key" \
+        --limits "${KSIM_LIMITS:-$BENCH_LIMITS}" --latency "$BENCH_LATENCY" --arrival-jitter "$BENCH_ARRIVAL_JITTER" \
         --retry-after "$BENCH_RETRY_AFTER" --quiet >"$out" 2>"$out.err" &
     KSIM_PID=$!
     PIDS+=("$KSIM_PID")
@@ -245,6 +274,7 @@ analyse() {
 
 pct() { awk -v n="$1" -v d="$2" 'BEGIN { if (d == 0) print "n/a"; else printf "%.2f %%", 100 * n / d }'; }
 ratio() { awk -v n="$1" -v d="$2" 'BEGIN { if (d == 0) print "n/a"; else printf "%.2f", n / d }'; }
+ratio3() { awk -v n="$1" -v d="$2" 'BEGIN { if (d == 0) print "n/a"; else printf "%.3f", n / d }'; }
 
 # report NAME TITLE: prints the phase's figures, each beside what it is compared with.
 report() {
@@ -300,6 +330,135 @@ client_lines() {
             tr '\n' ';' | sed 's/;$//; s/;/; /g')"
     done
 }
+
+# least_ms N PER_S PER_MIN: the least possible first-to-last span of N requests (see the top).
+least_ms() {
+    awk -v n="$1" -v r="$2" -v m="$3" 'BEGIN {
+        t[0] = 0
+        for (i = 1; i < n; i++) {
+            t[i] = t[i - 1] + (r > 0 ? 1000 / r : 0)
+            if (m > 0 && i >= m && t[i - m] + 60000 > t[i]) t[i] = t[i - m] + 60000
+        }
+        printf "%.0f", (n > 0 ? t[n - 1] : 0)
+    }'
+}
+
+# wait_client PID TIMEOUT_S: waits for PID to exit by itself, SIGTERM after TIMEOUT_S; sets
+# CLIENT_RC (124 when it had to be stopped).
+wait_client() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        sleep 2
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        CLIENT_RC=124
+        return
+    fi
+    CLIENT_RC=0
+    wait "$pid" 2>/dev/null || CLIENT_RC=$?
+}
+
+# run_figures NAME: one line of a run's figures from keapsim's final stats in $TMP/NAME.json:
+# "requests accepted 429s spike minute span_ms max1 max60".
+run_figures() {
+    jq -r '[.requests, .accepted, .rejected_429, .rejected_429_by_window.second,
+            .rejected_429_by_window.minute, (.last_request_ms - .first_request_ms),
+            .max_in_1s, .max_in_60s] | map(tostring) | join(" ")' "$TMP/$1.json"
+}
+
+# one_run INDEX REQUESTS LIMITS: keapsync's sync of about REQUESTS requests, then the reactive
+# baseline fetching as many pages, each against a fresh keapsim; prints both against the least.
+one_run() {
+    local i=$1 want=$2 lim=$3 per_s per_min size name pid n least rn rleast goal pct prc rrc
+    per_s=$(limit_of s "$lim")
+    per_min=$(limit_of min "$lim")
+    # page size P overlapping one record: P - 1 new contacts a page, plus the short last page
+    size=$(((want - 1) * (BENCH_PAGE - 1)))
+    [ "$size" -ge 1 ] || size=1
+    KSIM_LIMITS=$lim
+    KSIM_SIZE=$size
+    export KEAPSYNC_LIMITS="$lim"
+
+    name="run$i.paced"
+    ksim_start "$name"
+    make_db "run$i"
+    KEAPSYNC_JOBS="$TMP/jobs-paced" "$KS" run >"$TMP/$name.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_client "$pid" "$BENCH_RUN_TIMEOUT"
+    prc=$CLIENT_RC
+    ksim_stats >"$TMP/$name.json"
+    kill "$KSIM_PID" 2>/dev/null || true
+    wait "$KSIM_PID" 2>/dev/null || true
+    read -r n _ f4 f4s f4m fspan fmax1 fmax60 <<<"$(run_figures "$name")"
+    least=$(least_ms "$n" "$per_s" "$per_min")
+
+    name="run$i.reactive"
+    ksim_start "$name"
+    "$REACTIVE" --inflight "${BENCH_INFLIGHT_RUN:-$((per_s > 0 ? per_s : 10))}" --page-size "$BENCH_PAGE" \
+        --requests "$n" --seconds "$BENCH_RUN_TIMEOUT" --seed "$BENCH_SEED" >"$TMP/$name.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_client "$pid" $((BENCH_RUN_TIMEOUT + 10))
+    rrc=$CLIENT_RC
+    ksim_stats >"$TMP/$name.json"
+    kill "$KSIM_PID" 2>/dev/null || true
+    wait "$KSIM_PID" 2>/dev/null || true
+    read -r rn ra r4 r4s r4m rspan rmax1 rmax60 <<<"$(run_figures "$name")"
+    rleast=$(least_ms "$ra" "$per_s" "$per_min")
+
+    if [ "$n" -ge 150 ]; then pct=99; else pct=97; fi
+    goal="goal met"
+    if [ "$f4" -ne 0 ] || awk -v a="$least" -v b="$fspan" -v p="$pct" 'BEGIN { exit !(b <= 0 || a / b < p / 100) }'; then
+        goal="GOAL MISSED"
+    fi
+    say ""
+    say "== run $i: $n requests at $lim, arrival jitter $BENCH_ARRIVAL_JITTER ms (asked for $want; tenant of $size contacts, page size $BENCH_PAGE)"
+    say "  least possible      $(awk -v a="$least" 'BEGIN { printf "%.3f", a / 1000 }') s first to last request, from the limits and the count"
+    say "  keapsync            $(awk -v a="$fspan" 'BEGIN { printf "%.3f", a / 1000 }') s: utilization $(ratio3 "$least" "$fspan"); 429s $f4 (second $f4s, minute $f4m); max 1 s $fmax1/$per_s, max 60 s $fmax60/$per_min"
+    say "  reactive baseline   $(awk -v a="$rspan" 'BEGIN { printf "%.3f", a / 1000 }') s for $ra useful of $rn requests: utilization $(ratio3 "$rleast" "$rspan") (least $(awk -v a="$rleast" 'BEGIN { printf "%.3f", a / 1000 }') s); 429s $r4 (second $r4s, minute $r4m); max 1 s $rmax1/$per_s, max 60 s $rmax60/$per_min"
+    say "  keapsync / reactive span $(ratio "$fspan" "$rspan") (below 1: keapsync was faster)"
+    client_lines "$TMP/run$i.paced.out" "$TMP/run$i.reactive.out"
+    [ "$prc" -eq 0 ] || say "  WARNING: keapsync exited with $prc (124: stopped after $BENCH_RUN_TIMEOUT s)"
+    [ "$rrc" -eq 0 ] || say "  WARNING: the reactive baseline exited with $rrc (124: stopped after $BENCH_RUN_TIMEOUT s)"
+    say "  verdict             $goal (utilization >= 0.$pct, zero 429s)"
+    echo "$i $n $lim $BENCH_ARRIVAL_JITTER $least $fspan $f4 $ra $rspan $r4" >>"$TMP/summary"
+}
+
+if [ "$BENCH_MODE" = runs ]; then
+    say "command: BENCH_RUNS=\"$BENCH_RUNS\" BENCH_JITTERS=\"$BENCH_JITTERS\" BENCH_LATENCY=$BENCH_LATENCY" \
+        "BENCH_PAGE=$BENCH_PAGE BENCH_SEED=$BENCH_SEED BENCH_RETRY_AFTER=$BENCH_RETRY_AFTER $0 $BUILD"
+    say "keapsim: --latency $BENCH_LATENCY --arrival-jitter (each of BENCH_JITTERS) --retry-after $BENCH_RETRY_AFTER --seed $BENCH_SEED," \
+        "--limits as each run says (a fresh process per client); keapsync: KEAPSYNC_LIMITS the same, page size $BENCH_PAGE"
+    say "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+    i=0
+    for jit in $BENCH_JITTERS; do
+        case $jit in '' | *[!0-9]*) die "bad BENCH_JITTERS item \"$jit\" (whole ms, e.g. \"0 60\")" ;; esac
+        BENCH_ARRIVAL_JITTER=$jit
+        for spec in $BENCH_RUNS; do
+            i=$((i + 1))
+            case $spec in
+            [0-9]*:*/*) one_run "$i" "${spec%%:*}" "${spec#*:}" ;;
+            *) die "bad BENCH_RUNS item \"$spec\" (expected REQUESTS:LIMITS, e.g. 50:10/s,240/min,30000/day)" ;;
+            esac
+        done
+    done
+    say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+    say ""
+    say "== summary (utilization = least possible / first-to-last span)"
+    while read -r i n lim jit least fspan f4 ra rspan r4; do
+        say "  $(printf '%5d requests at %-26s jitter %2d ms  least %8.3f s  keapsync %8.3f s = %s (429s %s)  reactive %8.3f s = %s (429s %s)' \
+            "$n" "$lim" "$jit" "$(awk -v a="$least" 'BEGIN { print a / 1000 }')" "$(awk -v a="$fspan" 'BEGIN { print a / 1000 }')" \
+            "$(ratio3 "$least" "$fspan")" "$f4" "$(awk -v a="$rspan" 'BEGIN { print a / 1000 }')" \
+            "$(ratio3 "$(least_ms "$ra" "$(limit_of s "$lim")" "$(limit_of min "$lim")")" "$rspan")" "$r4")"
+    done <"$TMP/summary"
+    exit 0
+fi
+[ "$BENCH_MODE" = minutes ] || die "unknown BENCH_MODE \"$BENCH_MODE\" (runs or minutes)"
 
 say "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_LIMITS=$BENCH_LIMITS BENCH_LATENCY=$BENCH_LATENCY BENCH_ARRIVAL_JITTER=$BENCH_ARRIVAL_JITTER" \
     "BENCH_PAGE=$BENCH_PAGE BENCH_SIZE=$BENCH_SIZE BENCH_INFLIGHT=$BENCH_INFLIGHT" \

@@ -5,6 +5,7 @@
  *
  *   KEAP_API_KEY=... KEAP_BASE_URL=http://127.0.0.1:PORT/crm/rest \
  *       build/bench_reactive [--inflight N] [--page-size P] [--seconds S] [--seed X]
+ *                            [--requests N]
  *
  * Words used here:
  *   worker    one of the N request slots (--inflight, default 20): it sends a page, waits for
@@ -16,10 +17,12 @@
  *             default), base 1 s, cap 60 s. A success resets attempt. A worker never gives up:
  *             a real tap gives up after 5 to 8 tries and fails the whole sync, which could only
  *             lower the baseline's figure.
+ *   job       with --requests N: N pages to fetch, like a sync of N pages; the run ends when
+ *             all N are useful. Without it the pages never run out.
  * Pages are handed out in offset order (limit/offset, order=id); when the tenant runs out (a
  * short page) the offsets wrap to 0 so the load stays the same for the whole run.
- * The program runs until --seconds have passed or SIGTERM/SIGINT arrives, cancels what is in
- * flight and prints one line on stdout:
+ * The program runs until the job is done, --seconds have passed or SIGTERM/SIGINT arrives,
+ * cancels what is in flight and prints one line on stdout:
  *   reactive: useful=N rate_limited=M errors=E canceled=C records=R seconds=S
  * Exit 0, or 1 when the server refused the key or a request could not be built.
  */
@@ -60,6 +63,8 @@ struct reactive {
     const char *base_url;
     int inflight;
     int page_size;
+    int64_t max_pages; /* --requests: pages in the job, 0 = endless */
+    int64_t handed;    /* pages handed to workers so far */
     int64_t next_offset;
     uint64_t rng;
     bool stopping;
@@ -152,8 +157,22 @@ static void worker_retry_later(struct reactive_worker *w, int64_t retry_after_ms
     uv_timer_start(&w->timer, retry_cb, backoff_ms(w, retry_after_ms), 0);
 }
 
-/* Counts one useful page and moves w to the next offset; wraps when the tenant ran out. */
-static void worker_page_ok(struct reactive_worker *w, int nrecords)
+/* Hands w the next page; false when the job has none left. */
+static bool worker_take_page(struct reactive_worker *w)
+{
+    struct reactive *r = w->r;
+
+    if (r->max_pages > 0 && r->handed >= r->max_pages)
+        return false;
+    r->handed++;
+    w->offset = r->next_offset;
+    r->next_offset += r->page_size;
+    return true;
+}
+
+/* Counts one useful page; wraps the offsets when the tenant ran out. Returns whether w has
+ * another page to fetch. */
+static bool worker_page_ok(struct reactive_worker *w, int nrecords)
 {
     struct reactive *r = w->r;
 
@@ -162,8 +181,7 @@ static void worker_page_ok(struct reactive_worker *w, int nrecords)
     w->attempt = 0;
     if (nrecords < r->page_size)
         r->next_offset = 0;
-    w->offset = r->next_offset;
-    r->next_offset += r->page_size;
+    return worker_take_page(w);
 }
 
 static void done_cb(struct http_response *resp, void *data)
@@ -173,6 +191,7 @@ static void done_cb(struct http_response *resp, void *data)
     struct keap_verdict v;
     struct keap_page page;
     struct base_err err;
+    bool more;
 
     if (r->stopping) {
         r->canceled++;
@@ -188,9 +207,12 @@ static void done_cb(struct http_response *resp, void *data)
             worker_retry_later(w, -1);
             break;
         }
-        worker_page_ok(w, page.nrecords);
+        more = worker_page_ok(w, page.nrecords);
         keap_page_free(&page);
-        worker_send(w);
+        if (r->max_pages > 0 && r->useful >= r->max_pages)
+            request_stop(r);
+        else if (more)
+            worker_send(w);
         break;
     case KEAP_OUTCOME_RATE_LIMITED:
         r->rate_limited++;
@@ -246,13 +268,13 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_reactive [--inflight N] [--page-size P] [--seconds S] "
-            "[--seed X]\n"
+            "[--seed X] [--requests N]\n"
             "  needs KEAP_API_KEY and KEAP_BASE_URL (e.g. http://127.0.0.1:PORT/crm/rest)\n");
 }
 
 /* Parses "--name value" integer options; returns 0, or -1 after printing why. */
 static int parse_args(int argc, char **argv, int64_t *inflight, int64_t *page_size,
-                      int64_t *seconds, int64_t *seed)
+                      int64_t *seconds, int64_t *seed, int64_t *requests)
 {
     for (int i = 1; i < argc; i++) {
         int64_t *dst = NULL, lo = 1, hi = 0;
@@ -265,6 +287,8 @@ static int parse_args(int argc, char **argv, int64_t *inflight, int64_t *page_si
             dst = seconds, hi = 86400;
         } else if (strcmp(argv[i], "--seed") == 0) {
             dst = seed, lo = 0, hi = INT64_MAX;
+        } else if (strcmp(argv[i], "--requests") == 0) {
+            dst = requests, hi = INT64_MAX;
         } else {
             usage();
             return -1;
@@ -286,12 +310,12 @@ int main(int argc, char **argv)
     struct keap_credential cred = {0};
     struct http_options hopt = {0};
     struct base_err err;
-    int64_t inflight = 20, page_size = 10, seconds = 130, seed = (int64_t)getpid();
+    int64_t inflight = 20, page_size = 10, seconds = 130, seed = (int64_t)getpid(), requests = 0;
     int rc = 1;
     bool loop_ok = false, global_ok = false;
 
     memset(&r, 0, sizeof(r));
-    if (parse_args(argc, argv, &inflight, &page_size, &seconds, &seed) < 0)
+    if (parse_args(argc, argv, &inflight, &page_size, &seconds, &seed, &requests) < 0)
         return 2;
     r.base_url = getenv("KEAP_BASE_URL");
     if (r.base_url == NULL || strncmp(r.base_url, "http://127.0.0.1:", 17) != 0) {
@@ -305,6 +329,7 @@ int main(int argc, char **argv)
     }
     r.inflight = (int)inflight;
     r.page_size = (int)page_size;
+    r.max_pages = requests;
     r.rng = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
     if (http_global_init() < 0) {
         fprintf(stderr, "bench_reactive: could not initialise libcurl\n");
@@ -341,11 +366,10 @@ int main(int argc, char **argv)
 
         w->r = &r;
         uv_timer_init(&r.loop, &w->timer);
-        w->offset = r.next_offset;
-        r.next_offset += r.page_size;
     }
     for (int i = 0; i < r.inflight && !r.stopping; i++)
-        worker_send(&r.workers[i]);
+        if (worker_take_page(&r.workers[i]))
+            worker_send(&r.workers[i]);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     printf("reactive: useful=%" PRId64 " rate_limited=%" PRId64 " errors=%" PRId64
            " canceled=%" PRId64 " records=%" PRId64 " seconds=%.3f\n",

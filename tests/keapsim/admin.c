@@ -109,6 +109,10 @@ static int admin_stats(struct sim *s, struct base_buf *body)
     cJSON_AddNumberToObject(o, "refresh_reused", (double)s->st.refresh_reused);
     cJSON_AddNumberToObject(o, "max_in_1s", (double)s->st.max_in_1s);
     cJSON_AddNumberToObject(o, "max_in_60s", (double)s->st.max_in_60s);
+    cJSON_AddNumberToObject(o, "first_request_ms", (double)s->st.first_request_ms);
+    cJSON_AddNumberToObject(o, "last_request_ms", (double)s->st.last_request_ms);
+    cJSON_AddNumberToObject(o, "first_accepted_ms", (double)s->st.first_accepted_ms);
+    cJSON_AddNumberToObject(o, "last_accepted_ms", (double)s->st.last_accepted_ms);
     cJSON_AddNumberToObject(o, "in_last_1s", (double)s->tenant_win.sum1);
     cJSON_AddNumberToObject(o, "in_last_60s", (double)s->tenant_win.sum60);
     cJSON_AddNumberToObject(o, "day_used", (double)s->day_used);

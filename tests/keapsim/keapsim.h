@@ -192,6 +192,10 @@ struct sim_stats {
     uint64_t oauth_refreshes; /* refresh_token grants answered with a new pair */
     uint64_t refresh_reused;  /* refresh_token grants with a refresh token already spent */
     uint64_t max_in_1s, max_in_60s;
+    /* CLOCK_MONOTONIC ms at which the first and the latest API request with a known key
+     * reached the windows (any verdict), and the first and latest accepted one; 0: none yet */
+    int64_t first_request_ms, last_request_ms;
+    int64_t first_accepted_ms, last_accepted_ms;
     int64_t hist_start_s;            /* sim-clock second of hist[0] */
     uint32_t hist[SIM_HIST_SECONDS]; /* accepted per second, the last SIM_HIST_SECONDS */
 };

@@ -206,6 +206,9 @@ enum sim_verdict sim_limits_admit(struct sim *s, struct sim_key *key, struct sim
     }
     sim_win_advance(&key->win, mono);
     key->st.requests++;
+    if (s->st.first_request_ms == 0)
+        s->st.first_request_ms = mono;
+    s->st.last_request_ms = mono;
     if (lim->per_s > 0 && key->win.sum1 >= (uint64_t)lim->per_s)
         v = SIM_VERDICT_SECOND;
     else if (lim->per_min > 0 && key->win.sum60 >= (uint64_t)lim->per_min)
@@ -222,6 +225,9 @@ enum sim_verdict sim_limits_admit(struct sim *s, struct sim_key *key, struct sim
         s->day_used++;
         s->st.accepted++;
         key->st.accepted++;
+        if (s->st.first_accepted_ms == 0)
+            s->st.first_accepted_ms = mono;
+        s->st.last_accepted_ms = mono;
         if (s->tenant_win.sum1 > s->st.max_in_1s)
             s->st.max_in_1s = s->tenant_win.sum1;
         if (s->tenant_win.sum60 > s->st.max_in_60s)

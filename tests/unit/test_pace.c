@@ -2,7 +2,9 @@
  * Unit tests for pace on a fake clock: mono and wall are plain variables the tests move.
  * Covers window boundaries and exact wait times, even spacing, all-or-nothing admission, the
  * UTC day (grants, budget, rollover), refunds, header reconciliation, 429 handling (AIMD,
- * Retry-After, back-off), share splitting, the text parsers, and a 10-minute simulated run.
+ * Retry-After, back-off), share splitting, the text parsers, a 10-minute simulated run, and
+ * the margin (default, floor, sized to measured round trips, widened on a spike 429, narrowed
+ * slowly) with a model of a server that judges arrivals delayed by jitter.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,6 +53,14 @@ static uint32_t default_margin(void)
     return cfg.margin_ms;
 }
 
+static int64_t margin_of(const struct pace *p)
+{
+    struct pace_stats st;
+
+    pace_get_stats(p, &st);
+    return st.margin_ms;
+}
+
 /* Acquires at *now, following PACE_WAIT answers, until admitted; returns the admission time. */
 static uint64_t admit_next(struct pace *p, uint64_t *now, int64_t wall)
 {
@@ -86,7 +96,7 @@ static void test_config_parse(void **state)
     assert_int_equal(cfg.per_min, 240);
     assert_int_equal(cfg.per_day, 30000);
     assert_true(cfg.reserve_fraction == 0.0);
-    assert_in_range(cfg.margin_ms, 100, 250);
+    assert_int_equal(cfg.margin_ms, 50); /* the documented default, before any round trip */
 
     memset(&cfg, 0, sizeof(cfg));
     assert_int_equal(pace_config_parse("10/s,240/min,30000/day", &cfg, &err), 0);
@@ -235,6 +245,8 @@ static void test_minute_boundary(void **state)
     pace_free(p);
 }
 
+/* Sends are spaced at the rate itself, never closer (to the millisecond the caller's clock
+ * rounds to), and every run of the spike window's limit spans at least 1 s + the margin. */
 static void test_even_spacing(void **state)
 {
     const double rates[] = {10, 3, 6, 0.5};
@@ -243,23 +255,28 @@ static void test_even_spacing(void **state)
     for (size_t r = 0; r < BASE_ARRAY_SIZE(rates); r++) {
         struct pace *p = make(rates[r], 0, 0, 0);
         int64_t wall = wall_at("2026-03-10T12:00:00Z");
-        double gap_min = (double)PACE_SECOND_SPAN_MS / rates[r];
-        uint64_t now = T0, prev = 0;
+        double gap_min = 1000.0 / rates[r];
+        size_t limit = rates[r] < 1 ? 1 : (size_t)floor(rates[r]);
+        uint64_t now = T0, a[60];
         struct pace_stats st;
 
         for (int i = 0; i < 60; i++) {
-            uint64_t at;
-
             /* ask a little early as well as on time: no bursts either way */
             now += 7;
-            at = admit_next(p, &now, wall);
+            a[i] = admit_next(p, &now, wall);
             if (i > 0) {
-                assert_true((double)(at - prev) >= gap_min);
-                /* the spacing loses less than a millisecond to rounding */
-                assert_true((double)(at - prev) < gap_min + 1.0 + 7.0);
+                assert_true((double)(a[i] - a[i - 1]) >= floor(gap_min));
+                /* only the margin, once per window, stretches a gap */
+                assert_true((double)(a[i] - a[i - 1]) <
+                            gap_min + (double)default_margin() + 1.0 + 7.0);
             }
-            prev = at;
+            if ((size_t)i >= limit)
+                assert_true(a[i] - a[i - limit] >= 1000 + default_margin());
         }
+        /* and the rounding does not add up: 59 gaps cost no more than the rate and the
+         * margin once per window (plus the 7 ms of asking early, once per window) */
+        assert_true((double)(a[59] - a[0]) <=
+                    59.0 * gap_min + (double)(59 / limit) * (default_margin() + 7.0) + 1.0);
         pace_get_stats(p, &st);
         assert_int_equal(st.admitted, 60);
         assert_true(st.current_per_sec == rates[r]);
@@ -268,37 +285,36 @@ static void test_even_spacing(void **state)
     }
 }
 
-/* When the minute binds, sends are spaced for at most twice its average rate, so the
- * rolling minute never replays a burst at the second's ceiling; when it does not bind, the
- * second's own spacing applies. */
-static void test_burst_cap(void **state)
+/* When the minute binds, a burst still runs at the second's full rate (no cap below it):
+ * the minute fills in per_min / per_sec seconds plus the margin once per second. */
+static void test_full_rate_burst(void **state)
 {
     struct {
         double per_sec;
         int64_t per_min;
-        double expect_rate;
-    } cases[] = {
-        {20, 300, 2.0 * 300 / 60}, /* the benchmark limits: 10/s, not 20/s */
-        {10, 240, 2.0 * 240 / 60}, /* Keap's: 8/s */
-        {10, 100000, 10},          /* the minute cannot bind: the second's spacing */
-    };
+    } cases[] = {{20, 300}, {10, 240}, {5, 60}, {40, 960}};
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
 
     (void)state;
     for (size_t c = 0; c < BASE_ARRAY_SIZE(cases); c++) {
         struct pace *p = make(cases[c].per_sec, cases[c].per_min, 0, 0);
-        double gap = (double)PACE_SECOND_SPAN_MS / cases[c].expect_rate;
-        uint64_t now = T0, prev = 0;
+        int64_t n = cases[c].per_min, L = (int64_t)cases[c].per_sec;
+        uint64_t now = T0, first = 0, at = 0, prev = 0, full;
 
-        for (int i = 0; i < 40; i++) {
-            uint64_t at = admit_next(p, &now, wall);
-
-            if (i > 0) {
-                assert_true((double)(at - prev) >= floor(gap));
-                assert_true((double)(at - prev) <= ceil(gap));
-            }
+        for (int64_t i = 0; i < n; i++) {
+            at = admit_next(p, &now, wall);
+            if (i == 0)
+                first = at;
+            else
+                assert_true((double)(at - prev) >= floor(1000.0 / cases[c].per_sec));
             prev = at;
         }
+        full = (uint64_t)((n - 1) / L) * (1000 + default_margin()) +
+               (uint64_t)ceil((double)((n - 1) % L) * 1000.0 / cases[c].per_sec);
+        assert_true(at - first <= full + 1);
+        /* the old cap of twice the minute's average rate would have taken this long */
+        assert_true(at - first <
+                    (uint64_t)((double)(n - 1) * 1025.0 / (2.0 * (double)cases[c].per_min / 60.0)));
         pace_free(p);
     }
 }
@@ -328,8 +344,8 @@ static void test_fractional_rate(void **state)
 static void test_all_or_nothing(void **state)
 {
     const uint64_t span = 60000 + default_margin();
-    /* 5/min binds: sends are spaced for twice its average rate, 1025 ms / (2 * 5 / 60) */
-    const uint64_t S = (uint64_t)ceil(PACE_SECOND_SPAN_MS / (2.0 * 5 / 60));
+    /* 1/s: the spike window holds one request for 1 s + the margin */
+    const uint64_t S = 1000 + default_margin();
     struct pace *p = make(1, 5, 100, 0);
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
     uint64_t t = T0;
@@ -476,8 +492,8 @@ static void test_day_budget_reserve(void **state)
 static void test_refund(void **state)
 {
     const uint64_t span = 60000 + default_margin();
-    /* 3/min binds: sends are spaced 1025 ms / (2 * 3 / 60) apart */
-    const uint64_t S = (uint64_t)ceil(PACE_SECOND_SPAN_MS / (2.0 * 3 / 60));
+    /* 10/s: sends are spaced 100 ms apart */
+    const uint64_t S = 100;
     struct pace *p = make(10, 3, 100, 0);
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
     uint64_t t = T0;
@@ -522,7 +538,7 @@ static void test_refund(void **state)
     assert_int_equal(pace_acquire(p, t, wall).verdict, PACE_GO);
     d = pace_acquire(p, t, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_int_equal(d.retry_mono_ms, t + 103);
+    assert_int_equal(d.retry_mono_ms, t + 100);
     pace_free(p);
 }
 
@@ -695,6 +711,7 @@ static void test_missing_headers(void **state)
 static void test_throttle_available(void **state)
 {
     const uint64_t span = 60000 + default_margin();
+    const uint64_t later = 1000 + default_margin(); /* past the spike window */
     const int64_t server_left = 5;
     struct pace *p = make(10, 240, 0, 0);
     int64_t wall = wall_at("2026-03-10T12:00:00Z");
@@ -729,23 +746,83 @@ static void test_throttle_available(void **state)
     /* blank headers change nothing */
     pace_observation_init(&obs);
     pace_observe(p, now, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + PACE_SECOND_SPAN_MS, wall).verdict, PACE_WAIT);
+    assert_int_equal(pace_acquire(p, now + later, wall).verdict, PACE_WAIT);
     /* the server has room again: the hold goes */
     obs.throttle_available = 200;
-    pace_observe(p, now + PACE_SECOND_SPAN_MS, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    pace_observe(p, now + later, wall, &obs);
+    assert_int_equal(pace_acquire(p, now + later, wall).verdict, PACE_GO);
     /* a throttle_limit below what the minute holds now lowers the minute window */
     pace_get_stats(p, &st);
     obs.throttle_available = -1;
     obs.throttle_limit = st.admitted;
-    pace_observe(p, now + 2 * PACE_SECOND_SPAN_MS, wall, &obs);
-    d = pace_acquire(p, now + 2 * PACE_SECOND_SPAN_MS, wall);
+    pace_observe(p, now + 2 * later, wall, &obs);
+    d = pace_acquire(p, now + 2 * later, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
     assert_int_equal(d.retry_mono_ms, first + span);
     obs.throttle_limit = st.admitted + 1;
-    pace_observe(p, now + 2 * PACE_SECOND_SPAN_MS, wall, &obs);
-    assert_int_equal(pace_acquire(p, now + 2 * PACE_SECOND_SPAN_MS, wall).verdict, PACE_GO);
+    pace_observe(p, now + 2 * later, wall, &obs);
+    assert_int_equal(pace_acquire(p, now + 2 * later, wall).verdict, PACE_GO);
     pace_free(p);
+}
+
+/* The server's minute figure is as of the request's arrival. While the minute turns over,
+ * our window lets old admissions go and takes new ones meanwhile: weighed against our room
+ * as of the admission, a stale 0 holds nothing; a real shortfall (another client) still
+ * holds, by that shortfall only. Without the admission time, the figure holds as before. */
+static void test_throttle_stale(void **state)
+{
+    const int64_t per_min = 10;
+    const uint64_t span = 60000 + default_margin();
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+    struct pace_observation obs;
+    struct pace_decision d;
+
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        struct pace *p = make(0, per_min, 0, 0);
+        uint64_t a10, now;
+
+        for (int i = 0; i < per_min; i++)
+            assert_int_equal(pace_acquire(p, T0 + 100 * (uint64_t)i, wall).verdict, PACE_GO);
+        if (mode == 2) {
+            /* someone else took 1 before a10's arrival: 0 left where we had 1 in hand */
+            a10 = T0 + span + 150; /* a0 and a1 gone: ours a2..a10, 9 */
+            assert_int_equal(pace_acquire(p, a10, wall).verdict, PACE_GO);
+            now = T0 + span + 300; /* a0..a3 gone: room 3, less the shortfall of 1 */
+            pace_observation_init(&obs);
+            obs.throttle_limit = per_min;
+            obs.throttle_available = 0;
+            obs.admitted_mono = a10;
+            pace_observe(p, now, wall, &obs);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+            d = pace_acquire(p, now, wall);
+            assert_int_equal(d.verdict, PACE_WAIT);
+            assert_int_equal(d.retry_mono_ms, now + span);
+            pace_free(p);
+            continue;
+        }
+        /* the minute turns over: the first two leave, two new ones come */
+        a10 = T0 + span;
+        assert_int_equal(pace_acquire(p, a10, wall).verdict, PACE_GO);
+        assert_int_equal(pace_acquire(p, a10 + 100, wall).verdict, PACE_GO);
+        /* a10's answer comes when a third old one has left too: our room is 1 */
+        now = a10 + 250;
+        pace_observation_init(&obs);
+        obs.throttle_limit = per_min;
+        obs.throttle_available = 0; /* full at a10's arrival, as our own window was */
+        if (mode == 0) {
+            obs.admitted_mono = a10;
+            pace_observe(p, now, wall, &obs);
+            assert_int_equal(pace_acquire(p, now, wall).verdict, PACE_GO);
+        } else {
+            pace_observe(p, now, wall, &obs); /* no admission time: held, as before */
+            d = pace_acquire(p, now, wall);
+            assert_int_equal(d.verdict, PACE_WAIT);
+            assert_int_equal(d.retry_mono_ms, now + span);
+        }
+        pace_free(p);
+    }
 }
 
 /* ---- 429s ---- */
@@ -772,7 +849,7 @@ static void test_aimd(void **state)
     assert_true(d.retry_mono_ms > now);
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
-    assert_int_equal(b - a, (uint64_t)ceil((double)PACE_SECOND_SPAN_MS / expect));
+    assert_int_equal(b - a, (uint64_t)ceil(1000.0 / expect));
     /* repeated cuts stop at a floor above zero */
     for (int i = 0; i < 20; i++)
         pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
@@ -797,9 +874,8 @@ static void test_aimd(void **state)
     now += 20000 + 3600000;
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
-    /* 1025 ms / rate may be fractional: consecutive gaps round down or up */
-    assert_true(b - a >= (uint64_t)floor((double)PACE_SECOND_SPAN_MS / per_sec));
-    assert_true(b - a <= (uint64_t)ceil((double)PACE_SECOND_SPAN_MS / per_sec));
+    assert_true(b - a >= (uint64_t)floor(1000.0 / per_sec));
+    assert_true(b - a <= (uint64_t)ceil(1000.0 / per_sec));
     pace_get_stats(p, &st);
     assert_int_equal(st.rejected_429, 22);
     pace_free(p);
@@ -938,7 +1014,7 @@ static void test_share(void **state)
             continue;
         }
         at = now;
-        assert_true((double)(at - prev) >= 1000.0 / floor(per_sec / n));
+        assert_true((double)(at - prev) >= floor(1000.0 / floor(per_sec / n)));
         prev = at;
         count++;
     }
@@ -974,6 +1050,272 @@ static void test_share(void **state)
     pace_get_stats(p, &st);
     assert_true(st.current_per_sec == per_sec);
     pace_free(p);
+}
+
+/* ---- the margin ---- */
+
+/* Reports n round trips of rtt_ms each, answered at *now (moved on by step_ms each). */
+static void feed_rtt(struct pace *p, uint64_t *now, int n, const uint32_t *rtt_ms, int nrtt,
+                     uint64_t step_ms)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t r = rtt_ms[i % nrtt];
+
+        *now += step_ms;
+        pace_on_response(p, *now - r, *now);
+    }
+}
+
+/* Before any round trip: the configured default. Too few: still the default. Enough with no
+ * spread at all: narrows, slowly, to the floor and never below it. */
+static void test_margin_default_and_floor(void **state)
+{
+    const uint32_t same[] = {40};
+    struct pace *p = make(10, 240, 0, 0);
+    uint64_t now = T0;
+    struct pace_stats st;
+    int64_t m;
+
+    (void)state;
+    pace_get_stats(p, &st);
+    assert_int_equal(st.margin_ms, default_margin());
+    assert_int_equal(st.jitter_ms, -1);
+    feed_rtt(p, &now, 7, same, 1, 100);
+    pace_get_stats(p, &st);
+    assert_int_equal(st.jitter_ms, -1);
+    assert_int_equal(st.margin_ms, default_margin());
+    feed_rtt(p, &now, 1, same, 1, 100);
+    pace_get_stats(p, &st);
+    assert_int_equal(st.jitter_ms, 0);
+    /* narrowing is slow: about 1 ms per second, not all at once */
+    m = st.margin_ms;
+    assert_true(m >= (int64_t)default_margin() - 1);
+    feed_rtt(p, &now, 100, same, 1, 100); /* 10 s later */
+    assert_true(margin_of(p) >= m - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) - 1 &&
+                margin_of(p) <= m - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) + 1);
+    /* an hour of it: at the floor, not below */
+    feed_rtt(p, &now, 3600, same, 1, 1000);
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
+    pace_free(p);
+
+    /* a configured margin below the floor is raised to it */
+    {
+        struct pace_config cfg;
+
+        pace_config_default(&cfg);
+        cfg.margin_ms = 0;
+        assert_int_equal(pace_new(&p, &cfg), 0);
+        assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
+        pace_free(p);
+    }
+}
+
+/* The margin follows the measured spread (p95 - p5), at once when it grows, and the spike
+ * window then holds its limit for exactly 1 s + that margin. */
+static void test_margin_measured(void **state)
+{
+    uint32_t spread[61];
+    struct pace *p = make(10, 240, 0, 0);
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+    uint64_t now = T0, a[11];
+    struct pace_stats st;
+    struct pace_decision d;
+
+    (void)state;
+    for (int i = 0; i < 61; i++)
+        spread[i] = 20 + (uint32_t)((i * 37) % 61); /* 20..80 ms, well mixed */
+    feed_rtt(p, &now, 64, spread, 61, 100);
+    pace_get_stats(p, &st);
+    assert_true(st.jitter_ms >= 50 && st.jitter_ms <= 60);
+    /* wider than the default: taken at once (an earlier, smaller sample may have spread a
+     * little wider still; that narrows slowly) */
+    assert_true(st.margin_ms >= st.jitter_ms && st.margin_ms <= 60);
+    for (int i = 0; i < 10; i++)
+        a[i] = admit_next(p, &now, wall);
+    d = pace_acquire(p, now + 100, wall);
+    assert_int_equal(d.verdict, PACE_WAIT);
+    assert_int_equal(d.retry_mono_ms, a[0] + 1000 + (uint64_t)st.margin_ms);
+    now = d.retry_mono_ms;
+    a[10] = admit_next(p, &now, wall);
+    assert_int_equal(a[10], a[0] + 1000 + (uint64_t)st.margin_ms);
+    /* slow responses beyond any real jitter: the margin stops at its cap */
+    {
+        const uint32_t wild[] = {10, 5000};
+
+        feed_rtt(p, &now, 64, wild, 2, 100);
+        assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_MAX_MS);
+    }
+    pace_free(p);
+}
+
+/* A spike 429 widens the margin (doubles it, by 25 ms at least, up to the cap); quiet
+ * traffic gives it back by about 1 ms a second, down to the measured target, not below. */
+static void test_margin_spike_429(void **state)
+{
+    const uint32_t same[] = {40, 70}; /* spread 30 ms */
+    struct pace *p = make(10, 240, 0, 0);
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+    uint64_t now = T0;
+    int64_t target, wide;
+
+    (void)state;
+    feed_rtt(p, &now, 64, same, 2, 100);
+    feed_rtt(p, &now, 600, same, 2, 100); /* a minute: narrowed from the default */
+    target = margin_of(p);
+    assert_int_equal(target, 30);
+    pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
+    wide = margin_of(p);
+    assert_int_equal(wide, 2 * target);
+    /* a 429 of another window says nothing about arrival jitter */
+    pace_on_429(p, now, wall, PACE_LIMIT_MINUTE, 0);
+    pace_on_429(p, now, wall, PACE_LIMIT_UNKNOWN, 0);
+    assert_int_equal(margin_of(p), wide);
+    /* 10 quiet seconds give back about 10 ms */
+    pace_on_success(p, now + 10000);
+    now += 10000;
+    assert_true(margin_of(p) >= wide - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) - 1 &&
+                margin_of(p) <= wide - (int64_t)(10 * PACE_MARGIN_NARROW_PER_S) + 1);
+    /* a round trip in the meantime does not undo the widening */
+    feed_rtt(p, &now, 1, same, 2, 100);
+    assert_true(margin_of(p) > target);
+    /* a long quiet spell: back to the target, not below */
+    feed_rtt(p, &now, 1200, same, 2, 100);
+    assert_int_equal(margin_of(p), target);
+    /* repeated spike 429s stop at the cap */
+    for (int i = 0; i < 10; i++)
+        pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_MAX_MS);
+    pace_free(p);
+
+    /* from a small margin, a spike 429 widens by at least 25 ms */
+    p = make(10, 240, 0, 0);
+    now = T0;
+    {
+        const uint32_t flat[] = {40};
+
+        feed_rtt(p, &now, 64, flat, 1, 1000); /* about a minute: at the floor */
+    }
+    assert_int_equal(margin_of(p), (int64_t)PACE_MARGIN_FLOOR_MS);
+    pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
+    assert_int_equal(margin_of(p), (int64_t)(PACE_MARGIN_FLOOR_MS + PACE_MARGIN_WIDEN_MS));
+    pace_free(p);
+}
+
+/* xorshift64*: the model's delays, reproducible. */
+static uint64_t model_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Arrivals (sorted) at which a window of span ms, counting (t - span, t], held more than limit. */
+static int overflows(const uint64_t *arr, size_t n, uint64_t span, int64_t limit)
+{
+    int bad = 0;
+
+    for (size_t i = 0, j = 0; i < n; i++) {
+        while (arr[j] + span <= arr[i])
+            j++;
+        if ((int64_t)(i - j + 1) > limit)
+            bad++;
+    }
+    return bad;
+}
+
+/*
+ * A server that judges arrivals: each admitted request arrives fwd (0..fwd_max ms) after it
+ * was admitted and is answered srv (srv_lo..srv_hi ms) after that; pace hears of the round
+ * trip (fwd + srv) when the answer comes, if report. Runs n requests at 10/s and 240/min (the
+ * minute binds twice), fills arr with the arrival times, sorted.
+ */
+static void model_run(struct pace *p, size_t n, uint32_t fwd_max, uint32_t srv_lo, uint32_t srv_hi,
+                      bool report, uint64_t *arr)
+{
+    struct {
+        uint64_t due, admitted;
+    } q[64];
+    size_t nq = 0, got = 0;
+    int64_t wall = wall_at("2026-03-10T12:00:00Z");
+    uint64_t rng = 0x1234567, ask = T0;
+
+    while (got < n) {
+        size_t k = 0;
+
+        for (size_t i = 1; i < nq; i++)
+            if (q[i].due < q[k].due)
+                k = i;
+        if (nq > 0 && q[k].due <= ask) {
+            if (report)
+                pace_on_response(p, q[k].admitted, q[k].due);
+            pace_on_success(p, q[k].due);
+            q[k] = q[--nq];
+            continue;
+        }
+        struct pace_decision d = pace_acquire(p, ask, wall);
+
+        if (d.verdict == PACE_WAIT) {
+            ask = d.retry_mono_ms;
+            continue;
+        }
+        assert_int_equal(d.verdict, PACE_GO);
+        {
+            uint64_t fwd = model_rand(&rng) % (fwd_max + 1);
+            uint64_t srv = srv_lo + model_rand(&rng) % (srv_hi - srv_lo + 1);
+
+            assert_true(nq < BASE_ARRAY_SIZE(q));
+            arr[got++] = ask + fwd;
+            q[nq].admitted = ask;
+            q[nq].due = ask + fwd + srv;
+            nq++;
+        }
+    }
+    qsort(arr, n, sizeof(arr[0]), cmp_u64);
+}
+
+/* With the round trips reported, arrival jitter never overflows the second or the minute
+ * as the server counts them; with only a small fixed margin the same jitter does (the
+ * model can fail). */
+static void test_margin_model(void **state)
+{
+    enum { N = 600 };
+    uint64_t *arr = calloc(N, sizeof(*arr));
+    struct pace_config cfg;
+    struct pace *p = NULL;
+
+    (void)state;
+    assert_non_null(arr);
+    /* 0..60 ms before the server counts, 20..80 ms after: as keapsim --latency 50:30
+     * --arrival-jitter 60 */
+    p = make(10, 240, 0, 0);
+    model_run(p, N, 60, 20, 80, true, arr);
+    assert_int_equal(overflows(arr, N, 1000, 10), 0);
+    assert_int_equal(overflows(arr, N, 60000, 240), 0);
+    assert_true(margin_of(p) >= 60);
+    pace_free(p);
+    /* all the jitter after the count: the margin is wider than needed, still no overflow */
+    p = make(10, 240, 0, 0);
+    model_run(p, N, 0, 20, 80, true, arr);
+    assert_int_equal(overflows(arr, N, 1000, 10), 0);
+    assert_int_equal(overflows(arr, N, 60000, 240), 0);
+    pace_free(p);
+    /* control: nothing reported and a 10 ms default: 60 ms of arrival jitter overflows */
+    pace_config_default(&cfg);
+    cfg.per_day = 0;
+    cfg.margin_ms = 10;
+    assert_int_equal(pace_new(&p, &cfg), 0);
+    model_run(p, N, 60, 20, 80, false, arr);
+    assert_true(overflows(arr, N, 1000, 10) > 0);
+    pace_free(p);
+    free(arr);
 }
 
 /* ---- a long run ---- */
@@ -1054,7 +1396,7 @@ int main(void)
         cmocka_unit_test(test_even_spacing),
         cmocka_unit_test(test_all_or_nothing),
         cmocka_unit_test(test_fractional_rate),
-        cmocka_unit_test(test_burst_cap),
+        cmocka_unit_test(test_full_rate_burst),
         cmocka_unit_test(test_midnight_rollover),
         cmocka_unit_test(test_midnight_stale_answers),
         cmocka_unit_test(test_day_budget_reserve),
@@ -1065,11 +1407,16 @@ int main(void)
         cmocka_unit_test(test_expiry_sanity),
         cmocka_unit_test(test_missing_headers),
         cmocka_unit_test(test_throttle_available),
+        cmocka_unit_test(test_throttle_stale),
         cmocka_unit_test(test_aimd),
         cmocka_unit_test(test_retry_after_429),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_minute_429),
         cmocka_unit_test(test_share),
+        cmocka_unit_test(test_margin_default_and_floor),
+        cmocka_unit_test(test_margin_measured),
+        cmocka_unit_test(test_margin_spike_429),
+        cmocka_unit_test(test_margin_model),
         cmocka_unit_test(test_long_run),
         cmocka_unit_test(test_new_rejects),
     };
