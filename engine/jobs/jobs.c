@@ -879,19 +879,34 @@ out:
 int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
 {
     struct jobs_load_ctx c = {path, err};
-    struct jobs_job job;
-    const char *end = NULL;
-    cJSON *root = NULL;
     char *text = NULL;
     size_t len = 0;
     int result;
 
-    memset(&job, 0, sizeof(job));
     if (path == NULL || out == NULL)
         return base_err_set(err, BASE_EINVAL, "could not load job file: missing argument");
     result = read_file(&c, &text, &len);
     if (result < 0)
         return result;
+    result = jobs_load_buffer(path, text, len, out, err);
+    free(text);
+    return result;
+}
+
+int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs_job *out,
+                     struct base_err *err)
+{
+    struct jobs_load_ctx c = {path, err};
+    struct jobs_job job;
+    const char *end = NULL;
+    cJSON *root = NULL;
+    int result;
+
+    memset(&job, 0, sizeof(job));
+    if (path == NULL || text == NULL || out == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not load job file: missing argument");
+    if (len > JOB_FILE_MAX)
+        return jobs_fail(&c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
     if (memchr(text, '\0', len) != NULL) {
         result = jobs_fail(&c, NULL, "file contains a NUL byte");
         goto out;
@@ -925,7 +940,6 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
 out:
     jobs_job_free(&job);
     cJSON_Delete(root);
-    free(text);
     return result;
 }
 
