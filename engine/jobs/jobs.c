@@ -922,14 +922,29 @@ int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs
         }
     }
     if (root == NULL) {
-        int line = 1, col = 1;
+        int line = 1, col = 1, depth = 0;
+        bool in_string = false;
 
         for (const char *p = text; end != NULL && p < end && p < text + len; p++) {
             col++;
             if (*p == '\n')
                 line++, col = 1;
+            if (in_string && *p == '\\' && p + 1 < end)
+                p++, col++;
+            else if (*p == '"')
+                in_string = !in_string;
+            else if (!in_string && (*p == '[' || *p == '{'))
+                depth++;
+            else if (!in_string && (*p == ']' || *p == '}'))
+                depth--;
         }
-        result = jobs_fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
+        if (depth >= CJSON_NESTING_LIMIT)
+            result = jobs_fail(&c, NULL,
+                               "invalid JSON near line %d, column %d: nested deeper "
+                               "than %d levels",
+                               line, col, CJSON_NESTING_LIMIT);
+        else
+            result = jobs_fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
         goto out;
     }
     result = load_job(&c, root, &job);

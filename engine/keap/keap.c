@@ -89,9 +89,13 @@ static int key_from_file(const char *path, char **out, struct base_err *err)
 
     /* O_NONBLOCK: a FIFO must not hang us before the regular-file check. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
-                            strerror(errno));
+    if (fd < 0) {
+        base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
+                     strerror(errno));
+        base_err_hint(err, "KEAP_API_KEY_FILE must name a regular file of mode 0600 holding "
+                           "the key");
+        return BASE_ECONFIG;
+    }
     if (fstat(fd, &st) != 0) {
         result = base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
                               strerror(errno));
@@ -130,6 +134,9 @@ static int key_from_file(const char *path, char **out, struct base_err *err)
     (void)base_snprintf(src, sizeof(src), "key file \"%s\"", path);
     result = key_accept(buf, len, src, out, err);
 out:
+    if (result < 0 && err->hint[0] == '\0')
+        base_err_hint(err, "KEAP_API_KEY_FILE must name a regular file of mode 0600 holding "
+                           "the key");
     wipe(buf, sizeof(buf));
     close(fd);
     return result;
