@@ -604,6 +604,13 @@ void keap_classify_api(const struct http_response *resp, enum keap_api api, int6
         return;
     }
     status = resp->status;
+    if (resp->body_too_big) {
+        /* The same page would be as large again: retrying it only spends requests. */
+        out->outcome = KEAP_OUTCOME_FATAL;
+        base_snprintf(out->reason, sizeof(out->reason),
+                      "response larger than the %zu MiB cap on a page", resp->body.max >> 20);
+        return;
+    }
     if (resp->transport_error != 0 || status == 0) {
         char text[160];
 
@@ -830,6 +837,25 @@ static struct keap_span *scan_record_spans(const char *b, size_t len, const char
     return spans;
 }
 
+/* How many arrays and objects are open at end (strings skipped): why cJSON stopped there. */
+static int nesting_at(const char *b, const char *end)
+{
+    bool in_string = false;
+    int depth = 0;
+
+    for (const char *p = b; p < end; p++) {
+        if (in_string && *p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"')
+            in_string = !in_string;
+        else if (!in_string && (*p == '[' || *p == '{'))
+            depth++;
+        else if (!in_string && (*p == ']' || *p == '}'))
+            depth--;
+    }
+    return depth;
+}
+
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err)
 {
@@ -852,7 +878,12 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
     if (page.root == NULL) {
         const char *at = cJSON_GetErrorPtr();
 
-        if (at != NULL && at >= body && at <= body + len)
+        if (at != NULL && at >= body && at <= body + len &&
+            nesting_at(body, at) >= CJSON_NESTING_LIMIT)
+            result = base_err_set(err, BASE_EPROTO,
+                                  "response is nested deeper than %d levels (at byte %zu)",
+                                  CJSON_NESTING_LIMIT, (size_t)(at - body));
+        else if (at != NULL && at >= body && at <= body + len)
             result = base_err_set(err, BASE_EPROTO, "response is not valid JSON (at byte %zu)",
                                   (size_t)(at - body));
         else
