@@ -9,7 +9,9 @@ pkgs=(
     libcmocka-dev libmicrohttpd-dev       # unit tests, keapsim
     postgresql postgresql-client          # throwaway clusters for the demo and tests
     faketime jq curl procps bc            # day-boundary tests, test scripts
-    time                                  # GNU time: tests/bench/bench_e2e.sh
+    time                                  # GNU time: tests/bench/bench_e2e.sh, robust_pages.sh
+    clang libclang-rt-14-dev              # libFuzzer: tests/fuzz (KEAPSYNC_FUZZ=ON)
+    valgrind                              # memcheck of an end-to-end sync (tests/fuzz/README.md)
 )
 # With --tests (deploy/test.sh): what only the tests of deploy/ need.
 tests=0

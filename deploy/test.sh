@@ -32,16 +32,21 @@ status=0
 (cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900) || status=$?
 
 if [ "${KEAPSYNC_TEST_SANITIZE:-1}" = 1 ]; then
-    # The unit tests and the end-to-end paths (sync, every shipped job, bad input and bad job
-    # files, quota days, child streams before and after their parents, job file changes, v2
-    # tokens, a page that keeps failing, wrong types, a plan over several days, the daemon's signals and days, status, run
-    # history, signals and the metrics file) again under ASan+UBSan, leaks included. KEAPSYNC_TEST_SANITIZE=0 skips this.
+    # The whole suite again (unit and integration) under ASan+UBSan, leaks included.
+    # KEAPSYNC_TEST_SANITIZE=0 skips this; KEAPSYNC_SANITIZE_TESTS=REGEX runs a subset.
     echo "== under ASan+UBSan"
     san="$build-asan"
     cmake -S . -B "$san" -DKEAPSYNC_WERROR=ON -DKEAPSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
     cmake --build "$san" -j"$jobs" >/dev/null
     (cd "$san" && ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0 \
-        ctest --output-on-failure -j"$jobs" --timeout 900 \
-        -R 'unit\.|sync_contacts|sync_all|bad_input|bad_jobs|quota_day|child_streams|child_order|job_changes|deletes|backfill|v2_paging|robust_fail|robust_types|plan_days|oauth_lost_pair|oauth_config|ops_status|ops_metrics|daemon_signals|daemon_days') || status=$?
+        ctest --output-on-failure -j"$jobs" --timeout 900 ${KEAPSYNC_SANITIZE_TESTS:+-R "$KEAPSYNC_SANITIZE_TESTS"}) || status=$?
+fi
+
+if [ "${KEAPSYNC_TEST_FUZZ:-1}" = 1 ]; then
+    # Each libFuzzer target for KEAPSYNC_FUZZ_SECONDS (default 30), seeded from Keap's
+    # fixtures (tests/fuzz/README.md). KEAPSYNC_TEST_FUZZ=0 skips this.
+    echo "== fuzzing (${KEAPSYNC_FUZZ_SECONDS:-30} s per target)"
+    KEAPSYNC_FUZZ_BUILD="$build-fuzz" KEAPSYNC_FUZZ_JOBS="$jobs" \
+        bash tests/fuzz/run.sh "${KEAPSYNC_FUZZ_SECONDS:-30}" || status=$?
 fi
 exit $status

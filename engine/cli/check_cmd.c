@@ -23,6 +23,7 @@ int cli_cmd_check(int argc, char **argv)
     struct pace_config cfg;
     const char *dflt;
 
+    const char *base_url;
     bool labels = true;
 
     base_err_clear(&err);
@@ -32,10 +33,10 @@ int cli_cmd_check(int argc, char **argv)
         return cli_fail_option("check", argv[i]);
     }
     if (cli_load_limits(&cfg, &err) < 0 || cli_default_schedule(&dflt, &err) < 0 ||
+        cli_base_url(&base_url, &err) < 0 ||
         cli_load_jobs(&set, NULL, &err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);
-    if (cli_resolve_labels(&set, NULL, &cfg, cli_env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL),
-                           NULL, &labels, &err) < 0) {
+    if (cli_resolve_labels(&set, NULL, &cfg, base_url, NULL, &labels, &err) < 0) {
         jobs_set_free(&set);
         return cli_fail(CLI_EXIT_CONFIG, &err);
     }

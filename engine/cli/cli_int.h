@@ -39,6 +39,14 @@ bool cli_is_help(const char *arg);
 
 /* The environment variable name, or dflt when it is unset or empty. */
 const char *cli_env_or(const char *name, const char *dflt);
+/*
+ * KEAP_BASE_URL, checked with libcurl's URL parser: an http or https URL with a host, a valid
+ * port, no white space, no user name or password, no query or fragment. Unset or empty
+ * gives KEAP_DEFAULT_BASE_URL. Errors are BASE_ECONFIG, one line, the
+ * URL shown without any user name or password.
+ */
+int cli_base_url(const char **out, struct base_err *err);
+int cli_check_base_url(const char *url, struct base_err *err);
 /* KEAPSYNC_LIMITS and KEAPSYNC_RESERVE over the defaults into *cfg. */
 int cli_load_limits(struct pace_config *cfg, struct base_err *err);
 /*

@@ -5,6 +5,7 @@
  */
 #include "cli_int.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,124 @@ const char *cli_env_or(const char *name, const char *dflt)
     const char *v = getenv(name);
 
     return v != NULL && v[0] != '\0' ? v : dflt;
+}
+
+/* url for a message: at most 200 bytes, with anything before an '@' of its authority (a
+ * user name and password) shown as "***". */
+static void url_shown(const char *url, char *buf, size_t n)
+{
+    const char *auth = strstr(url, "://");
+    const char *at, *end;
+
+    auth = auth ? auth + 3 : url;
+    end = auth + strcspn(auth, "/?#");
+    at = memchr(auth, '@', (size_t)(end - auth));
+    if (at != NULL)
+        snprintf(buf, n, "%.*s***%.*s", (int)(auth - url), url, 200, at);
+    else
+        snprintf(buf, n, "%.200s", url);
+    for (char *p = buf; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?'; /* one line */
+}
+
+int cli_check_base_url(const char *url, struct base_err *err)
+{
+    static const char hint[] =
+        "set it to the API root, e.g. " KEAP_DEFAULT_BASE_URL ", or unset it for that default";
+    char shown[256], *scheme = NULL, *part = NULL;
+    const char *sep;
+    CURLU *h = curl_url();
+    CURLUcode uc;
+    int rc = BASE_ECONFIG;
+
+    url_shown(url, shown, sizeof(shown));
+    if (h == NULL)
+        return base_err_set(err, BASE_ENOMEM, "could not check KEAP_BASE_URL: out of memory");
+    if (strpbrk(url, " \t\r\n") != NULL) {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" is not a valid URL: it contains white space",
+                     shown);
+        goto out;
+    }
+    /* curl forgives "http:/host" and reads "http:///x" as host "x": keapsync does not. */
+    sep = strstr(url, "://");
+    if (sep != NULL && sep[3] == '/') {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" has no host", shown);
+        goto out;
+    }
+    if (sep == NULL && strchr(url, ':') != NULL && strncmp(url, "http", 4) == 0) {
+        base_err_set(err, rc,
+                     "KEAP_BASE_URL \"%s\" is not a valid URL: \"://\" must follow the "
+                     "scheme",
+                     shown);
+        goto out;
+    }
+    uc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+    if (uc != CURLUE_OK) {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" is not a valid URL: %s", shown,
+                     uc == CURLUE_BAD_PORT_NUMBER ? "bad port number (1 to 65535)"
+                                                  : curl_url_strerror(uc));
+        goto out;
+    }
+    if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)) {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\": scheme \"%s\" is not http or https", shown,
+                     scheme ? scheme : "");
+        goto out;
+    }
+    if (curl_url_get(h, CURLUPART_HOST, &part, 0) != CURLUE_OK || part[0] == '\0') {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" has no host", shown);
+        goto out;
+    }
+    curl_free(part);
+    part = NULL;
+    if (curl_url_get(h, CURLUPART_PORT, &part, 0) == CURLUE_OK && strtol(part, NULL, 10) == 0) {
+        base_err_set(err, rc,
+                     "KEAP_BASE_URL \"%s\" is not a valid URL: bad port number (1 to 65535)",
+                     shown);
+        goto out;
+    }
+    curl_free(part);
+    part = NULL;
+    if (curl_url_get(h, CURLUPART_USER, &part, 0) == CURLUE_OK ||
+        curl_url_get(h, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK) {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" carries a user name or password", shown);
+        base_err_hint(err, "remove the part before '@': keapsync authenticates with "
+                           "KEAP_API_KEY or OAuth2, never with credentials in the URL");
+        goto out_hinted;
+    }
+    if (curl_url_get(h, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
+        curl_url_get(h, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK) {
+        base_err_set(err, rc, "KEAP_BASE_URL \"%s\" has a query or fragment", shown);
+        base_err_hint(err, "give only the API root: keapsync appends each job's endpoint "
+                           "and its own query");
+        goto out_hinted;
+    }
+    rc = 0;
+out:
+    if (rc < 0)
+        base_err_hint(err, "%s", hint);
+out_hinted:
+    curl_free(part);
+    curl_free(scheme);
+    curl_url_cleanup(h);
+    return rc;
+}
+
+int cli_base_url(const char **out, struct base_err *err)
+{
+    const char *url = cli_env_or("KEAP_BASE_URL", NULL);
+    int rc;
+
+    if (url == NULL) {
+        *out = KEAP_DEFAULT_BASE_URL;
+        return 0;
+    }
+    rc = cli_check_base_url(url, err);
+    if (rc < 0)
+        return rc;
+    *out = url;
+    return 0;
 }
 
 int cli_load_limits(struct pace_config *cfg, struct base_err *err)

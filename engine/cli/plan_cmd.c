@@ -10,6 +10,7 @@
 #include "plan_cmd.h"
 #include "cli_int.h"
 #include "auth_cmd.h"
+#include "cli_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -169,7 +170,10 @@ int cli_plan(int argc, char **argv)
     }
     if (load_config(&opt.limits, &set, only, &err) < 0)
         return say(CLI_EXIT_CONFIG, &err);
-    opt.base_url = env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
+    if (cli_base_url(&opt.base_url, &err) < 0) {
+        jobs_set_free(&set);
+        return say(CLI_EXIT_CONFIG, &err);
+    }
     if (connect_migrated(&s, &err) < 0) {
         code = say(CLI_EXIT_CONFIG, &err);
         goto out;

@@ -169,6 +169,8 @@ int cli_cmd_run(int argc, char **argv)
     /* Everything that can be wrong with the configuration is found before any write. */
     if (cli_load_limits(&opt.limits, &err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);
+    if (cli_base_url(&opt.base_url, &err) < 0)
+        return cli_fail(CLI_EXIT_CONFIG, &err);
     if (cli_load_jobs(&set, only, &err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);
     if (cli_credential_env(&cred, &oauth, &err) < 0 || cli_app_limits(&opt, oauth, &err) < 0) {
@@ -191,7 +193,6 @@ int cli_cmd_run(int argc, char **argv)
         goto out;
     }
     opt.oauth = oauth ? &oauth->so : NULL;
-    opt.base_url = cli_env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
     opt.tenant = cli_env_or("KEAPSYNC_TENANT", NULL);
     {
         bool checked;

@@ -169,6 +169,7 @@ static void call_finish(struct http_call *call, CURLcode result)
     resp->done_mono_ms = uv_now(c->loop);
 
     if (result != CURLE_OK) {
+        resp->body_too_big = call->body_too_big;
         if (call->body_too_big)
             base_snprintf(resp->error, sizeof(resp->error), "response body exceeds %zu bytes",
                           resp->body.max);

@@ -31,6 +31,7 @@ struct http_response {
     long status;          /* HTTP status, 0 when the transport failed */
     int transport_error;  /* CURLcode; 0 = CURLE_OK */
     char error[256];      /* curl's message when transport_error != 0, else "" */
+    int body_too_big;     /* the body exceeded the client's max_body (the call failed) */
     struct base_buf body; /* capped at the client's max_body; see http_done_cb for ownership */
     struct http_header *headers; /* the final response's headers (not of redirects/100s) */
     size_t nheaders;

@@ -913,19 +913,34 @@ out:
 int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
 {
     struct jobs_load_ctx c = {path, err};
-    struct jobs_job job;
-    const char *end = NULL;
-    cJSON *root = NULL;
     char *text = NULL;
     size_t len = 0;
     int result;
 
-    memset(&job, 0, sizeof(job));
     if (path == NULL || out == NULL)
         return base_err_set(err, BASE_EINVAL, "could not load job file: missing argument");
     result = read_file(&c, &text, &len);
     if (result < 0)
         return result;
+    result = jobs_load_buffer(path, text, len, out, err);
+    free(text);
+    return result;
+}
+
+int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs_job *out,
+                     struct base_err *err)
+{
+    struct jobs_load_ctx c = {path, err};
+    struct jobs_job job;
+    const char *end = NULL;
+    cJSON *root = NULL;
+    int result;
+
+    memset(&job, 0, sizeof(job));
+    if (path == NULL || text == NULL || out == NULL)
+        return base_err_set(err, BASE_EINVAL, "could not load job file: missing argument");
+    if (len > JOB_FILE_MAX)
+        return jobs_fail(&c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
     if (memchr(text, '\0', len) != NULL) {
         result = jobs_fail(&c, NULL, "file contains a NUL byte");
         goto out;
@@ -941,14 +956,29 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
         }
     }
     if (root == NULL) {
-        int line = 1, col = 1;
+        int line = 1, col = 1, depth = 0;
+        bool in_string = false;
 
         for (const char *p = text; end != NULL && p < end && p < text + len; p++) {
             col++;
             if (*p == '\n')
                 line++, col = 1;
+            if (in_string && *p == '\\' && p + 1 < end)
+                p++, col++;
+            else if (*p == '"')
+                in_string = !in_string;
+            else if (!in_string && (*p == '[' || *p == '{'))
+                depth++;
+            else if (!in_string && (*p == ']' || *p == '}'))
+                depth--;
         }
-        result = jobs_fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
+        if (depth >= CJSON_NESTING_LIMIT)
+            result = jobs_fail(&c, NULL,
+                               "invalid JSON near line %d, column %d: nested deeper "
+                               "than %d levels",
+                               line, col, CJSON_NESTING_LIMIT);
+        else
+            result = jobs_fail(&c, NULL, "invalid JSON near line %d, column %d", line, col);
         goto out;
     }
     result = load_job(&c, root, &job);
@@ -959,7 +989,6 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
 out:
     jobs_job_free(&job);
     cJSON_Delete(root);
-    free(text);
     return result;
 }
 

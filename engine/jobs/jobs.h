@@ -67,6 +67,10 @@ bool jobs_is_identifier(const char *s);
  * code is BASE_ECONFIG; *out is untouched.
  */
 int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err);
+/* The same for a job file's text already in memory (len bytes, not necessarily NUL-ended);
+ * path names it in messages and gives the job its name. */
+int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs_job *out,
+                     struct base_err *err);
 void jobs_job_free(struct jobs_job *job);
 
 /*

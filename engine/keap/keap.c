@@ -89,9 +89,13 @@ static int key_from_file(const char *path, char **out, struct base_err *err)
 
     /* O_NONBLOCK: a FIFO must not hang us before the regular-file check. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
-                            strerror(errno));
+    if (fd < 0) {
+        base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
+                     strerror(errno));
+        base_err_hint(err, "KEAP_API_KEY_FILE must name a regular file of mode 0600 holding "
+                           "the key");
+        return BASE_ECONFIG;
+    }
     if (fstat(fd, &st) != 0) {
         result = base_err_set(err, BASE_ECONFIG, "could not read key file \"%s\": %s", path,
                               strerror(errno));
@@ -130,6 +134,9 @@ static int key_from_file(const char *path, char **out, struct base_err *err)
     (void)base_snprintf(src, sizeof(src), "key file \"%s\"", path);
     result = key_accept(buf, len, src, out, err);
 out:
+    if (result < 0 && err->hint[0] == '\0')
+        base_err_hint(err, "KEAP_API_KEY_FILE must name a regular file of mode 0600 holding "
+                           "the key");
     wipe(buf, sizeof(buf));
     close(fd);
     return result;
@@ -598,6 +605,13 @@ void keap_classify_api(const struct http_response *resp, enum keap_api api, int6
         return;
     }
     status = resp->status;
+    if (resp->body_too_big) {
+        /* The same page would be as large again: retrying it only spends requests. */
+        out->outcome = KEAP_OUTCOME_FATAL;
+        base_snprintf(out->reason, sizeof(out->reason),
+                      "response larger than the %zu MiB cap on a page", resp->body.max >> 20);
+        return;
+    }
     if (resp->transport_error != 0 || status == 0) {
         char text[160];
 
@@ -824,6 +838,25 @@ static struct keap_span *scan_record_spans(const char *b, size_t len, const char
     return spans;
 }
 
+/* How many arrays and objects are open at end (strings skipped): why cJSON stopped there. */
+static int nesting_at(const char *b, const char *end)
+{
+    bool in_string = false;
+    int depth = 0;
+
+    for (const char *p = b; p < end; p++) {
+        if (in_string && *p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"')
+            in_string = !in_string;
+        else if (!in_string && (*p == '[' || *p == '{'))
+            depth++;
+        else if (!in_string && (*p == ']' || *p == '}'))
+            depth--;
+    }
+    return depth;
+}
+
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err)
 {
@@ -846,7 +879,12 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
     if (page.root == NULL) {
         const char *at = cJSON_GetErrorPtr();
 
-        if (at != NULL && at >= body && at <= body + len)
+        if (at != NULL && at >= body && at <= body + len &&
+            nesting_at(body, at) >= CJSON_NESTING_LIMIT)
+            result = base_err_set(err, BASE_EPROTO,
+                                  "response is nested deeper than %d levels (at byte %zu)",
+                                  CJSON_NESTING_LIMIT, (size_t)(at - body));
+        else if (at != NULL && at >= body && at <= body + len)
             result = base_err_set(err, BASE_EPROTO, "response is not valid JSON (at byte %zu)",
                                   (size_t)(at - body));
         else

@@ -136,7 +136,7 @@ enum keap_outcome {
     KEAP_OUTCOME_RATE_LIMITED, /* 429: see kind */
     KEAP_OUTCOME_AUTH,         /* 401/403: credentials refused (the run stops) */
     KEAP_OUTCOME_BAD_TOKEN,    /* 400 on a v2 page_token (expired): restart the window */
-    KEAP_OUTCOME_FATAL,        /* any other 4xx: a bug or bad job definition */
+    KEAP_OUTCOME_FATAL, /* any other 4xx (a bug or bad job definition), or a body over the cap */
 };
 
 struct keap_verdict {

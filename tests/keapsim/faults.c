@@ -5,7 +5,8 @@
  * probability (0..1) that a matching API request gets it, endpoint a path prefix such as
  * "/v1/contacts" (with or without "/crm/rest"; absent: every API path). param is the delay in
  * ms for latency (default 2000) and drip (pause between 64-byte chunks, default 50), the
- * status for 5xx (default 500). Faults apply only to requests that passed auth and limits;
+ * status for 5xx (default 500), the nesting depth for deep (default 10000), the MiB of the
+ * string for huge (default 100). Faults apply only to requests that passed auth and limits;
  * when several match, the first one configured that fires wins.
  */
 #include "keapsim.h"
@@ -28,6 +29,8 @@ static const char *const fault_names[SIM_FAULT_KIND_MAX] = {
     [SIM_FAULT_NUL] = "nul",
     [SIM_FAULT_UTF8] = "utf8",
     [SIM_FAULT_LONGSTR] = "long-string",
+    [SIM_FAULT_DEEP] = "deep",
+    [SIM_FAULT_HUGE] = "huge",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)

@@ -216,17 +216,40 @@ static int corrupt_records(struct reply *rp)
     struct base_buf out;
     const char *p = rp->body.data;
     const char *hit;
+    size_t extra;
     int rc = 0;
 
     /* Every record has "given_name":"..."; put the fault inside the first one's value. */
     hit = p ? strstr(p, "\"given_name\":\"") : NULL;
     if (hit == NULL)
         return 0;
-    hit += strlen("\"given_name\":\"");
-    base_buf_init(&out, rp->body.len + LONG_STR_LEN + 64);
+    if (rp->fault.kind != SIM_FAULT_DEEP) /* deep: a new member "deep":[[...]], before it */
+        hit += strlen("\"given_name\":\"");
+    extra = rp->fault.kind == SIM_FAULT_HUGE
+                ? (size_t)(rp->fault.param ? rp->fault.param : 100) << 20
+            : rp->fault.kind == SIM_FAULT_DEEP
+                ? 2 * (size_t)(rp->fault.param ? rp->fault.param : 10000) + 16
+                : LONG_STR_LEN;
+    base_buf_init(&out, rp->body.len + extra + 64);
     rc = base_buf_append(&out, p, (size_t)(hit - p));
     if (rc == 0) {
         switch (rp->fault.kind) {
+        case SIM_FAULT_DEEP:
+            rc = base_buf_puts(&out, "\"deep\":");
+            for (size_t i = 0; rc == 0 && i < (extra - 16) / 2; i++)
+                rc = base_buf_append(&out, "[", 1);
+            for (size_t i = 0; rc == 0 && i < (extra - 16) / 2; i++)
+                rc = base_buf_append(&out, "]", 1);
+            if (rc == 0)
+                rc = base_buf_append(&out, ",", 1);
+            break;
+        case SIM_FAULT_HUGE:
+            rc = base_buf_reserve(&out, extra);
+            if (rc == 0) {
+                memset(out.data + out.len, 'x', extra);
+                out.len += extra;
+            }
+            break;
         case SIM_FAULT_NUL:
             rc = base_buf_puts(&out, "Nul\\u0000Byte ");
             break;
@@ -299,6 +322,8 @@ static enum MHD_Result send_reply(struct sim *s, struct MHD_Connection *c, struc
     case SIM_FAULT_NUL:
     case SIM_FAULT_UTF8:
     case SIM_FAULT_LONGSTR:
+    case SIM_FAULT_DEEP:
+    case SIM_FAULT_HUGE:
         if (status == 200)
             corrupt_records(rp);
         break;

@@ -628,6 +628,15 @@ static void test_classify_other(void **state)
     c.resp.body.data = NULL;
     keap_classify(&c.resp, 0, &v);
     assert_int_equal(v.outcome, KEAP_OUTCOME_RETRY);
+
+    /* A body over the cap: fetching it again would spend a request on the same failure. */
+    canned_make(&c, 200, "{\"contacts\": [", NULL);
+    c.resp.transport_error = 23;
+    c.resp.body_too_big = 1;
+    c.resp.body.max = 64u << 20;
+    keap_classify(&c.resp, 0, &v);
+    assert_int_equal(v.outcome, KEAP_OUTCOME_FATAL);
+    assert_string_equal(v.reason, "response larger than the 64 MiB cap on a page");
 }
 
 /* ------------------------------------------------------------------ headers */
