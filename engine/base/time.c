@@ -121,6 +121,13 @@ int base_time_parse(const char *s, int64_t *wall_ms)
     v = days_from_civil(y, (unsigned)mo, (unsigned)d) * MS_PER_DAY;
     v += ((int64_t)h * 3600 + mi * 60 + sec) * 1000 + ms;
     v -= (int64_t)sign * ((int64_t)oh * 3600 + om * 60) * 1000;
+    /*
+     * An offset can carry a time at either end of the four-digit years past them
+     * (0000-01-01T00:40+01 is in year -1): such an instant could not be written back in
+     * this form, so it is refused like any other impossible date.
+     */
+    if (v < days_from_civil(0, 1, 1) * MS_PER_DAY || v >= days_from_civil(10000, 1, 1) * MS_PER_DAY)
+        return BASE_EINVAL;
     *wall_ms = v;
     return BASE_OK;
 }
