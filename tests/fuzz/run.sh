@@ -11,7 +11,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_headers fuzz_page fuzz_jobs fuzz_time)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_headers fuzz_page fuzz_jobs fuzz_time fuzz_cron)
 build=${KEAPSYNC_FUZZ_BUILD:-$src/build-fuzz}
 out=${KEAPSYNC_FUZZ_OUT:-$(mktemp -d /tmp/keapsync-fuzz.XXXXXX)}
 cc=${CC:-clang}
@@ -46,6 +46,13 @@ seed() {
             tr -d '"' | sort -u | while read -r ts; do
                 i=$((i + 1)); printf '%s' "$ts" >"$d/ts-$i"
             done ;;
+    fuzz_cron)
+        # The schedules the docs and tests use, and the edges of each field's syntax.
+        for e in '0 2 * * *' '*/15 * * * *' '0 0 1 * *' '30 4 * * MON-FRI' '0 0 29 2 *' \
+            '0 0 30 2 *' '5,10-20/5 0-23/6 1,15 JAN-DEC/3 0,7' '* * * * *' '59 23 31 12 SUN' \
+            '0 0 13 * 5' '1-59/2 * * * *' '0 12 * * 7'; do
+            i=$((i + 1)); printf '%s' "$e" >"$d/cron-$i"
+        done ;;
     fuzz_headers)
         # Status, x-keap-* headers and an error body in the shapes Keap sends.
         printf '200\nx-keap-product-quota-limit: 30000\nx-keap-product-quota-available: 29000\nx-keap-product-quota-used: 1000\nx-keap-product-quota-expiry-time: 2026-12-03T00:00:00Z\nx-keap-product-throttle-limit: 240\nx-keap-product-throttle-available: 200\nx-keap-tenant-id: xy123\ncontent-type: application/json\n\n' >"$d/ok"

@@ -29,8 +29,10 @@ cat "$IT_TMP/auth.out" >&2
 eq "auth --code exits 0" 0 "$rc"
 eq "one pair stored, generation 1" "1|f" "$(sql "SELECT generation, encrypted FROM keapsync.oauth_tokens WHERE client_id = 'keapsim-client'")"
 
-# ps, every 0.2 s while the processes run
-( while :; do ps -eo args >>"$IT_TMP/ps.txt" 2>/dev/null; sleep 0.2; done ) &
+# ps, every 0.2 s while the processes run: the argv of every keapsync and keapsim. Not every
+# process's: tests running beside this one (keapsim_auth) put keapsim's test secret on curl's
+# command line on purpose.
+( while :; do ps -C keapsync,keapsim -o args= >>"$IT_TMP/ps.txt" 2>/dev/null; sleep 0.2; done ) &
 PS_PID=$!
 IT_PIDS+=("$PS_PID")
 
