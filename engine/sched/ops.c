@@ -83,7 +83,7 @@ static void op_page_work(struct sched_op *op)
     struct map_stats ms = {0};
     struct sched_cursor next;
     const cJSON *rec;
-    int first, n, rc;
+    int first, n, rc, skipped = 0;
 
     if (pg->epoch != c->epoch || c->done) {
         op->result = OPR_DISCARDED;
@@ -168,6 +168,7 @@ static void op_page_work(struct sched_op *op)
             base_log_warning("job \"%s\": record %d at offset %" PRId64 " skipped: %s", def->name,
                              i, pg->offset, op->err.msg);
             base_err_clear(&op->err);
+            skipped++; /* no row: the count committed with the page leaves it out */
             continue;
         }
         if (rc < 0) {
@@ -186,7 +187,7 @@ static void op_page_work(struct sched_op *op)
     op->seen_close = next.done;
     if (job->sync)
         cursor_sync_after_page(page.root, &next);
-    rc = op_commit_rows(op, &next, n - first);
+    rc = op_commit_rows(op, &next, n - first - skipped);
     if (rc < 0)
         goto out;
     if (job->sync) {
