@@ -21,13 +21,14 @@ export KEAPSYNC_LOG_FORMAT="${KEAPSYNC_LOG_FORMAT:-text}"
 # No progress lines in the logs these scripts count (ops_logs.sh asks for them).
 export KEAPSYNC_PROGRESS_SECONDS="${KEAPSYNC_PROGRESS_SECONDS:-86400}"
 
+# IT_KEEP=1 keeps the scratch directory (for a look after a failure).
 it_cleanup() {
     local p
     for p in "${IT_PIDS[@]:-}"; do
         [ -n "$p" ] && kill "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
-    rm -rf "$IT_TMP"
+    [ -n "${IT_KEEP:-}" ] || rm -rf "$IT_TMP"
 }
 trap it_cleanup EXIT
 
