@@ -29,7 +29,13 @@ echo "   $DATABASE_URL"
 # As root, the cluster runs as "postgres"; tests run as the caller and reach it over TCP.
 echo "== tests"
 status=0
+rm -f "$build/fault_results.tsv" # the fault_*.sh tests' cases (tests/integration/lib.sh)
 (cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900) || status=$?
+# The fault table from this run; README.md's copy: fault_table.sh --readme (README.md says).
+if [ -s "$build/fault_results.tsv" ]; then
+    bash tests/integration/fault_table.sh "$build/fault_results.tsv" >"$build/fault_table.md" &&
+        echo "   fault table: $build/fault_table.md" || status=1
+fi
 
 if [ "${KEAPSYNC_TEST_SANITIZE:-1}" = 1 ]; then
     # The whole suite again (unit and integration) under ASan+UBSan, leaks included.
