@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders the fault table from the lines the fault_*.sh tests write (lib.sh's it_case_end:
-# "test<TAB>fault<TAB>times injected<TAB>survived|FAILED", one per case; a case run again
-# replaces its earlier line). Not a test: ctest skips it (tests/integration/CMakeLists.txt).
+# "test<TAB>fault<TAB>times injected<TAB>survived|FAILED<TAB>checks passed/checks", one per
+# case; a case run again replaces its earlier line). Not a test: ctest skips it (tests/integration/CMakeLists.txt).
 #
 #   bash tests/integration/fault_table.sh RESULTS.tsv            # the markdown on stdout
 #   bash tests/integration/fault_table.sh --readme RESULTS.tsv   # into README.md, between
@@ -20,7 +20,7 @@ results=${1:?usage: fault_table.sh [--readme] RESULTS.tsv}
 
 render() {
     awk -F'\t' '
-        NF == 4 {
+        NF == 5 {
             key = $1 "\t" $2
             if (!(key in row)) { order[n++] = key; if (!($1 in seen)) { seen[$1] = 1; tests[nt++] = $1 } }
             row[key] = $0
@@ -28,14 +28,14 @@ render() {
         END {
             for (i = 1; i < nt; i++)  # the tests by name; each one'"'"'s cases in its own order
                 for (j = i; j > 0 && tests[j - 1] > tests[j]; j--) { x = tests[j]; tests[j] = tests[j - 1]; tests[j - 1] = x }
-            print "| test | fault | times injected | outcome |"
-            print "|---|---|---:|---|"
+            print "| test | fault | times injected | checks passed | outcome |"
+            print "|---|---|---:|---:|---|"
             cases = 0; ok = 0
             for (k = 0; k < nt; k++)
                 for (i = 0; i < n; i++) {
                     split(row[order[i]], f, "\t")
                     if (f[1] != tests[k]) continue
-                    printf "| `%s` | %s | %s | %s |\n", f[1], f[2], f[3], f[4]
+                    printf "| `%s` | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[5], f[4]
                     cases++; if (f[4] == "survived") ok++
                 }
             printf "\n%d cases, %d survived.\n", cases, ok

@@ -145,15 +145,16 @@ it_keapsim_at() {
 }
 
 # The fault table (tests/integration/fault_table.sh renders it into README.md): each case of
-# a fault_*.sh test is a line "test<TAB>fault<TAB>times injected<TAB>survived|FAILED" in
-# $KEAPSYNC_FAULT_TABLE (default: fault_results.tsv in the build dir). A case survived when
-# no check failed between it_case_begin and it_case_end.
+# a fault_*.sh test is a line "test<TAB>fault<TAB>times injected<TAB>survived|FAILED<TAB>
+# checks passed/checks" in $KEAPSYNC_FAULT_TABLE (default: fault_results.tsv in the build
+# dir). A case survived when no check failed between it_case_begin and it_case_end.
 IT_CASE_FAILS=0
-it_case_begin() { IT_CASE_FAILS=$IT_FAILS; }
+IT_CASE_PASSES=0
+it_case_begin() { IT_CASE_FAILS=$IT_FAILS IT_CASE_PASSES=$IT_PASSES; }
 # it_case_end FAULT TIMES
 it_case_end() {
-    local verdict=survived
-    [ "$IT_FAILS" -eq "$IT_CASE_FAILS" ] || verdict=FAILED
-    printf '%s\t%s\t%s\t%s\n' "$IT_NAME" "$1" "$2" "$verdict" \
+    local verdict=survived f=$((IT_FAILS - IT_CASE_FAILS)) p=$((IT_PASSES - IT_CASE_PASSES))
+    [ "$f" -eq 0 ] || verdict=FAILED
+    printf '%s\t%s\t%s\t%s\t%s\n' "$IT_NAME" "$1" "$2" "$verdict" "$p/$((p + f))" \
         >>"${KEAPSYNC_FAULT_TABLE:-$KEAPSYNC_BUILD/fault_results.tsv}"
 }
