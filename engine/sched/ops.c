@@ -21,20 +21,25 @@ bool sched_db_retry(struct sched *s, int *attempt, struct base_err *err)
 
     if (!store_retryable(s->store, err))
         return false;
+    if (*attempt == 1)
+        s->db_failed_ms = uv_hrtime() / 1000000;
     snprintf(why, sizeof(why), "%s", err->msg);
     for (;;) {
         int64_t wait = SCHED_DB_BACKOFF_MIN_MS;
+        uint64_t spent = uv_hrtime() / 1000000 - s->db_failed_ms;
         struct base_err e2;
 
         for (int i = 1; i < *attempt && wait < SCHED_DB_BACKOFF_MAX_MS; i++)
             wait *= 2;
         if (wait > SCHED_DB_BACKOFF_MAX_MS)
             wait = SCHED_DB_BACKOFF_MAX_MS;
-        if (*attempt >= SCHED_DB_ATTEMPTS || atomic_load(&s->db_give_up)) {
+        if (*attempt >= SCHED_DB_ATTEMPTS || spent + (uint64_t)wait > SCHED_DB_RETRY_MAX_MS ||
+            atomic_load(&s->db_give_up)) {
             size_t n = strlen(err->msg);
 
-            if (*attempt >= SCHED_DB_ATTEMPTS && n + 32 < sizeof(err->msg))
-                snprintf(err->msg + n, sizeof(err->msg) - n, " (after %d attempts)", *attempt);
+            if (!atomic_load(&s->db_give_up) && n + 48 < sizeof(err->msg))
+                snprintf(err->msg + n, sizeof(err->msg) - n,
+                         " (after %d attempts in %" PRIu64 " s)", *attempt, spent / 1000);
             return false;
         }
         base_log_warning("the database failed: %s; trying again in %" PRId64 " s (attempt %d of "

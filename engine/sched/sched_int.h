@@ -26,10 +26,13 @@
 #define SCHED_MAX_COPY         (256u * 1024 * 1024)
 /* A database transaction that failed in a way another try may cure (store_retryable) is
  * tried up to SCHED_DB_ATTEMPTS times in all, SCHED_DB_BACKOFF_MIN_MS doubling up to
- * SCHED_DB_BACKOFF_MAX_MS apart, with a new connection when the old one is gone. */
+ * SCHED_DB_BACKOFF_MAX_MS apart, with a new connection when the old one is gone, and for no
+ * longer than SCHED_DB_RETRY_MAX_MS in all: well inside the job's lease (SCHED_LEASE_TTL_MS),
+ * which cannot be renewed meanwhile, so no other process takes the job while this one waits. */
 #define SCHED_DB_ATTEMPTS       6
 #define SCHED_DB_BACKOFF_MIN_MS 1000
 #define SCHED_DB_BACKOFF_MAX_MS 30000
+#define SCHED_DB_RETRY_MAX_MS   45000
 
 enum sched_job_state {
     SCHED_JOB_PAGING = 0, /* requesting pages of the current window */
@@ -325,6 +328,7 @@ struct sched {
     char message[512];
     /* Set by a signal: the database worker stops waiting for the database (sched_db_retry). */
     atomic_bool db_give_up;
+    uint64_t db_failed_ms; /* worker only: when the transaction being retried first failed */
 };
 
 static inline uint64_t now_mono(const struct sched *s)
