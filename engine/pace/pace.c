@@ -616,6 +616,11 @@ struct pace_decision pace_acquire(struct pace *p, uint64_t now_mono, int64_t now
     uint64_t now = pace_clock(p, now_mono);
     uint64_t ready;
 
+    /* The wall clock set back across midnight: follow it to the earlier day. Left on the
+     * later one, the pacer would drop every grant for the clock's day (pace_grant) and the
+     * run would reserve that whole day from the ledger, a grant at a time, sending nothing. */
+    if (p->day_start != INT64_MIN && base_time_day_start(now_wall) < p->day_start)
+        p->day_start = INT64_MIN;
     pace_roll_day(p, now_wall, now);
     if (pace_day_blocked(p, now_wall, &d.retry_wall_ms)) {
         d.verdict = PACE_DAY_SPENT;

@@ -197,7 +197,7 @@ void cursor_after_page(const struct sched_cursor *c, const struct jobs_job *def,
     if (next->done) {
         if (def->incremental)
             next->watermark_ms = c->until_ms;
-        next->completed_ms = sent_wall;
+        next->completed_ms = sent_wall > c->completed_ms ? sent_wall : c->completed_ms;
         next->in_window = false;
         if (c->since_ms >= 0 && c->until_ms > c->since_ms) {
             next->last_span_ms = c->until_ms - c->since_ms;
@@ -254,6 +254,11 @@ void cursor_open_window(struct sched_cursor *c, const struct jobs_job *def,
         if (c->watermark_ms >= 0)
             c->since_ms = c->watermark_ms - (int64_t)def->overlap_s * 1000;
         c->until_ms = wall - (int64_t)def->lag_s * 1000;
+        /* A clock set back does not take the watermark back with it (records changed since
+         * would be read again, and the checkpoint would go backwards): the window then only
+         * re-reads the overlap. */
+        if (c->watermark_ms >= 0 && c->until_ms < c->watermark_ms)
+            c->until_ms = c->watermark_ms;
     } else if (def->parent_job != NULL) {
         cursor_open_pass(c);
     }

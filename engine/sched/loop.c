@@ -130,6 +130,7 @@ static void signal_cb(uv_signal_t *h, int signum)
         _exit(1);
     }
     base_log_warning("received signal %d: finishing pages in flight, then stopping", signum);
+    atomic_store(&s->db_give_up, true);
     sched_stop(s, STOP_SIGNAL, "interrupted by a signal; progress up to the last page is saved");
     if (!s->closing && !s->stop_timer_on) {
         s->stop_timer_on = true;

@@ -15,6 +15,51 @@
 static void op_work_cb(uv_work_t *w);
 static void op_after_work_cb(uv_work_t *w, int status);
 
+bool sched_db_retry(struct sched *s, int *attempt, struct base_err *err)
+{
+    char why[512];
+
+    if (!store_retryable(s->store, err))
+        return false;
+    if (*attempt == 1)
+        s->db_failed_ms = uv_hrtime() / 1000000;
+    snprintf(why, sizeof(why), "%s", err->msg);
+    for (;;) {
+        int64_t wait = SCHED_DB_BACKOFF_MIN_MS;
+        uint64_t spent = uv_hrtime() / 1000000 - s->db_failed_ms;
+        struct base_err e2;
+
+        for (int i = 1; i < *attempt && wait < SCHED_DB_BACKOFF_MAX_MS; i++)
+            wait *= 2;
+        if (wait > SCHED_DB_BACKOFF_MAX_MS)
+            wait = SCHED_DB_BACKOFF_MAX_MS;
+        if (*attempt >= SCHED_DB_ATTEMPTS || spent + (uint64_t)wait > SCHED_DB_RETRY_MAX_MS ||
+            atomic_load(&s->db_give_up)) {
+            size_t n = strlen(err->msg);
+
+            if (!atomic_load(&s->db_give_up) && n + 48 < sizeof(err->msg))
+                snprintf(err->msg + n, sizeof(err->msg) - n,
+                         " (after %d attempts in %" PRIu64 " s)", *attempt, spent / 1000);
+            return false;
+        }
+        base_log_warning("the database failed: %s; trying again in %" PRId64 " s (attempt %d of "
+                         "%d)",
+                         why, wait / 1000, *attempt + 1, SCHED_DB_ATTEMPTS);
+        /* Slices, so that a signal is not kept waiting for the whole backoff. */
+        for (int64_t slept = 0; slept < wait && !atomic_load(&s->db_give_up); slept += 100)
+            uv_sleep(100);
+        (*attempt)++;
+        if (store_connection_ok(s->store))
+            return true;
+        base_err_clear(&e2);
+        if (store_reconnect(s->store, &e2) == 0) {
+            base_log_info("reconnected to the database");
+            return true;
+        }
+        snprintf(why, sizeof(why), "%s", e2.msg);
+    }
+}
+
 /*
  * Commits the page's COPY rows (job->copy, nrows of them) with the checkpoint of cursor
  * `after` and the page's requests in the ledger, in one transaction. On failure op->result
@@ -59,7 +104,12 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
             double secs;
             size_t b = 0;
 
-            rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err);
+            int attempt = 1;
+
+            /* The transaction is the page's, whole: running it again is running it once. */
+            while ((rc = store_commit_page(op->s->store, &sp, &op->pres, &op->err)) < 0 &&
+                   sched_db_retry(op->s, &attempt, &op->err))
+                base_err_clear(&op->err);
             secs = (double)(uv_hrtime() - t0) / 1e9;
             while (b < BASE_ARRAY_SIZE(bounds) && secs > bounds[b])
                 b++;
@@ -238,8 +288,13 @@ static void op_reserve_work(struct sched_op *op)
             return;
         }
     }
-    op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, op->budget, op->want,
-                                  &op->granted, &total, &op->err);
+    for (int attempt = 1;;) {
+        op->rc = store_ledger_reserve(s->store, op->tenant, op->day_wall, op->budget, op->want,
+                                      &op->granted, &total, &op->err);
+        if (op->rc == 0 || !sched_db_retry(s, &attempt, &op->err))
+            break;
+        base_err_clear(&op->err);
+    }
     sched_oauth_reserve_more(op);
 }
 

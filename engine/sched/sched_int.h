@@ -15,6 +15,7 @@
 #include "http.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -23,6 +24,15 @@
 #define SCHED_DEFAULT_ATTEMPTS 8
 #define SCHED_MAX_BODY         (64u * 1024 * 1024)
 #define SCHED_MAX_COPY         (256u * 1024 * 1024)
+/* A database transaction that failed in a way another try may cure (store_retryable) is
+ * tried up to SCHED_DB_ATTEMPTS times in all, SCHED_DB_BACKOFF_MIN_MS doubling up to
+ * SCHED_DB_BACKOFF_MAX_MS apart, with a new connection when the old one is gone, and for no
+ * longer than SCHED_DB_RETRY_MAX_MS in all: well inside the job's lease (SCHED_LEASE_TTL_MS),
+ * which cannot be renewed meanwhile, so no other process takes the job while this one waits. */
+#define SCHED_DB_ATTEMPTS       6
+#define SCHED_DB_BACKOFF_MIN_MS 1000
+#define SCHED_DB_BACKOFF_MAX_MS 30000
+#define SCHED_DB_RETRY_MAX_MS   45000
 
 enum sched_job_state {
     SCHED_JOB_PAGING = 0, /* requesting pages of the current window */
@@ -316,6 +326,9 @@ struct sched {
     double commit_seconds;
     uint64_t started_mono;
     char message[512];
+    /* Set by a signal: the database worker stops waiting for the database (sched_db_retry). */
+    atomic_bool db_give_up;
+    uint64_t db_failed_ms; /* worker only: when the transaction being retried first failed */
 };
 
 static inline uint64_t now_mono(const struct sched *s)
@@ -508,6 +521,14 @@ void sched_extra_free(struct sched_job *job);
 void op_submit(struct sched *s, struct sched_op *op);
 /* On the worker: commits the job's COPY rows with cursor after's checkpoint (ops.c). */
 int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_t nrows);
+/*
+ * On the worker, after a store call failed with err at its *attempt'th try (1 the first):
+ * when another try may cure it (store_retryable) and tries are left, waits (capped
+ * backoff), reconnects when the connection is gone, counts the try and returns true: run
+ * the transaction again. Otherwise false, with "after N attempts" added to err when it gave
+ * up.
+ */
+bool sched_db_retry(struct sched *s, int *attempt, struct base_err *err);
 
 /* ---- loop.c: admission, timers, signals, stopping ------------------------------------- */
 

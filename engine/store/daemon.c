@@ -15,6 +15,25 @@ bool store_connection_ok(const struct store *s)
     return s != NULL && s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK;
 }
 
+bool store_retryable(const struct store *s, const struct base_err *err)
+{
+    static const char *const states[] = {"57P01", "57P02", "57P03", "57014",
+                                         "40001", "40P01", "55P03"};
+    const char *st;
+
+    if (s == NULL || err == NULL || err->code != BASE_EDB)
+        return false;
+    if (!store_connection_ok(s))
+        return true;
+    st = s->last_state;
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "53", 2) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+        if (strcmp(st, states[i]) == 0)
+            return true;
+    return false;
+}
+
 int store_daemon_last_tick(struct store *s, const char *job, int64_t *tick_ms, struct base_err *err)
 {
     const char *params[1] = {job};

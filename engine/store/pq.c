@@ -37,7 +37,13 @@ int store_pg_error(struct store *s, const PGresult *res, struct base_err *err, c
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
+    if (s != NULL)
+        s->last_state[0] = '\0';
     if (res != NULL) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (s != NULL && state != NULL && strlen(state) == 5)
+            memcpy(s->last_state, state, 6);
         primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
         context = PQresultErrorField(res, PG_DIAG_CONTEXT);

@@ -105,6 +105,7 @@ int store_run_begin_closing(struct store *s, const char *jobs_csv, int64_t *run_
     if (closed != NULL)
         *closed = PQntuples(res);
     *run_id = id;
+    s->run_id = id;
 out:
     PQclear(res);
     return rc;
@@ -120,8 +121,29 @@ static void unlock_run(struct store *s, const char *idtxt)
     const char *params[1] = {idtxt};
 
     /* Best effort: the session's end releases it anyway. */
+    s->run_id = 0;
     store_query(s, NULL, PGRES_TUPLES_OK, "SELECT pg_advisory_unlock(" STORE_RUN_LOCK_KEY ")", 1,
                 params, NULL, "could not unlock run %s", idtxt);
+}
+
+int store_reconnect(struct store *s, struct base_err *err)
+{
+    char line[320], idtxt[24];
+    const char *params[1] = {idtxt};
+
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        store_first_line(PQerrorMessage(s->conn), line, sizeof(line));
+        return base_err_set(err, BASE_EDB, "could not reconnect to the database: %s", line);
+    }
+    /* The old session's temporary tables and prepared statements went with it. */
+    store_tcache_free_all(s);
+    s->last_state[0] = '\0';
+    if (s->run_id <= 0)
+        return BASE_OK;
+    snprintf(idtxt, sizeof(idtxt), "%" PRId64, s->run_id);
+    return store_query(s, NULL, PGRES_TUPLES_OK, "SELECT pg_advisory_lock(" STORE_RUN_LOCK_KEY ")",
+                       1, params, err, "could not lock run %s again", idtxt);
 }
 
 int store_run_finish(struct store *s, int64_t run_id, int exit_code, int64_t requests, int64_t rows,

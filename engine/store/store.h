@@ -357,6 +357,21 @@ int store_daemon_job_put(struct store *s, const struct store_daemon_job *j, stru
 int store_daemon_next(struct store *s, const char *job, int64_t *next_ms, struct base_err *err);
 /* Is the connection up? (After a failure: false when the server went away.) */
 bool store_connection_ok(const struct store *s);
+/*
+ * May the failure just reported (err, from a store call on s) pass if the transaction is
+ * tried again, after a wait and maybe a new connection? True for BASE_EDB when the
+ * connection is gone, or the server's SQLSTATE is of class 08 (connection), 53 (insufficient
+ * resources: 53100 disk full, 53200 out of memory, 53300 too many connections), 57P01..57P03
+ * (shut down, restarting), 57014 (statement timeout, canceled), 40001 or 40P01
+ * (serialization failure, deadlock) or 55P03 (lock not available).
+ */
+bool store_retryable(const struct store *s, const struct base_err *err);
+/*
+ * Connects s again to the same database (the old session is gone or abandoned): the
+ * session's staging tables and prepared statements are forgotten (made again on the next
+ * page), the run's lock taken again (store_run_begin).
+ */
+int store_reconnect(struct store *s, struct base_err *err);
 
 /* Live leases whose names start with prefix: NULL-terminated arrays of names and holders
  * (free with store_lease_list_free), *n entries. */

@@ -60,7 +60,9 @@ struct store {
     PGconn *conn;
     struct store_tcache *tables;
     int next_seq;
-    char schema[64]; /* the target schema (store_set_target_schema), a checked identifier */
+    char schema[64];    /* the target schema (store_set_target_schema), a checked identifier */
+    char last_state[6]; /* SQLSTATE of the last failure store_pg_error saw, "" when none */
+    int64_t run_id;     /* the run whose lock this session holds (store_run_begin), or 0 */
 };
 
 /* ---- pq.c ---- */

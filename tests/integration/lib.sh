@@ -21,13 +21,14 @@ export KEAPSYNC_LOG_FORMAT="${KEAPSYNC_LOG_FORMAT:-text}"
 # No progress lines in the logs these scripts count (ops_logs.sh asks for them).
 export KEAPSYNC_PROGRESS_SECONDS="${KEAPSYNC_PROGRESS_SECONDS:-86400}"
 
+# IT_KEEP=1 keeps the scratch directory (for a look after a failure).
 it_cleanup() {
     local p
     for p in "${IT_PIDS[@]:-}"; do
         [ -n "$p" ] && kill "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
-    rm -rf "$IT_TMP"
+    [ -n "${IT_KEEP:-}" ] || rm -rf "$IT_TMP"
 }
 trap it_cleanup EXIT
 
@@ -141,4 +142,19 @@ it_keapsim_at() {
     done
     echo "keapsim (clock $off) did not start on port $port" >&2
     return 1
+}
+
+# The fault table (tests/integration/fault_table.sh renders it into README.md): each case of
+# a fault_*.sh test is a line "test<TAB>fault<TAB>times injected<TAB>survived|FAILED<TAB>
+# checks passed/checks" in $KEAPSYNC_FAULT_TABLE (default: fault_results.tsv in the build
+# dir). A case survived when no check failed between it_case_begin and it_case_end.
+IT_CASE_FAILS=0
+IT_CASE_PASSES=0
+it_case_begin() { IT_CASE_FAILS=$IT_FAILS IT_CASE_PASSES=$IT_PASSES; }
+# it_case_end FAULT TIMES
+it_case_end() {
+    local verdict=survived f=$((IT_FAILS - IT_CASE_FAILS)) p=$((IT_PASSES - IT_CASE_PASSES))
+    [ "$f" -eq 0 ] || verdict=FAILED
+    printf '%s\t%s\t%s\t%s\t%s\n' "$IT_NAME" "$1" "$2" "$verdict" "$p/$((p + f))" \
+        >>"${KEAPSYNC_FAULT_TABLE:-$KEAPSYNC_BUILD/fault_results.tsv}"
 }

@@ -31,6 +31,7 @@ static const char *const fault_names[SIM_FAULT_KIND_MAX] = {
     [SIM_FAULT_LONGSTR] = "long-string",
     [SIM_FAULT_DEEP] = "deep",
     [SIM_FAULT_HUGE] = "huge",
+    [SIM_FAULT_BLANK429] = "429-blank",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)

@@ -141,11 +141,12 @@ enum sim_fault_kind {
     SIM_FAULT_BARE429,   /* 429 without x-keap headers or body */
     SIM_FAULT_NOHEADERS, /* x-keap headers missing */
     SIM_FAULT_BLANKHEADERS,
-    SIM_FAULT_NUL,     /* \u0000 inside a record string */
-    SIM_FAULT_UTF8,    /* 4-byte UTF-8 inside a record string */
-    SIM_FAULT_LONGSTR, /* a very long string inside a record */
-    SIM_FAULT_DEEP,    /* a value nested param (default 10000) arrays deep in a record */
-    SIM_FAULT_HUGE,    /* a string of param MiB (default 100) inside a record */
+    SIM_FAULT_NUL,      /* \u0000 inside a record string */
+    SIM_FAULT_UTF8,     /* 4-byte UTF-8 inside a record string */
+    SIM_FAULT_LONGSTR,  /* a very long string inside a record */
+    SIM_FAULT_DEEP,     /* a value nested param (default 10000) arrays deep in a record */
+    SIM_FAULT_HUGE,     /* a string of param MiB (default 100) inside a record */
+    SIM_FAULT_BLANK429, /* 429, empty body, x-keap headers and Retry-After present but blank */
     SIM_FAULT_KIND_MAX,
 };
 

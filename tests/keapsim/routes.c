@@ -313,6 +313,11 @@ static enum MHD_Result send_reply(struct sim *s, struct MHD_Connection *c, struc
         status = 429;
         keap = false;
         break;
+    case SIM_FAULT_BLANK429:
+        base_buf_reset(&rp->body);
+        status = 429;
+        blank = true;
+        break;
     case SIM_FAULT_NOHEADERS:
         keap = false;
         break;
@@ -357,7 +362,9 @@ static enum MHD_Result send_reply(struct sim *s, struct MHD_Connection *c, struc
                             fk == SIM_FAULT_HTML ? "text/html" : SIM_CONTENT_TYPE);
     if (keap)
         add_keap_headers(s, resp, &rp->view, blank);
-    if (rp->retry_after_s >= 0 && fk != SIM_FAULT_BARE429)
+    if (fk == SIM_FAULT_BLANK429)
+        MHD_add_response_header(resp, "Retry-After", "");
+    else if (rp->retry_after_s >= 0 && fk != SIM_FAULT_BARE429)
         add_header_i64(resp, "Retry-After", rp->retry_after_s);
     ret = MHD_queue_response(c, (unsigned int)status, resp);
     MHD_destroy_response(resp);

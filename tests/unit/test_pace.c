@@ -427,6 +427,29 @@ static void test_midnight_rollover(void **state)
     pace_free(p);
 }
 
+/* The wall clock set back across midnight: the pacer follows it, and takes that day's grants
+ * (it used to stay on the later day and drop them all, so the run drained the ledger). */
+static void test_clock_back_across_midnight(void **state)
+{
+    int64_t midnight = wall_at("2026-03-11T00:00:00Z");
+    struct pace *p = make(10, 0, 100, 0);
+    uint64_t now = T0;
+
+    (void)state;
+    pace_grant(p, midnight + 1000, 5);
+    assert_int_equal(pace_acquire(p, now, midnight + 1000).verdict, PACE_GO);
+    assert_int_equal(pace_unspent(p), 4);
+    now += 1000;
+    /* an hour back: the day before */
+    assert_int_equal(pace_acquire(p, now, midnight - 3600000 + 2000).verdict, PACE_NEED_GRANT);
+    assert_int_equal(pace_unspent(p), 0);
+    pace_grant(p, midnight - 3600000 + 2000, 3);
+    assert_int_equal(pace_unspent(p), 3);
+    assert_int_equal(pace_acquire(p, now, midnight - 3600000 + 2000).verdict, PACE_GO);
+    assert_int_equal(pace_unspent(p), 2);
+    pace_free(p);
+}
+
 /* Answers to requests sent before midnight, arriving after it, must not end the new day. */
 static void test_midnight_stale_answers(void **state)
 {
@@ -1398,6 +1421,7 @@ int main(void)
         cmocka_unit_test(test_fractional_rate),
         cmocka_unit_test(test_full_rate_burst),
         cmocka_unit_test(test_midnight_rollover),
+        cmocka_unit_test(test_clock_back_across_midnight),
         cmocka_unit_test(test_midnight_stale_answers),
         cmocka_unit_test(test_day_budget_reserve),
         cmocka_unit_test(test_refund),

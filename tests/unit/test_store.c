@@ -439,6 +439,48 @@ static void test_exec(void **state)
     store_close(s);
 }
 
+/* Which failures store_retryable calls worth another try, and store_reconnect after a lost
+ * connection. */
+static void test_retryable(void **state)
+{
+    static const struct {
+        const char *state;
+        bool retry;
+    } cases[] = {
+        {"53100", true}, {"53200", true},  {"53300", true},  {"57014", true},
+        {"57P01", true}, {"40001", true},  {"40P01", true},  {"55P03", true},
+        {"08006", true}, {"23505", false}, {"P0001", false}, {"42P01", false},
+    };
+    struct store *s = open_store();
+    struct base_err err;
+    char sql[160];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(sql, sizeof(sql),
+                 "DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '%s'; END $$",
+                 cases[i].state);
+        base_err_clear(&err);
+        assert_int_equal(store_exec(s, sql, &err), BASE_EDB);
+        if (store_retryable(s, &err) != cases[i].retry)
+            fail_msg("SQLSTATE %s: store_retryable said %d", cases[i].state, !cases[i].retry);
+        assert_true(store_connection_ok(s));
+    }
+    base_err_set(&err, BASE_EPROTO, "not a database error");
+    assert_false(store_retryable(s, &err));
+    /* the session killed under us: retryable, and a new connection works */
+    base_err_clear(&err);
+    assert_int_equal(store_exec(s, "SELECT pg_terminate_backend(pg_backend_pid())", &err),
+                     BASE_EDB);
+    assert_false(store_connection_ok(s));
+    assert_true(store_retryable(s, &err));
+    base_err_clear(&err);
+    assert_int_equal(store_reconnect(s, &err), 0);
+    assert_true(store_connection_ok(s));
+    assert_int_equal(store_exec(s, "SELECT 1", &err), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_retryable),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
