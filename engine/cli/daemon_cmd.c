@@ -27,6 +27,7 @@
 #include "auth_cmd.h"
 #include "cron.h"
 #include "labels.h"
+#include "ops.h"
 #include "plan_cmd.h"
 
 #include <errno.h>
@@ -45,10 +46,14 @@
 #define DAEMON_BACKOFF_MAX_MS   60000
 /* Sleeps are cut into slices this long so that a wall clock that jumps (NTP, a VM resumed,
  * faketime in tests) is noticed within a slice. */
-#define DAEMON_SLICE_MS 1000
+#define DAEMON_SLICE_MS           1000
+#define DAEMON_METRICS_INTERVAL_S 60
+/* /healthz: unhealthy when the daemon's thread has not turned for this long (it turns at least
+ * every DAEMON_SLICE_MS asleep, every second during a run). */
+#define DAEMON_HEALTH_ALIVE_MS 120000
 
 static const char daemon_usage[] =
-    "Usage: keapsync daemon\n"
+    "Usage: keapsync daemon [--metrics-port N]\n"
     "\n"
     "Runs the jobs of KEAPSYNC_JOBS on their schedules until stopped. Each job's \"schedule\"\n"
     "is a 5-field cron expression in UTC (minute hour day-of-month month day-of-week); jobs\n"
@@ -60,11 +65,21 @@ static const char daemon_usage[] =
     "seconds, default 10), exit 0; SIGHUP reloads the job files (a bad reload keeps the old\n"
     "ones, with one log line).\n"
     "\n"
+    "Options:\n"
+    "  --metrics-port N      serve GET /metrics (Prometheus text) and GET /healthz (200 while\n"
+    "                        the daemon turns and the database answered within two metrics\n"
+    "                        intervals plus 10 s, else 503) on port N of KEAPSYNC_METRICS_ADDR;\n"
+    "                        0 picks a free port and logs it\n"
+    "\n"
     "Environment (beyond keapsync --help's):\n"
     "  KEAPSYNC_SCHEDULE     default schedule (default \"" DAEMON_DEFAULT_SCHEDULE "\")\n"
     "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may take to land after a signal (10)\n"
     "  KEAPSYNC_QUOTA_JITTER most seconds to wait after 00:00 UTC once the quota is spent\n"
     "                        (60; the wait is at least 5 s, or 0 when this is under 5)\n"
+    "  KEAPSYNC_METRICS_FILE rewritten atomically every interval and after each run\n"
+    "  KEAPSYNC_METRICS_INTERVAL seconds between gatherings of the metrics (60; 1 to 3600)\n"
+    "  KEAPSYNC_METRICS_ADDR address --metrics-port listens on (127.0.0.1; 0.0.0.0 or :: for\n"
+    "                        every interface, as in a container)\n"
     "\n"
     "Exit codes: 0 stopped by a signal; 77 authentication refused; 2 bad configuration;\n"
     "1 could not start (e.g. another daemon runs for this tenant).\n";
@@ -86,6 +101,9 @@ struct daemon {
     struct cli_oauth *oauth;
     int64_t quota_until; /* wall ms: nothing runs before (the day's quota is spent) */
     int jitter_max_s;
+    int metrics_port;       /* -1: no listener */
+    int metrics_interval_s; /* KEAPSYNC_METRICS_INTERVAL */
+    struct ops_server *ops; /* when KEAPSYNC_METRICS_FILE or --metrics-port, else NULL */
 
     /* heartbeat thread */
     pthread_t hb;
@@ -155,11 +173,13 @@ static void daemon_sleep_until(struct daemon *d, int64_t until)
 
         if (left <= 0)
             break;
+        ops_server_alive(d->ops);
         uv_timer_start(&d->wake, wake_cb,
                        (uint64_t)(left < DAEMON_SLICE_MS ? left : DAEMON_SLICE_MS), 0);
         uv_run(&d->loop, UV_RUN_DEFAULT);
         uv_timer_stop(&d->wake);
     }
+    ops_server_alive(d->ops);
 }
 
 static void log_sleep(int64_t until, const char *why)
@@ -461,9 +481,9 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
                                                              : "failed",
                   res.requests, res.rejected_429, res.rows, res.seconds, res.message[0] ? ": " : "",
                   stop_line[0] ? stop_line : res.message);
-    if (store_run_finish(d->s, run_id, code, res.requests, res.rows,
-                         stop_line[0] ? stop_line : res.message, err) < 0)
-        base_log_warning("%s", err->msg);
+    if (stop_line[0] != '\0')
+        snprintf(res.message, sizeof(res.message), "%s", stop_line);
+    cli_record_run_end(d->s, run_id, code, &res);
     if (res.outcome == SCHED_OUTCOME_QUOTA) {
         d->quota_until = base_time_next_day(wall_now()) + jitter_ms(d);
     }
@@ -496,6 +516,7 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
         }
     }
     *outcome = res.outcome;
+    ops_server_refresh(d->ops); /* the file and /metrics show the run at once */
     if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr, "keapsync: error: %s (hint: %s)\n", res.message,
                 d->oauth ? SCHED_OAUTH_REAUTH_HINT
@@ -624,6 +645,7 @@ static int daemon_loop(struct daemon *d)
         int rc;
 
         base_err_clear(&err);
+        ops_server_alive(d->ops);
         if (d->reload)
             daemon_reload(d);
         if (d->s == NULL || !store_connection_ok(d->s)) {
@@ -701,25 +723,105 @@ static int daemon_loop(struct daemon *d)
     return 0;
 }
 
+/* ---- the metrics ------------------------------------------------------------------------------
+ */
+
+/* During a run: the daemon's thread turns (sched_options.progress_cb, on the run's loop). */
+static void run_alive_cb(const struct sched_progress *p, void *ud)
+{
+    struct daemon *d = ud;
+
+    (void)p;
+    ops_server_alive(d->ops);
+}
+
+static int daemon_connect_cb(struct store **out, struct base_err *err)
+{
+    return cli_connect_db(out, err);
+}
+
+/* KEAPSYNC_METRICS_INTERVAL into d->metrics_interval_s. */
+static int metrics_interval(struct daemon *d, struct base_err *err)
+{
+    const char *v = cli_env_or("KEAPSYNC_METRICS_INTERVAL", NULL);
+    int64_t n = DAEMON_METRICS_INTERVAL_S;
+
+    if (v != NULL && (base_parse_int64(v, &n) < 0 || n < 1 || n > 3600)) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_METRICS_INTERVAL \"%s\"", v);
+        base_err_hint(err, "seconds, 1 to 3600 (default 60)");
+        return BASE_ECONFIG;
+    }
+    d->metrics_interval_s = (int)n;
+    return 0;
+}
+
+/* The metrics' gatherer and listener, when KEAPSYNC_METRICS_FILE or --metrics-port asks. */
+static int metrics_start(struct daemon *d, const char *tenant, struct base_err *err)
+{
+    struct ops_server_config cfg = {0};
+
+    cfg.metrics_path = cli_env_or("KEAPSYNC_METRICS_FILE", NULL);
+    if (cfg.metrics_path == NULL && d->metrics_port < 0)
+        return 0;
+    cfg.connect_cb = daemon_connect_cb;
+    cfg.tenant = tenant;
+    cfg.daily_budget =
+        d->opt.limits.per_day > 0
+            ? (int64_t)((double)d->opt.limits.per_day * (1.0 - d->opt.limits.reserve_fraction))
+            : 0;
+    cfg.port = d->metrics_port;
+    cfg.addr = cli_env_or("KEAPSYNC_METRICS_ADDR", NULL);
+    cfg.interval_ms = d->metrics_interval_s * 1000;
+    cfg.health_db_ms = 2 * (uint64_t)cfg.interval_ms + 10000;
+    cfg.health_alive_ms = DAEMON_HEALTH_ALIVE_MS;
+    if (ops_server_start(&cfg, &d->ops, err) < 0)
+        return err->code;
+    d->opt.progress_cb = run_alive_cb;
+    d->opt.progress_ud = d;
+    d->opt.progress_ms = 1000;
+    return 0;
+}
+
 int cli_cmd_daemon(int argc, char **argv)
 {
     struct daemon *d;
     struct jobs_set set = {0};
     struct base_err err;
     char *tenant = NULL;
+    int64_t port = -1;
     int code;
 
     for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(daemon_usage, stdout);
             return 0;
         }
-        return cli_fail_usage("unknown option \"%s\" for daemon", argv[i]);
+        if (strcmp(argv[i], "--metrics-port") == 0) {
+            if (i + 1 >= argc)
+                return cli_fail_usage("%s needs a port number", "--metrics-port");
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--metrics-port=", 15) == 0) {
+            v = argv[i] + 15;
+        } else {
+            return cli_fail_usage("unknown option \"%s\" for daemon", argv[i]);
+        }
+        if (base_parse_int64(v, &port) < 0 || port < 0 || port > 65535) {
+            base_err_set(&err, BASE_ECONFIG, "invalid --metrics-port \"%s\"", v);
+            base_err_hint(&err, "a TCP port, 1 to 65535, or 0 for any free one");
+            return cli_fail(CLI_EXIT_CONFIG, &err);
+        }
     }
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         return EXIT_FAILURE;
+    d->metrics_port = (int)port;
     base_err_clear(&err);
+    if (metrics_interval(d, &err) < 0) {
+        free(d);
+        return cli_fail(CLI_EXIT_CONFIG, &err);
+    }
     {
         const char *j = cli_env_or("KEAPSYNC_QUOTA_JITTER", NULL);
         int64_t v = 60;
@@ -771,6 +873,10 @@ int cli_cmd_daemon(int argc, char **argv)
         code = cli_fail(EXIT_FAILURE, &err);
         goto out;
     }
+    if (metrics_start(d, tenant, &err) < 0) {
+        code = cli_fail(err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE, &err);
+        goto out;
+    }
     uv_loop_init(&d->loop);
     uv_timer_init(&d->loop, &d->wake);
     d->wake.data = d;
@@ -796,6 +902,7 @@ int cli_cmd_daemon(int argc, char **argv)
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
 out:
+    ops_server_stop(d->ops);
     heartbeat_stop(d);
     free(tenant);
     store_close(d->s);
