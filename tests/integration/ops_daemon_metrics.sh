@@ -110,6 +110,10 @@ eq "no temporary file left beside it" "keapsync.prom" "$(ls "$IT_TMP/prom")"
 health() { curl -s -o "$IT_TMP/h.body" -w '%{http_code}' "$M/healthz"; }
 eq "/healthz: 200 while the database answers" 200 "$(health)"
 check "... with a one-line body" grep -qE '^ok: the database answered [0-9]+ s ago$' "$IT_TMP/h.body"
+HC="$KEAPSYNC_SRC/deploy/container/keapsync-health"
+rc=0; KEAPSYNC_HEALTH_PORT=$(mport) "$HC" >"$IT_TMP/hc.out" 2>&1 || rc=$?
+eq "the image's health check asks /healthz: healthy" 0 "$rc"
+check "... saying so" grep -q '^keapsync-health: healthy: /healthz: ok: ' "$IT_TMP/hc.out"
 eq "an unknown path: 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$M/nope")"
 eq "POST /metrics: 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$M/metrics")"
 pg_stop
@@ -120,6 +124,9 @@ check "/healthz: 503 once the database stops answering (2 intervals + 10 s)" wai
 it_log "503 after $(($(date +%s) - t0)) s: $(cat "$IT_TMP/h.body")"
 eq "... one line" 1 "$(wc -l <"$IT_TMP/h.body")"
 check "... saying why" grep -q '^unhealthy: the database has not answered for [0-9]* s' "$IT_TMP/h.body"
+rc=0; KEAPSYNC_HEALTH_PORT=$(mport) "$HC" >"$IT_TMP/hc.out" 2>&1 || rc=$?
+eq "the image's health check: unhealthy (exit 1)" 1 "$rc"
+check "... with /healthz's reason" grep -q '^keapsync-health: unhealthy: /healthz answered 503: unhealthy: the database' "$IT_TMP/hc.out"
 eq "/metrics still serves the last snapshot" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$M/metrics")"
 check "the daemon lives on" kill -0 "$DPID"
 pg_start
