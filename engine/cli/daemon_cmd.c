@@ -20,8 +20,13 @@
  * KEAPSYNC_STOP_TIMEOUT, loop.c) and the daemon exits 0; while sleeping it exits 0 at once.
  * SIGHUP reloads the job files between runs; a bad reload keeps the old set and logs one line.
  * Only revoked credentials (77) and bad configuration (2) end it otherwise: a database that
- * goes away is reconnected with capped exponential backoff, a failed run is retried at the
- * job's next tick.
+ * goes away is reconnected with capped exponential backoff; a job that failed is retried
+ * after its own backoff (KEAPSYNC_RETRY_SECONDS, default 10 s, doubling to 64 times that), or
+ * at its next tick when that comes sooner; its tick is served only once it runs to its end.
+ *
+ *   retry      what the daemon keeps of a failed job between runs (in memory: a restarted
+ *              daemon runs it at once, as a job whose tick is not served): not before
+ *              retry_at (wall ms), the last backoff.
  */
 #include "cli_int.h"
 #include "auth_cmd.h"
@@ -48,6 +53,8 @@
  * faketime in tests) is noticed within a slice. */
 #define DAEMON_SLICE_MS           1000
 #define DAEMON_METRICS_INTERVAL_S 60
+#define DAEMON_RETRY_DEFAULT_S    10
+#define DAEMON_RETRY_GROWTH       64 /* the longest backoff: this many times the first */
 /* /healthz: unhealthy when the daemon's thread has not turned for this long (it turns at least
  * every DAEMON_SLICE_MS asleep, every second during a run). */
 #define DAEMON_HEALTH_ALIVE_MS 120000
@@ -76,6 +83,8 @@ static const char daemon_usage[] =
     "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may take to land after a signal (10)\n"
     "  KEAPSYNC_QUOTA_JITTER most seconds to wait after 00:00 UTC once the quota is spent\n"
     "                        (60; the wait is at least 5 s, or 0 when this is under 5)\n"
+    "  KEAPSYNC_RETRY_SECONDS first wait before a failed job runs again (10); it doubles at\n"
+    "                        each failure up to 64 times that, never past the job's next tick\n"
     "  KEAPSYNC_METRICS_FILE rewritten atomically every interval and after each run\n"
     "  KEAPSYNC_METRICS_INTERVAL seconds between gatherings of the metrics (60; 1 to 3600)\n"
     "  KEAPSYNC_METRICS_ADDR address --metrics-port listens on (127.0.0.1; 0.0.0.0 or :: for\n"
@@ -83,6 +92,12 @@ static const char daemon_usage[] =
     "\n"
     "Exit codes: 0 stopped by a signal; 77 authentication refused; 2 bad configuration;\n"
     "1 could not start (e.g. another daemon runs for this tenant).\n";
+
+/* A failed job's retry (see the file header); parallel to the set's jobs. */
+struct daemon_retry {
+    int64_t retry_at; /* wall ms; 0: not failing */
+    int64_t backoff_ms;
+};
 
 struct daemon {
     uv_loop_t loop;
@@ -93,6 +108,8 @@ struct daemon {
     struct jobs_set set;
     struct base_cron *crons;
     const char **scheds; /* each job's expression (its own or the default) */
+    struct daemon_retry *retry;
+    int64_t retry_first_ms; /* KEAPSYNC_RETRY_SECONDS */
     const char *default_sched;
 
     struct store *s;
@@ -319,11 +336,13 @@ static int daemon_take_set(struct daemon *d, struct jobs_set *set, struct base_e
 {
     struct base_cron *crons = calloc(set->n ? set->n : 1, sizeof(*crons));
     const char **scheds = calloc(set->n ? set->n : 1, sizeof(*scheds));
+    struct daemon_retry *retry = calloc(set->n ? set->n : 1, sizeof(*retry));
     char msg[256];
 
-    if (crons == NULL || scheds == NULL) {
+    if (crons == NULL || scheds == NULL || retry == NULL) {
         free(crons);
         free(scheds);
+        free(retry);
         return base_err_set(err, BASE_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < set->n; i++) {
@@ -331,13 +350,21 @@ static int daemon_take_set(struct daemon *d, struct jobs_set *set, struct base_e
         if (base_cron_parse(scheds[i], &crons[i], msg, sizeof(msg)) < 0) { /* checked at load */
             free(crons);
             free(scheds);
+            free(retry);
             return base_err_set(err, BASE_ECONFIG, "job \"%s\": schedule: %s", set->jobs[i].name,
                                 msg);
         }
     }
+    /* A job kept across a reload keeps its retry. */
+    for (size_t i = 0; i < set->n; i++)
+        for (size_t k = 0; k < d->set.n; k++)
+            if (strcmp(set->jobs[i].name, d->set.jobs[k].name) == 0)
+                retry[i] = d->retry[k];
     jobs_set_free(&d->set);
     free(d->crons);
     free(d->scheds);
+    free(d->retry);
+    d->retry = retry;
     d->set = *set;
     memset(set, 0, sizeof(*set));
     d->crons = crons;
@@ -366,12 +393,15 @@ static void daemon_reload(struct daemon *d)
 
 /* ---- one run -------------------------------------------------------------------------------- */
 
-/* The state of main job name across the run's jobs (its sweeps and backfills count too). */
+/*
+ * The state of main job name across the run's jobs (its sweeps and backfills count too):
+ * 0 done, 1 failed, 2 stopped, 3 skipped (a peer runs all of it).
+ */
 static int job_state_of(const struct sched_result *res, const char *name, int64_t *rows,
                         int64_t *requests)
 {
     size_t n = strlen(name);
-    bool stopped = false, failed = false;
+    bool stopped = false, failed = false, skipped = false, other = false;
 
     *rows = *requests = 0;
     for (size_t k = 0; k < res->njobs; k++) {
@@ -386,8 +416,34 @@ static int job_state_of(const struct sched_result *res, const char *name, int64_
             stopped = true;
         else if (strcmp(sched_job_state_name(j->state), "failed") == 0)
             failed = true;
+        else if (strcmp(sched_job_state_name(j->state), "skipped") == 0)
+            skipped = true;
+        else
+            other = true;
     }
-    return stopped ? 2 : failed ? 1 : 0;
+    return stopped ? 2 : failed ? 1 : skipped && !other ? 3 : 0;
+}
+
+/*
+ * Job i failed at now: its backoff grows (the first KEAPSYNC_RETRY_SECONDS, doubling to 64
+ * times that), not past its next tick. Returns when it is due again; logs it.
+ */
+static int64_t daemon_retry_failed(struct daemon *d, size_t i, int64_t now)
+{
+    struct daemon_retry *r = &d->retry[i];
+    int64_t cap = d->retry_first_ms * DAEMON_RETRY_GROWTH, tick = -1;
+    char at[32];
+
+    r->backoff_ms = r->backoff_ms == 0        ? d->retry_first_ms
+                    : r->backoff_ms * 2 > cap ? cap
+                                              : r->backoff_ms * 2;
+    r->retry_at = now + r->backoff_ms;
+    if (base_cron_next(&d->crons[i], now, &tick) == 0 && tick > now && tick < r->retry_at)
+        r->retry_at = tick;
+    base_time_format(r->retry_at, at, sizeof(at));
+    base_log_warning("job \"%s\" failed; running it again at %s (in %.1f s)", d->set.jobs[i].name,
+                     at, (double)(r->retry_at - now) / 1000.0);
+    return r->retry_at;
 }
 
 static int jitter_ms(const struct daemon *d)
@@ -487,8 +543,9 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
     if (res.outcome == SCHED_OUTCOME_QUOTA) {
         d->quota_until = base_time_next_day(wall_now()) + jitter_ms(d);
     }
-    /* Each job's tick: served when it ran to its end (done, or failed: retried at its next
-     * tick); a job stopped (quota, signal) is due again, at once or after the quota's sleep. */
+    /* Each job's tick: served when it ran to its end (done; skipped: a peer ran it); a failed
+     * job is due again after its backoff, a stopped one (quota, signal) at once or after the
+     * quota's sleep. */
     for (size_t i = 0; i < d->set.n; i++) {
         struct store_daemon_job row = {0};
         int64_t rows, reqs, next = -1;
@@ -499,15 +556,21 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
         st = job_state_of(&res, d->set.jobs[i].name, &rows, &reqs);
         row.job = d->set.jobs[i].name;
         row.schedule = d->scheds[i];
-        row.tick_ms = st == 2 ? -1 : start_ms;
+        /* served only when it ran to its end: a stopped or failed job is due again */
+        row.tick_ms = st == 0 || st == 3 ? start_ms : -1;
         row.run_ms = start_ms;
-        row.outcome = st == 2 ? "stopped" : st == 1 ? "failed" : "done";
+        row.outcome = st == 3 ? "skipped" : st == 2 ? "stopped" : st == 1 ? "failed" : "done";
         row.records = rows;
         row.requests = reqs;
-        if (st == 2)
+        if (st == 1 && res.outcome != SCHED_OUTCOME_AUTH) {
+            next = daemon_retry_failed(d, i, wall_now());
+        } else if (st == 2) {
             next = res.outcome == SCHED_OUTCOME_QUOTA ? d->quota_until : wall_now();
-        else if (base_cron_next(&d->crons[i], start_ms, &next) < 0)
-            next = -1;
+        } else {
+            d->retry[i].retry_at = d->retry[i].backoff_ms = 0;
+            if (base_cron_next(&d->crons[i], start_ms, &next) < 0)
+                next = -1;
+        }
         row.next_ms = next;
         if (store_daemon_job_put(d->s, &row, err) < 0) {
             sched_result_free(&res);
@@ -542,8 +605,11 @@ static int daemon_due(struct daemon *d, int64_t now, bool *due, size_t *ndue, in
         if (rc < 0)
             return rc;
         due[i] = false;
-        if (last < 0) {
-            due[i] = true; /* never ran under the daemon: at once */
+        if (d->retry[i].retry_at > now) {
+            if (d->retry[i].retry_at < *next)
+                *next = d->retry[i].retry_at; /* failed: not before its backoff is over */
+        } else if (last < 0) {
+            due[i] = true; /* never ran under the daemon (or failed since): at once */
         } else if (base_cron_next(&d->crons[i], last, &t) == 0) {
             if (t <= now)
                 due[i] = true; /* one run for every tick missed since */
@@ -569,6 +635,8 @@ static int daemon_note_next(struct daemon *d, int64_t now, struct base_err *err)
             return rc;
         if (base_cron_next(&d->crons[i], last >= 0 ? last : now, &t) < 0)
             t = -1;
+        if (d->retry[i].retry_at > now)
+            t = d->retry[i].retry_at;
         if (t >= 0 && d->quota_until > t)
             t = d->quota_until;
         row.next_ms = t;
@@ -755,6 +823,21 @@ static int metrics_interval(struct daemon *d, struct base_err *err)
     return 0;
 }
 
+/* KEAPSYNC_RETRY_SECONDS into d->retry_first_ms. */
+static int retry_first(struct daemon *d, struct base_err *err)
+{
+    const char *v = cli_env_or("KEAPSYNC_RETRY_SECONDS", NULL);
+    int64_t n = DAEMON_RETRY_DEFAULT_S;
+
+    if (v != NULL && (base_parse_int64(v, &n) < 0 || n < 1 || n > 3600)) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_RETRY_SECONDS \"%s\"", v);
+        base_err_hint(err, "seconds, 1 to 3600 (default 10)");
+        return BASE_ECONFIG;
+    }
+    d->retry_first_ms = n * 1000;
+    return 0;
+}
+
 /* The metrics' gatherer and listener, when KEAPSYNC_METRICS_FILE or --metrics-port asks. */
 static int metrics_start(struct daemon *d, const char *tenant, struct base_err *err)
 {
@@ -818,7 +901,7 @@ int cli_cmd_daemon(int argc, char **argv)
         return EXIT_FAILURE;
     d->metrics_port = (int)port;
     base_err_clear(&err);
-    if (metrics_interval(d, &err) < 0) {
+    if (metrics_interval(d, &err) < 0 || retry_first(d, &err) < 0) {
         free(d);
         return cli_fail(CLI_EXIT_CONFIG, &err);
     }
@@ -911,6 +994,7 @@ out:
     jobs_set_free(&d->set);
     free(d->crons);
     free(d->scheds);
+    free(d->retry);
     free(d);
     return code;
 }
