@@ -579,6 +579,15 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
         }
     }
     *outcome = res.outcome;
+    if (d->ops != NULL && d->opt.tenant == NULL) {
+        char *tenant = NULL;
+        struct base_err e2;
+
+        /* the first run may have named Keap's tenant: the quota lines follow it */
+        if (cli_plan_tenant(d->s, d->opt.base_url, &tenant, &e2) == 0)
+            ops_server_set_tenant(d->ops, tenant);
+        free(tenant);
+    }
     ops_server_refresh(d->ops); /* the file and /metrics show the run at once */
     if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr, "keapsync: error: %s (hint: %s)\n", res.message,

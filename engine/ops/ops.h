@@ -70,6 +70,8 @@ int ops_server_start(const struct ops_server_config *cfg, struct ops_server **ou
                      struct base_err *err);
 /* The port listened on (the one picked when cfg->port was 0), or -1 without a listener. */
 int ops_server_port(const struct ops_server *srv);
+/* The quota's tenant from now on (copied; NULL: none), e.g. once the first run named it. */
+void ops_server_set_tenant(struct ops_server *srv, const char *tenant);
 /* Asks for a gathering now (after a run); returns at once. Accepts NULL. */
 void ops_server_refresh(struct ops_server *srv);
 /* The daemon's thread turns: call at least every health_alive_ms. Accepts NULL. */

@@ -34,7 +34,8 @@
 
 struct ops_server {
     struct ops_server_config cfg; /* tenant, path and addr copied below */
-    char *tenant, *path;
+    char *tenant;                 /* under mu (ops_server_set_tenant) */
+    char *path;
 
     pthread_t gatherer;
     bool gatherer_started;
@@ -66,17 +67,24 @@ static uint64_t mono_ms(void)
 static void gather_once(struct ops_server *srv, struct store **s, bool *warned_db,
                         bool *warned_file)
 {
-    struct ops_quota q = {srv->tenant, srv->cfg.daily_budget, 0};
+    struct ops_quota q = {NULL, srv->cfg.daily_budget, 0};
     struct base_buf text;
     struct base_err err;
+    char *tenant = NULL;
     int rc;
 
+    pthread_mutex_lock(&srv->mu);
+    if (srv->tenant != NULL)
+        tenant = strdup(srv->tenant); /* NULL when out of memory: no quota lines this time */
+    pthread_mutex_unlock(&srv->mu);
+    q.tenant = tenant;
     base_err_clear(&err);
     base_buf_init(&text, OPS_SNAPSHOT_MAX);
     q.now_ms = base_clock_wall_ms(base_clock_system());
     rc = *s != NULL ? 0 : srv->cfg.connect_cb(s, &err);
     if (rc == 0)
         rc = ops_metrics_text(*s, &q, &text, &err);
+    free(tenant);
     pthread_mutex_lock(&srv->mu);
     if (rc == 0) {
         char *copy = malloc(text.len + 1);
@@ -347,6 +355,24 @@ fail:
 int ops_server_port(const struct ops_server *srv)
 {
     return srv != NULL && srv->mhd != NULL ? srv->port : -1;
+}
+
+void ops_server_set_tenant(struct ops_server *srv, const char *tenant)
+{
+    char *copy = tenant ? strdup(tenant) : NULL;
+
+    if (srv == NULL || (tenant != NULL && copy == NULL)) {
+        free(copy);
+        return;
+    }
+    pthread_mutex_lock(&srv->mu);
+    if (srv->tenant == NULL || copy == NULL || strcmp(srv->tenant, copy) != 0) {
+        free(srv->tenant);
+        srv->tenant = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    free(copy);
 }
 
 void ops_server_refresh(struct ops_server *srv)

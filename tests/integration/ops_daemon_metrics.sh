@@ -87,6 +87,10 @@ check "after the run, keapsync_requests_total = the runs' requests ($db_req)" wa
 check "it grew ($req1 -> $(value 2 keapsync_requests_total))" test "$(value 2 keapsync_requests_total)" -gt "$req1"
 eq "keapsync_records_total{job=\"contacts\"} = the table's rows" "$(sql "SELECT count(*) FROM keap.contacts")" "$(value 2 'keapsync_records_total{job="contacts"}')"
 eq "keapsync_runs_total{outcome=\"complete\"}" 1 "$(value 2 'keapsync_runs_total{outcome="complete"}')"
+tenant=$(sql "SELECT value FROM keapsync.settings WHERE key LIKE 'tenant:%' LIMIT 1")
+used=$(sql "SELECT reserved FROM keapsync.quota_ledger WHERE tenant = '$tenant' AND day = (now() AT TIME ZONE 'UTC')::date")
+eq "keapsync_quota_used{tenant} = the ledger, for the tenant the first run named" "$used" "$(value 2 "keapsync_quota_used{tenant=\"$tenant\"}")"
+eq "keapsync_quota_left{tenant} = the budget less it" "$((30000 - used))" "$(value 2 "keapsync_quota_left{tenant=\"$tenant\"}")"
 check "the scrape passes the strict format check" check_prom "$IT_TMP/scrape.2"
 cmp -s "$IT_TMP/scrape.2" "$KEAPSYNC_METRICS_FILE" || sleep 1.5
 scrape 2 >/dev/null
