@@ -5,8 +5,8 @@ set -euo pipefail
 
 pkgs=(
     build-essential cmake pkg-config      # compiler and build
-    libcurl4-openssl-dev libuv1-dev libcjson-dev libpq-dev libsodium-dev   # the engine's libraries
-    libcmocka-dev libmicrohttpd-dev       # unit tests, keapsim
+    libcurl4-openssl-dev libuv1-dev libcjson-dev libpq-dev libsodium-dev libmicrohttpd-dev  # the engine's libraries
+    libcmocka-dev                         # unit tests
     postgresql postgresql-client          # throwaway clusters for the demo and tests
     faketime jq curl procps bc            # day-boundary tests, test scripts
     time                                  # GNU time: tests/bench/bench_e2e.sh, robust_pages.sh

@@ -46,7 +46,7 @@ if [ "${KEAPSYNC_TEST_SANITIZE:-1}" = 1 ]; then
     cmake -S . -B "$san" -DKEAPSYNC_WERROR=ON -DKEAPSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
     cmake --build "$san" -j"$jobs" >/dev/null
     (cd "$san" && ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0 \
-        ctest --output-on-failure -j"$jobs" --timeout 900 -R "${KEAPSYNC_SANITIZE_TESTS:-unit\.|sync_contacts|sync_all|bad_input|bad_jobs|quota_day|child_streams|child_order|job_changes|deletes|backfill|v2_paging|robust_fail|robust_types|plan_days|oauth_lost_pair|oauth_config|ops_status|ops_metrics|daemon_signals|daemon_days|config_corpus|robust_pages|secrets_key|fault_pg|fault_clock|fault_revoke}") || status=$?
+        ctest --output-on-failure -j"$jobs" --timeout 900 -R "${KEAPSYNC_SANITIZE_TESTS:-unit\.|sync_contacts|sync_all|bad_input|bad_jobs|quota_day|child_streams|child_order|job_changes|deletes|backfill|v2_paging|robust_fail|robust_types|plan_days|oauth_lost_pair|oauth_config|ops_status|ops_metrics|daemon_signals|daemon_days|config_corpus|robust_pages|secrets_key|fault_pg|fault_clock|fault_revoke|ops_daemon_metrics|daemon_backoff|multi_tenant}") || status=$?
 fi
 
 if [ "${KEAPSYNC_TEST_FUZZ:-1}" = 1 ]; then

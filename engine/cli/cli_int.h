@@ -28,6 +28,13 @@
 /* The exit code of a run's outcome (DESIGN.md): the one place that spells it. */
 int cli_outcome_exit_code(enum sched_outcome outcome);
 
+/*
+ * Records the end of run_id in keapsync.runs and keapsync.run_jobs from res (a failure only
+ * warns). A run that failed without a message of its own gets its failed jobs' errors as its
+ * message (written into res->message).
+ */
+void cli_record_run_end(struct store *s, int64_t run_id, int code, struct sched_result *res);
+
 /* Prints err as "keapsync: error: <msg> (hint: <hint>)" and returns code. */
 int cli_fail(int code, const struct base_err *err);
 /* Bad usage (exit 2, hint keapsync --help); what: a message with one %s for arg. */

@@ -20,13 +20,19 @@
  * KEAPSYNC_STOP_TIMEOUT, loop.c) and the daemon exits 0; while sleeping it exits 0 at once.
  * SIGHUP reloads the job files between runs; a bad reload keeps the old set and logs one line.
  * Only revoked credentials (77) and bad configuration (2) end it otherwise: a database that
- * goes away is reconnected with capped exponential backoff, a failed run is retried at the
- * job's next tick.
+ * goes away is reconnected with capped exponential backoff; a job that failed is retried
+ * after its own backoff (KEAPSYNC_RETRY_SECONDS, default 10 s, doubling to 64 times that), or
+ * at its next tick when that comes sooner; its tick is served only once it runs to its end.
+ *
+ *   retry      what the daemon keeps of a failed job between runs (in memory: a restarted
+ *              daemon runs it at once, as a job whose tick is not served): not before
+ *              retry_at (wall ms), the last backoff.
  */
 #include "cli_int.h"
 #include "auth_cmd.h"
 #include "cron.h"
 #include "labels.h"
+#include "ops.h"
 #include "plan_cmd.h"
 
 #include <errno.h>
@@ -45,10 +51,16 @@
 #define DAEMON_BACKOFF_MAX_MS   60000
 /* Sleeps are cut into slices this long so that a wall clock that jumps (NTP, a VM resumed,
  * faketime in tests) is noticed within a slice. */
-#define DAEMON_SLICE_MS 1000
+#define DAEMON_SLICE_MS           1000
+#define DAEMON_METRICS_INTERVAL_S 60
+#define DAEMON_RETRY_DEFAULT_S    10
+#define DAEMON_RETRY_GROWTH       64 /* the longest backoff: this many times the first */
+/* /healthz: unhealthy when the daemon's thread has not turned for this long (it turns at least
+ * every DAEMON_SLICE_MS asleep, every second during a run). */
+#define DAEMON_HEALTH_ALIVE_MS 120000
 
 static const char daemon_usage[] =
-    "Usage: keapsync daemon\n"
+    "Usage: keapsync daemon [--metrics-port N]\n"
     "\n"
     "Runs the jobs of KEAPSYNC_JOBS on their schedules until stopped. Each job's \"schedule\"\n"
     "is a 5-field cron expression in UTC (minute hour day-of-month month day-of-week); jobs\n"
@@ -60,14 +72,32 @@ static const char daemon_usage[] =
     "seconds, default 10), exit 0; SIGHUP reloads the job files (a bad reload keeps the old\n"
     "ones, with one log line).\n"
     "\n"
+    "Options:\n"
+    "  --metrics-port N      serve GET /metrics (Prometheus text) and GET /healthz (200 while\n"
+    "                        the daemon turns and the database answered within two metrics\n"
+    "                        intervals plus 10 s, else 503) on port N of KEAPSYNC_METRICS_ADDR;\n"
+    "                        0 picks a free port and logs it\n"
+    "\n"
     "Environment (beyond keapsync --help's):\n"
     "  KEAPSYNC_SCHEDULE     default schedule (default \"" DAEMON_DEFAULT_SCHEDULE "\")\n"
     "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may take to land after a signal (10)\n"
     "  KEAPSYNC_QUOTA_JITTER most seconds to wait after 00:00 UTC once the quota is spent\n"
     "                        (60; the wait is at least 5 s, or 0 when this is under 5)\n"
+    "  KEAPSYNC_RETRY_SECONDS first wait before a failed job runs again (10); it doubles at\n"
+    "                        each failure up to 64 times that, never past the job's next tick\n"
+    "  KEAPSYNC_METRICS_FILE rewritten atomically every interval and after each run\n"
+    "  KEAPSYNC_METRICS_INTERVAL seconds between gatherings of the metrics (60; 1 to 3600)\n"
+    "  KEAPSYNC_METRICS_ADDR address --metrics-port listens on (127.0.0.1; 0.0.0.0 or :: for\n"
+    "                        every interface, as in a container)\n"
     "\n"
     "Exit codes: 0 stopped by a signal; 77 authentication refused; 2 bad configuration;\n"
     "1 could not start (e.g. another daemon runs for this tenant).\n";
+
+/* A failed job's retry (see the file header); parallel to the set's jobs. */
+struct daemon_retry {
+    int64_t retry_at; /* wall ms; 0: not failing */
+    int64_t backoff_ms;
+};
 
 struct daemon {
     uv_loop_t loop;
@@ -78,6 +108,8 @@ struct daemon {
     struct jobs_set set;
     struct base_cron *crons;
     const char **scheds; /* each job's expression (its own or the default) */
+    struct daemon_retry *retry;
+    int64_t retry_first_ms; /* KEAPSYNC_RETRY_SECONDS */
     const char *default_sched;
 
     struct store *s;
@@ -86,6 +118,9 @@ struct daemon {
     struct cli_oauth *oauth;
     int64_t quota_until; /* wall ms: nothing runs before (the day's quota is spent) */
     int jitter_max_s;
+    int metrics_port;       /* -1: no listener */
+    int metrics_interval_s; /* KEAPSYNC_METRICS_INTERVAL */
+    struct ops_server *ops; /* when KEAPSYNC_METRICS_FILE or --metrics-port, else NULL */
 
     /* heartbeat thread */
     pthread_t hb;
@@ -155,11 +190,13 @@ static void daemon_sleep_until(struct daemon *d, int64_t until)
 
         if (left <= 0)
             break;
+        ops_server_alive(d->ops);
         uv_timer_start(&d->wake, wake_cb,
                        (uint64_t)(left < DAEMON_SLICE_MS ? left : DAEMON_SLICE_MS), 0);
         uv_run(&d->loop, UV_RUN_DEFAULT);
         uv_timer_stop(&d->wake);
     }
+    ops_server_alive(d->ops);
 }
 
 static void log_sleep(int64_t until, const char *why)
@@ -299,11 +336,13 @@ static int daemon_take_set(struct daemon *d, struct jobs_set *set, struct base_e
 {
     struct base_cron *crons = calloc(set->n ? set->n : 1, sizeof(*crons));
     const char **scheds = calloc(set->n ? set->n : 1, sizeof(*scheds));
+    struct daemon_retry *retry = calloc(set->n ? set->n : 1, sizeof(*retry));
     char msg[256];
 
-    if (crons == NULL || scheds == NULL) {
+    if (crons == NULL || scheds == NULL || retry == NULL) {
         free(crons);
         free(scheds);
+        free(retry);
         return base_err_set(err, BASE_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < set->n; i++) {
@@ -311,13 +350,21 @@ static int daemon_take_set(struct daemon *d, struct jobs_set *set, struct base_e
         if (base_cron_parse(scheds[i], &crons[i], msg, sizeof(msg)) < 0) { /* checked at load */
             free(crons);
             free(scheds);
+            free(retry);
             return base_err_set(err, BASE_ECONFIG, "job \"%s\": schedule: %s", set->jobs[i].name,
                                 msg);
         }
     }
+    /* A job kept across a reload keeps its retry. */
+    for (size_t i = 0; i < set->n; i++)
+        for (size_t k = 0; k < d->set.n; k++)
+            if (strcmp(set->jobs[i].name, d->set.jobs[k].name) == 0)
+                retry[i] = d->retry[k];
     jobs_set_free(&d->set);
     free(d->crons);
     free(d->scheds);
+    free(d->retry);
+    d->retry = retry;
     d->set = *set;
     memset(set, 0, sizeof(*set));
     d->crons = crons;
@@ -346,12 +393,15 @@ static void daemon_reload(struct daemon *d)
 
 /* ---- one run -------------------------------------------------------------------------------- */
 
-/* The state of main job name across the run's jobs (its sweeps and backfills count too). */
+/*
+ * The state of main job name across the run's jobs (its sweeps and backfills count too):
+ * 0 done, 1 failed, 2 stopped, 3 skipped (a peer runs all of it).
+ */
 static int job_state_of(const struct sched_result *res, const char *name, int64_t *rows,
                         int64_t *requests)
 {
     size_t n = strlen(name);
-    bool stopped = false, failed = false;
+    bool stopped = false, failed = false, skipped = false, other = false;
 
     *rows = *requests = 0;
     for (size_t k = 0; k < res->njobs; k++) {
@@ -366,8 +416,34 @@ static int job_state_of(const struct sched_result *res, const char *name, int64_
             stopped = true;
         else if (strcmp(sched_job_state_name(j->state), "failed") == 0)
             failed = true;
+        else if (strcmp(sched_job_state_name(j->state), "skipped") == 0)
+            skipped = true;
+        else
+            other = true;
     }
-    return stopped ? 2 : failed ? 1 : 0;
+    return stopped ? 2 : failed ? 1 : skipped && !other ? 3 : 0;
+}
+
+/*
+ * Job i failed at now: its backoff grows (the first KEAPSYNC_RETRY_SECONDS, doubling to 64
+ * times that), not past its next tick. Returns when it is due again; logs it.
+ */
+static int64_t daemon_retry_failed(struct daemon *d, size_t i, int64_t now)
+{
+    struct daemon_retry *r = &d->retry[i];
+    int64_t cap = d->retry_first_ms * DAEMON_RETRY_GROWTH, tick = -1;
+    char at[32];
+
+    r->backoff_ms = r->backoff_ms == 0        ? d->retry_first_ms
+                    : r->backoff_ms * 2 > cap ? cap
+                                              : r->backoff_ms * 2;
+    r->retry_at = now + r->backoff_ms;
+    if (base_cron_next(&d->crons[i], now, &tick) == 0 && tick > now && tick < r->retry_at)
+        r->retry_at = tick;
+    base_time_format(r->retry_at, at, sizeof(at));
+    base_log_warning("job \"%s\" failed; running it again at %s (in %.1f s)", d->set.jobs[i].name,
+                     at, (double)(r->retry_at - now) / 1000.0);
+    return r->retry_at;
 }
 
 static int jitter_ms(const struct daemon *d)
@@ -461,14 +537,15 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
                                                              : "failed",
                   res.requests, res.rejected_429, res.rows, res.seconds, res.message[0] ? ": " : "",
                   stop_line[0] ? stop_line : res.message);
-    if (store_run_finish(d->s, run_id, code, res.requests, res.rows,
-                         stop_line[0] ? stop_line : res.message, err) < 0)
-        base_log_warning("%s", err->msg);
+    if (stop_line[0] != '\0')
+        snprintf(res.message, sizeof(res.message), "%s", stop_line);
+    cli_record_run_end(d->s, run_id, code, &res);
     if (res.outcome == SCHED_OUTCOME_QUOTA) {
         d->quota_until = base_time_next_day(wall_now()) + jitter_ms(d);
     }
-    /* Each job's tick: served when it ran to its end (done, or failed: retried at its next
-     * tick); a job stopped (quota, signal) is due again, at once or after the quota's sleep. */
+    /* Each job's tick: served when it ran to its end (done; skipped: a peer ran it); a failed
+     * job is due again after its backoff, a stopped one (quota, signal) at once or after the
+     * quota's sleep. */
     for (size_t i = 0; i < d->set.n; i++) {
         struct store_daemon_job row = {0};
         int64_t rows, reqs, next = -1;
@@ -479,15 +556,21 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
         st = job_state_of(&res, d->set.jobs[i].name, &rows, &reqs);
         row.job = d->set.jobs[i].name;
         row.schedule = d->scheds[i];
-        row.tick_ms = st == 2 ? -1 : start_ms;
+        /* served only when it ran to its end: a stopped or failed job is due again */
+        row.tick_ms = st == 0 || st == 3 ? start_ms : -1;
         row.run_ms = start_ms;
-        row.outcome = st == 2 ? "stopped" : st == 1 ? "failed" : "done";
+        row.outcome = st == 3 ? "skipped" : st == 2 ? "stopped" : st == 1 ? "failed" : "done";
         row.records = rows;
         row.requests = reqs;
-        if (st == 2)
+        if (st == 1 && res.outcome != SCHED_OUTCOME_AUTH) {
+            next = daemon_retry_failed(d, i, wall_now());
+        } else if (st == 2) {
             next = res.outcome == SCHED_OUTCOME_QUOTA ? d->quota_until : wall_now();
-        else if (base_cron_next(&d->crons[i], start_ms, &next) < 0)
-            next = -1;
+        } else {
+            d->retry[i].retry_at = d->retry[i].backoff_ms = 0;
+            if (base_cron_next(&d->crons[i], start_ms, &next) < 0)
+                next = -1;
+        }
         row.next_ms = next;
         if (store_daemon_job_put(d->s, &row, err) < 0) {
             sched_result_free(&res);
@@ -496,6 +579,16 @@ static int daemon_run(struct daemon *d, const bool *due, int64_t start_ms,
         }
     }
     *outcome = res.outcome;
+    if (d->ops != NULL && d->opt.tenant == NULL) {
+        char *tenant = NULL;
+        struct base_err e2;
+
+        /* the first run may have named Keap's tenant: the quota lines follow it */
+        if (cli_plan_tenant(d->s, d->opt.base_url, &tenant, &e2) == 0)
+            ops_server_set_tenant(d->ops, tenant);
+        free(tenant);
+    }
+    ops_server_refresh(d->ops); /* the file and /metrics show the run at once */
     if (res.outcome == SCHED_OUTCOME_AUTH)
         fprintf(stderr, "keapsync: error: %s (hint: %s)\n", res.message,
                 d->oauth ? SCHED_OAUTH_REAUTH_HINT
@@ -521,8 +614,11 @@ static int daemon_due(struct daemon *d, int64_t now, bool *due, size_t *ndue, in
         if (rc < 0)
             return rc;
         due[i] = false;
-        if (last < 0) {
-            due[i] = true; /* never ran under the daemon: at once */
+        if (d->retry[i].retry_at > now) {
+            if (d->retry[i].retry_at < *next)
+                *next = d->retry[i].retry_at; /* failed: not before its backoff is over */
+        } else if (last < 0) {
+            due[i] = true; /* never ran under the daemon (or failed since): at once */
         } else if (base_cron_next(&d->crons[i], last, &t) == 0) {
             if (t <= now)
                 due[i] = true; /* one run for every tick missed since */
@@ -548,6 +644,8 @@ static int daemon_note_next(struct daemon *d, int64_t now, struct base_err *err)
             return rc;
         if (base_cron_next(&d->crons[i], last >= 0 ? last : now, &t) < 0)
             t = -1;
+        if (d->retry[i].retry_at > now)
+            t = d->retry[i].retry_at;
         if (t >= 0 && d->quota_until > t)
             t = d->quota_until;
         row.next_ms = t;
@@ -624,6 +722,7 @@ static int daemon_loop(struct daemon *d)
         int rc;
 
         base_err_clear(&err);
+        ops_server_alive(d->ops);
         if (d->reload)
             daemon_reload(d);
         if (d->s == NULL || !store_connection_ok(d->s)) {
@@ -701,25 +800,120 @@ static int daemon_loop(struct daemon *d)
     return 0;
 }
 
+/* ---- the metrics ------------------------------------------------------------------------------
+ */
+
+/* During a run: the daemon's thread turns (sched_options.progress_cb, on the run's loop). */
+static void run_alive_cb(const struct sched_progress *p, void *ud)
+{
+    struct daemon *d = ud;
+
+    (void)p;
+    ops_server_alive(d->ops);
+}
+
+static int daemon_connect_cb(struct store **out, struct base_err *err)
+{
+    return cli_connect_db(out, err);
+}
+
+/* KEAPSYNC_METRICS_INTERVAL into d->metrics_interval_s. */
+static int metrics_interval(struct daemon *d, struct base_err *err)
+{
+    const char *v = cli_env_or("KEAPSYNC_METRICS_INTERVAL", NULL);
+    int64_t n = DAEMON_METRICS_INTERVAL_S;
+
+    if (v != NULL && (base_parse_int64(v, &n) < 0 || n < 1 || n > 3600)) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_METRICS_INTERVAL \"%s\"", v);
+        base_err_hint(err, "seconds, 1 to 3600 (default 60)");
+        return BASE_ECONFIG;
+    }
+    d->metrics_interval_s = (int)n;
+    return 0;
+}
+
+/* KEAPSYNC_RETRY_SECONDS into d->retry_first_ms. */
+static int retry_first(struct daemon *d, struct base_err *err)
+{
+    const char *v = cli_env_or("KEAPSYNC_RETRY_SECONDS", NULL);
+    int64_t n = DAEMON_RETRY_DEFAULT_S;
+
+    if (v != NULL && (base_parse_int64(v, &n) < 0 || n < 1 || n > 3600)) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_RETRY_SECONDS \"%s\"", v);
+        base_err_hint(err, "seconds, 1 to 3600 (default 10)");
+        return BASE_ECONFIG;
+    }
+    d->retry_first_ms = n * 1000;
+    return 0;
+}
+
+/* The metrics' gatherer and listener, when KEAPSYNC_METRICS_FILE or --metrics-port asks. */
+static int metrics_start(struct daemon *d, const char *tenant, struct base_err *err)
+{
+    struct ops_server_config cfg = {0};
+
+    cfg.metrics_path = cli_env_or("KEAPSYNC_METRICS_FILE", NULL);
+    if (cfg.metrics_path == NULL && d->metrics_port < 0)
+        return 0;
+    cfg.connect_cb = daemon_connect_cb;
+    cfg.tenant = tenant;
+    cfg.daily_budget =
+        d->opt.limits.per_day > 0
+            ? (int64_t)((double)d->opt.limits.per_day * (1.0 - d->opt.limits.reserve_fraction))
+            : 0;
+    cfg.port = d->metrics_port;
+    cfg.addr = cli_env_or("KEAPSYNC_METRICS_ADDR", NULL);
+    cfg.interval_ms = d->metrics_interval_s * 1000;
+    cfg.health_db_ms = 2 * (uint64_t)cfg.interval_ms + 10000;
+    cfg.health_alive_ms = DAEMON_HEALTH_ALIVE_MS;
+    if (ops_server_start(&cfg, &d->ops, err) < 0)
+        return err->code;
+    d->opt.progress_cb = run_alive_cb;
+    d->opt.progress_ud = d;
+    d->opt.progress_ms = 1000;
+    return 0;
+}
+
 int cli_cmd_daemon(int argc, char **argv)
 {
     struct daemon *d;
     struct jobs_set set = {0};
     struct base_err err;
     char *tenant = NULL;
+    int64_t port = -1;
     int code;
 
     for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(daemon_usage, stdout);
             return 0;
         }
-        return cli_fail_usage("unknown option \"%s\" for daemon", argv[i]);
+        if (strcmp(argv[i], "--metrics-port") == 0) {
+            if (i + 1 >= argc)
+                return cli_fail_usage("%s needs a port number", "--metrics-port");
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--metrics-port=", 15) == 0) {
+            v = argv[i] + 15;
+        } else {
+            return cli_fail_usage("unknown option \"%s\" for daemon", argv[i]);
+        }
+        if (base_parse_int64(v, &port) < 0 || port < 0 || port > 65535) {
+            base_err_set(&err, BASE_ECONFIG, "invalid --metrics-port \"%s\"", v);
+            base_err_hint(&err, "a TCP port, 1 to 65535, or 0 for any free one");
+            return cli_fail(CLI_EXIT_CONFIG, &err);
+        }
     }
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         return EXIT_FAILURE;
+    d->metrics_port = (int)port;
     base_err_clear(&err);
+    if (metrics_interval(d, &err) < 0 || retry_first(d, &err) < 0) {
+        free(d);
+        return cli_fail(CLI_EXIT_CONFIG, &err);
+    }
     {
         const char *j = cli_env_or("KEAPSYNC_QUOTA_JITTER", NULL);
         int64_t v = 60;
@@ -771,6 +965,10 @@ int cli_cmd_daemon(int argc, char **argv)
         code = cli_fail(EXIT_FAILURE, &err);
         goto out;
     }
+    if (metrics_start(d, tenant, &err) < 0) {
+        code = cli_fail(err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE, &err);
+        goto out;
+    }
     uv_loop_init(&d->loop);
     uv_timer_init(&d->loop, &d->wake);
     d->wake.data = d;
@@ -796,6 +994,7 @@ int cli_cmd_daemon(int argc, char **argv)
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
 out:
+    ops_server_stop(d->ops);
     heartbeat_stop(d);
     free(tenant);
     store_close(d->s);
@@ -804,6 +1003,7 @@ out:
     jobs_set_free(&d->set);
     free(d->crons);
     free(d->scheds);
+    free(d->retry);
     free(d);
     return code;
 }

@@ -74,11 +74,8 @@ static void write_metrics(struct store *s, const struct sched_options *opt)
     free(tenant);
 }
 
-/*
- * Records the end of run_id in keapsync.runs and keapsync.run_jobs from res. A run that
- * failed without a message of its own gets its failed jobs' errors as its message.
- */
-static void record_run_end(struct store *s, int64_t run_id, int code, struct sched_result *res)
+/* cli_int.h */
+void cli_record_run_end(struct store *s, int64_t run_id, int code, struct sched_result *res)
 {
     struct store_run_job *jobs = calloc(res->njobs ? res->njobs : 1, sizeof(*jobs));
     struct store_run_end e = {
@@ -270,7 +267,7 @@ int cli_cmd_run(int argc, char **argv)
         fprintf(stderr, "keapsync: %s: %s\n",
                 res.outcome == SCHED_OUTCOME_COMPLETE ? "note" : "stopped", res.message);
     if (run_id > 0)
-        record_run_end(s, run_id, code, &res);
+        cli_record_run_end(s, run_id, code, &res);
     write_metrics(s, &opt);
     sched_result_free(&res);
 out:

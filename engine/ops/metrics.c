@@ -141,24 +141,32 @@ int ops_metrics_write(struct store *s, const struct ops_quota *q, const char *pa
                       struct base_err *err)
 {
     struct base_buf text;
+    int rc;
+
+    base_buf_init(&text, 4 * 1024 * 1024);
+    rc = ops_metrics_text(s, q, &text, err);
+    if (rc == 0)
+        rc = ops_textfile_write(path, text.data ? text.data : "", text.len, err);
+    base_buf_free(&text);
+    return rc;
+}
+
+int ops_textfile_write(const char *path, const char *data, size_t len, struct base_err *err)
+{
     char tmp[4096];
-    int fd = -1, rc;
+    int fd = -1, rc = 0;
     size_t off = 0;
 
     if (base_snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) < 0)
         return base_err_set(err, BASE_ECONFIG, "KEAPSYNC_METRICS_FILE is too long");
-    base_buf_init(&text, 4 * 1024 * 1024);
-    rc = ops_metrics_text(s, q, &text, err);
-    if (rc < 0)
-        goto out;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = base_err_set(err, BASE_EIO, "could not write the metrics file \"%s\": %s", tmp,
                           strerror(errno));
         goto out;
     }
-    while (off < text.len) {
-        ssize_t w = write(fd, text.data + off, text.len - off);
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -184,6 +192,5 @@ out:
         close(fd);
     if (rc < 0)
         unlink(tmp);
-    base_buf_free(&text);
     return rc;
 }

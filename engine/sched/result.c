@@ -17,6 +17,8 @@ const char *sched_job_state_name(int state)
         return "failed";
     case SCHED_JOB_STOPPED:
         return "stopped";
+    case SCHED_JOB_SKIPPED:
+        return "skipped";
     default:
         return "unknown";
     }
@@ -51,7 +53,8 @@ void sched_result_fill(const struct sched *s, struct sched_result *res)
             res->bytes += s->jobs[i].res->bytes;
             if (s->jobs[i].state == SCHED_JOB_FAILED)
                 failed = true;
-            if (s->jobs[i].state != SCHED_JOB_DONE)
+            /* a job a peer runs is not ours to complete */
+            if (s->jobs[i].state != SCHED_JOB_DONE && s->jobs[i].state != SCHED_JOB_SKIPPED)
                 incomplete = true;
         }
         if (s->stop == STOP_NOMEM)

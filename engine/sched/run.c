@@ -218,8 +218,9 @@ static void sched_reap_dead(struct sched *s, const char *prefix)
 
 /*
  * Joins the tenant's live processes (they split the key's windows) and takes each job's
- * lease: a job another live process is running is not run twice; it fails with a message.
- * Leases left by dead processes of this host are released first.
+ * lease: a job another live process is running is not run twice; this run skips it (state
+ * skipped, one info line; not a failure). Leases left by dead processes of this host are
+ * released first, so a lease a live holder has is a peer's: the peer runs that job.
  */
 /* The holder's name, the dead processes' leases reaped, and our entry in the peer group. */
 static int sched_setup_peers(struct sched *s, struct base_err *err)
@@ -257,8 +258,8 @@ static int sched_take_lease(struct sched *s, const char *job, bool *got, char *w
     rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, got, &other, err);
     if (rc == 0 && !*got)
         snprintf(why, n,
-                 "job \"%s\" is already being run by another keapsync process (%s); "
-                 "not running it twice",
+                 "job \"%s\" is being run by another keapsync process (%s); skipped by this "
+                 "run",
                  job, other ? other : "unknown");
     free(other);
     return rc;
@@ -281,12 +282,17 @@ static int sched_give_lease(struct sched *s, const char *job)
 /*
  * The jobs of the set take their leases before their checkpoints are read (sched_setup_jobs),
  * so that a job another process completes meanwhile is seen completed, not run again.
- * got[i]: job i's lease is ours; why[i]: who has it otherwise.
+ * got[i]: job i's lease is ours; why[i]: who has it otherwise. Each process begins at a job of
+ * its own (by pid), so that processes started together split the set rather than one taking
+ * every lease before the other asks.
  */
 static int sched_lease_set(struct sched *s, const struct jobs_set *set, bool *got, char (*why)[512],
                            struct base_err *err)
 {
-    for (size_t i = 0; i < set->n; i++) {
+    size_t first = set->n ? (size_t)getpid() % set->n : 0;
+
+    for (size_t k = 0; k < set->n; k++) {
+        size_t i = (first + k) % set->n;
         int rc = sched_take_lease(s, set->jobs[i].name, &got[i], why[i], sizeof(why[i]), err);
 
         if (rc < 0)
@@ -295,10 +301,28 @@ static int sched_lease_set(struct sched *s, const struct jobs_set *set, bool *go
     return 0;
 }
 
-/* After set-up: the set's jobs take what sched_lease_set got, the derived jobs their own. */
-static int sched_setup_leases(struct sched *s, size_t nset, const bool *got, char (*why)[512],
-                              struct base_err *err)
+/* Is derived job name ("main#...") one of a main job of the set this run skips? */
+static bool main_skipped(const struct jobs_set *set, const bool *got, const char *name)
 {
+    size_t n = strcspn(name, "#");
+
+    if (name[n] != '#')
+        return false;
+    for (size_t i = 0; i < set->n; i++)
+        if (!got[i] && strncmp(set->jobs[i].name, name, n) == 0 && set->jobs[i].name[n] == '\0')
+            return true;
+    return false;
+}
+
+/*
+ * After set-up: the set's jobs take what sched_lease_set got, the derived jobs their own (a
+ * derived job of a skipped main job is skipped with it: its peer runs both).
+ */
+static int sched_setup_leases(struct sched *s, const struct jobs_set *set, const bool *got,
+                              char (*why)[512], struct base_err *err)
+{
+    size_t nset = set->n;
+
     for (size_t i = 0; i < s->njobs; i++) {
         struct sched_job *job = &s->jobs[i];
         char other[512];
@@ -308,6 +332,11 @@ static int sched_setup_leases(struct sched *s, size_t nset, const bool *got, cha
         if (i < nset) {
             mine = got[i];
             snprintf(other, sizeof(other), "%s", why[i]);
+        } else if (!job_terminal(job) && main_skipped(set, got, job->def->name)) {
+            snprintf(other, sizeof(other),
+                     "job \"%s\": its main job is run by another keapsync "
+                     "process; skipped by this run",
+                     job->def->name);
         } else if (!job_terminal(job)) {
             rc = sched_take_lease(s, job->def->name, &mine, other, sizeof(other), err);
             if (rc < 0)
@@ -321,8 +350,8 @@ static int sched_setup_leases(struct sched *s, size_t nset, const bool *got, cha
             continue;
         }
         if (!mine) {
-            base_log_error("%s", other);
-            job_set_state(job, SCHED_JOB_FAILED, other);
+            base_log_info("%s", other);
+            job_set_state(job, SCHED_JOB_SKIPPED, other);
         }
     }
     return 0;
@@ -435,7 +464,7 @@ int sched_run(const struct sched_options *opt_in, struct jobs_set *set, struct s
     if (rc == 0)
         rc = sched_setup_jobs(s, set, res, err);
     if (rc == 0)
-        rc = sched_setup_leases(s, set->n, got, why, err);
+        rc = sched_setup_leases(s, set, got, why, err);
     for (size_t i = 0; rc < 0 && got != NULL && i < set->n; i++)
         if (got[i])
             sched_give_lease(s, set->jobs[i].name); /* the run does not start */

@@ -39,6 +39,7 @@ enum sched_job_state {
     SCHED_JOB_DONE,       /* window complete, checkpoint committed */
     SCHED_JOB_FAILED,     /* stopped by an error; progress up to the last commit kept */
     SCHED_JOB_STOPPED, /* the run stopped (quota, auth, signal, memory) before the job finished */
+    SCHED_JOB_SKIPPED, /* a live peer holds its lease: it runs the job this tick, not us */
 };
 
 enum sched_page_state {

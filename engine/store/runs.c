@@ -311,7 +311,8 @@ int store_job_run_last(struct store *s, const char *job, struct store_job_run *o
         "coalesce(r.outcome, CASE WHEN r.finished_at IS NULL THEN 'running' ELSE 'failed' END), "
         "r.exit_code, coalesce(r.message, ''), j.state, j.requests, j.records, j.pages, j.bytes "
         "FROM keapsync.runs r LEFT JOIN keapsync.run_jobs j ON j.run_id = r.id AND j.job = $1 "
-        "WHERE $1 = ANY (string_to_array(r.jobs, ',')) ORDER BY r.id DESC LIMIT 1",
+        "WHERE $1 = ANY (string_to_array(r.jobs, ',')) AND j.state IS DISTINCT FROM 'skipped' "
+        "ORDER BY r.id DESC LIMIT 1",
         1, params, err, "could not read the last run of \"%s\"", job);
     if (rc < 0)
         goto out;

@@ -123,7 +123,7 @@ for i in $(seq 1 "$kills"); do
         [ "$rc" -eq 0 ] && finished_early=$((finished_early + 1))
     fi
     # A killed process cannot release its job lease; a restart within the lease's time to
-    # live is refused ("already being run"). Stand in for the wait: expire what it held.
+    # live is skipped ("is being run by another keapsync process"). Stand in for the wait: expire what it held.
     sql "UPDATE keapsync.leases SET expires_at = now() - interval '1 ms'
          WHERE holder LIKE '%:$pid:%'" >/dev/null
     sleep 0.05 # let keapsim count any request the dead process had on the wire

@@ -4,7 +4,7 @@
 # by deploy/install-deps.sh into deploy/k8s/validate; see validate.mjs), unknown fields
 # included. Then what the README promises: a CronJob at 00:10 UTC whose container turns exit
 # 75 into success (run here with a stand-in keapsync) and whose Job fails at once on 2 and
-# 77; a one-replica Deployment of `keapsync daemon` with exec probes on keapsync-health; the
+# 77; a one-replica Deployment of `keapsync daemon` with HTTP probes on its /healthz; the
 # key and the database URL only from the Secret, whose values are placeholders; non-root
 # pods (the image's uid) with a read-only root; every ConfigMap and Secret referenced exists;
 # the jobs ConfigMap equals jobs/*.json, and keapsync accepts them mounted the way a
@@ -83,8 +83,11 @@ eq "Deployment: Recreate (never two daemons of a tenant in a rollout)" Recreate 
 daemon=$(q "$dep" '.spec.template.spec.containers[] | select(.name == "keapsync")')
 eq "Deployment: keapsync daemon" "daemon" "$(q "$daemon" '.args[0]')"
 for p in livenessProbe readinessProbe; do
-    eq "Deployment: $p runs keapsync-health" '["/usr/local/bin/keapsync-health"]' "$(q "$daemon" ".$p.exec.command | tostring")"
+    eq "Deployment: $p gets the daemon's /healthz" '/healthz' "$(q "$daemon" ".$p.httpGet.path")"
+    eq "Deployment: $p on the metrics port" metrics "$(q "$daemon" ".$p.httpGet.port")"
 done
+eq "Deployment: the metrics port is named metrics" metrics "$(q "$daemon" '.ports[0].name')"
+eq "ConfigMap env: the daemon listens where the kubelet reaches it" 0.0.0.0 "$(q "$(doc configmap-env.yaml ConfigMap)" .data.KEAPSYNC_METRICS_ADDR)"
 check_ld=$(q "$daemon" '.livenessProbe.initialDelaySeconds > .readinessProbe.initialDelaySeconds')
 eq "Deployment: liveness waits longer than readiness" true "$check_ld"
 eq "Deployment: the metrics port is declared" "$(q "$daemon" '.args[2]')" "$(q "$daemon" '.ports[0].containerPort')"

@@ -813,6 +813,16 @@ static void test_outcome(void **state)
     assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_DONE, SCHED_JOB_STOPPED),
                      SCHED_OUTCOME_NOMEM);
     assert_int_equal(outcome_of(STOP_NOMEM, SCHED_JOB_FAILED, SCHED_JOB_DONE), SCHED_OUTCOME_NOMEM);
+    /* A job a peer runs (skipped) is neither a failure nor left undone. */
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_DONE, SCHED_JOB_SKIPPED),
+                     SCHED_OUTCOME_COMPLETE);
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_SKIPPED, SCHED_JOB_SKIPPED),
+                     SCHED_OUTCOME_COMPLETE);
+    assert_int_equal(outcome_of(STOP_NONE, SCHED_JOB_SKIPPED, SCHED_JOB_FAILED),
+                     SCHED_OUTCOME_FAILED);
+    assert_int_equal(outcome_of(STOP_QUOTA, SCHED_JOB_SKIPPED, SCHED_JOB_STOPPED),
+                     SCHED_OUTCOME_QUOTA);
+    assert_string_equal(sched_job_state_name(SCHED_JOB_SKIPPED), "skipped");
 }
 
 int main(void)
