@@ -17,9 +17,13 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #ifndef KEAPSYNC_VERSION
 #define KEAPSYNC_VERSION "0"
@@ -144,6 +148,49 @@ static void call_free(struct http_call *call)
     free(call);
 }
 
+/* TCP_INFO's rttvar and least round trip of the call's connection (still open: curl keeps it
+ * in its pool), in us, into resp; -1 each when unknown. */
+/* glibc's struct tcp_info stops at tcpi_total_retrans; Linux 4.6 and later go on with these
+ * (include/uapi/linux/tcp.h, whose header clashes with <netinet/tcp.h>). */
+struct http_tcp_info {
+    struct tcp_info base;
+    uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+    uint32_t segs_out, segs_in, notsent_bytes, min_rtt;
+};
+
+static void call_tcp_info(CURL *easy, struct http_response *resp)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    struct http_tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    resp->tcp_rttvar_us = -1;
+    resp->tcp_min_rtt_us = -1;
+    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+        return;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.base.tcpi_rtt == 0)
+        return;
+    if (len >= offsetof(struct tcp_info, tcpi_rttvar) + sizeof(ti.base.tcpi_rttvar))
+        resp->tcp_rttvar_us = (int64_t)ti.base.tcpi_rttvar;
+    if (len >= offsetof(struct http_tcp_info, min_rtt) + sizeof(ti.min_rtt) &&
+        ti.min_rtt != UINT32_MAX)
+        resp->tcp_min_rtt_us = (int64_t)ti.min_rtt;
+}
+
+/* Just before curl writes the request: the instant the call reached the network. */
+static int prereq_cb(void *data, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    struct http_call *call = data;
+
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    call->resp.request_mono_us = uv_hrtime() / 1000;
+    return CURL_PREREQFUNC_OK;
+}
+
 /*
  * Fills in the response of a call curl is done with (or that was canceled), removes it from
  * the multi handle and the client, runs its callback once and frees it.
@@ -155,6 +202,13 @@ static void call_finish(struct http_call *call, CURLcode result)
     long status = 0;
     double t;
 
+    /* before the handle leaves the multi: its connection is still attached then */
+    if (result == CURLE_OK) {
+        call_tcp_info(call->easy, resp);
+    } else {
+        resp->tcp_rttvar_us = -1;
+        resp->tcp_min_rtt_us = -1;
+    }
     if (c->multi != NULL)
         curl_multi_remove_handle(c->multi, call->easy);
     call_unlink(c, call);
@@ -526,6 +580,8 @@ static int call_setup(struct http_client *c, struct http_call *call, const struc
     SET(CURLOPT_WRITEDATA, call);
     SET(CURLOPT_HEADERFUNCTION, header_cb);
     SET(CURLOPT_HEADERDATA, call);
+    SET(CURLOPT_PREREQFUNCTION, prereq_cb);
+    SET(CURLOPT_PREREQDATA, call);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

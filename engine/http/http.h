@@ -35,10 +35,14 @@ struct http_response {
     struct base_buf body; /* capped at the client's max_body; see http_done_cb for ownership */
     struct http_header *headers; /* the final response's headers (not of redirects/100s) */
     size_t nheaders;
-    uint64_t sent_mono_ms; /* loop time when the call was handed to curl */
-    uint64_t done_mono_ms; /* loop time when it finished */
-    double connect_s;      /* curl's CURLINFO_CONNECT_TIME, seconds */
-    double total_s;        /* curl's CURLINFO_TOTAL_TIME, seconds */
+    uint64_t sent_mono_ms;    /* loop time when the call was handed to curl */
+    uint64_t done_mono_ms;    /* loop time when it finished */
+    double connect_s;         /* curl's CURLINFO_CONNECT_TIME, seconds */
+    double total_s;           /* curl's CURLINFO_TOTAL_TIME, seconds */
+    uint64_t request_mono_us; /* CLOCK_MONOTONIC us when curl was about to write the request
+                               * to its connection (CURLOPT_PREREQFUNCTION); 0 unknown */
+    int64_t tcp_rttvar_us;    /* TCP_INFO rttvar of the connection at the end; -1 unknown */
+    int64_t tcp_min_rtt_us;   /* TCP_INFO min_rtt (the path's least round trip); -1 unknown */
 };
 
 /*

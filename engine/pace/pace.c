@@ -31,32 +31,46 @@
  * minute) are judged by pace with span W + m, and m is sized to the jitter measured, not to a
  * share of the rate: with even spacing at the full rate, the margin is paid once per window
  * (the L-th admission after a waits for a + W + m), about m / W of a burst.
- *   - Measured: pace_on_response feeds round trips (admission to response). Their spread
- *     (p95 - p5 of the last 64) bounds the spread of the one-way delay to the server, which
- *     is part of it; the server's own time and the way back make it an over-estimate, never
- *     an under-estimate, short of outliers beyond the 95th percentile. The target margin is
- *     that spread, at least PACE_MARGIN_FLOOR_MS (both ends truncate time to whole
- *     milliseconds, and the loop fires timers late by a millisecond or so) and at most
- *     PACE_MARGIN_MAX_MS (same-region HTTPS jitter is well under 250 ms; a slow backend that
- *     spreads round trips wider is not arrival jitter).
- *   - Default: until PACE_JITTER_MIN_SAMPLES round trips are in, the target is the configured
- *     margin_ms (50 ms by default). The first burst rarely depends on it: the first L
- *     admissions of a window of L never meet the margin, and by the (L+1)-th the responses
- *     of the first have come back.
- *   - Widened at once when the target rises, and doubled (by at least PACE_MARGIN_WIDEN_MS,
- *     up to the cap) on a spike 429, which says the jitter was larger than measured.
- *   - Narrowed slowly: by PACE_MARGIN_NARROW_PER_S ms per second towards the target, so a
- *     429's widening lasts about a minute of quiet traffic and a burst of slow responses
- *     that left the sample is forgotten gradually.
+ *   What moves an arrival against its admission a: (1) the local send delay, from the
+ *   admission to curl handing the request to the socket (a loop busy with a page, a timer
+ *   fired late), measured per request (pace_on_sent, CURLOPT_PREREQFUNCTION); (2) the
+ *   network's one-way delay, whose variation TCP measures (TCP_INFO rttvar of the connection:
+ *   microseconds on loopback, milliseconds across a region); (3) whatever sits in front of
+ *   the server's counter and delays requests unevenly (a load balancer, a gateway fleet):
+ *   invisible from here. The server's own time after arrival moves no arrival, yet it is
+ *   most of the spread of the round trips (at Keap, hundreds of ms by endpoint and load).
+ *   - Measured: the target is the spread (p95 - p5 of the last 64) of the send delays plus
+ *     twice the latest rttvar (mean deviation: about the round trip's 2-sigma spread, an
+ *     over-estimate of the one-way part). Round trips alone are the fallback for a caller
+ *     that does not report sends: their spread bounds (1) + (2) + (3) from above, but pays
+ *     the server's time in every window.
+ *   - Learnt: (3) shows only as spike 429s at a full window. Each one doubles the margin (by
+ *     at least PACE_MARGIN_WIDEN_MS, up to the cap) and that margin is kept as a floor of the
+ *     target, given back at PACE_LEARNT_NARROW_PER_MIN ms a minute only: such jitter comes
+ *     back, and each 429 costs more than a margin. A spike 429 at a window holding fewer than
+ *     its limit in the last 1 s + the cap is not jitter: the server's ceiling is below ours,
+ *     and the rate is cut (below), as it is once the margin is at its cap.
+ *   - Bounds: at least PACE_MARGIN_FLOOR_MS (both ends truncate time to whole milliseconds,
+ *     the loop fires timers late by a millisecond or so), at most PACE_MARGIN_MAX_MS
+ *     (same-region HTTPS jitter is well under 250 ms).
+ *   - Default: until PACE_JITTER_MIN_SAMPLES are in, the configured margin_ms (50 ms by
+ *     default), a guess that the first measurement replaces at once (the round trips' spread
+ *     in turn gives way at once to the sends'). The first burst rarely depends on it: the
+ *     first L admissions of a window of L never meet the margin, and by the (L+1)-th the
+ *     responses of the first have come back.
+ *   - Widened at once when the target rises; narrowed by PACE_MARGIN_NARROW_PER_S ms a
+ *     second towards it, so a burst of slow sends that left the sample is forgotten
+ *     gradually.
  * The spike arrest smooths to 1000/rate ms between arrivals, so sends are spaced evenly at the
- * rate itself (never faster), and the margin lengthens one gap in L. Jitter that still trips
- * the spike arrest is also answered by the AIMD rate cut below.
+ * rate itself (never faster), and the margin lengthens one gap in L.
  *
- * Rate (AIMD). A spike 429 halves the current per-second rate, never below 0.5/s (or the
- * configured rate, if lower). Recovery is additive and time based: every success adds 0.1/s
- * for each second elapsed since the last cut or success, up to the configured rate, so the
- * rate climbs back at the same pace whatever it currently is (a cut from 10/s to 5/s is
- * recovered in 50 s of successful traffic).
+ * Rate (AIMD). A spike 429 that arrival jitter does not explain (see "Learnt") halves the
+ * current per-second rate, never below 0.5/s (or the configured rate, if lower). Recovery is
+ * additive and time based: every success adds 0.1/s for each second elapsed since the last
+ * cut or success, up to the configured rate, so the rate climbs back at the same pace
+ * whatever it currently is (a cut from 10/s to 5/s is recovered in 50 s of successful
+ * traffic). Without Retry-After a spike 429 holds admissions for one spacing, doubled for
+ * each spike 429 in a row: the spike window frees within a spacing, not within seconds.
  *
  * Back-off. A 429 with Retry-After holds admissions for max(Retry-After, 250 ms); without it,
  * for an exponential delay (1 s, 2 s, 4 s, ... capped at 60 s) with equal jitter (half fixed,
@@ -82,22 +96,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PACE_SEC_SPAN_MS        1000u
-#define PACE_MIN_SPAN_MS        60000u
-#define PACE_JITTER_SAMPLES     64
-#define PACE_JITTER_MIN_SAMPLES 8
-#define PACE_TAT_SLACK_US       1000u /* a timer this late does not push the schedule back */
-#define PACE_RING_SLACK         1024u /* minute ring entries beyond per_min */
-#define PACE_RETRY_FLOOR_MS     250
-#define PACE_BACKOFF_BASE_MS    1000
-#define PACE_BACKOFF_MAX_MS     60000
-#define PACE_BACKOFF_MAX_LEVEL  16
-#define PACE_RETRY_AFTER_MAX    86400000LL /* a Retry-After beyond a day is read as a day */
-#define PACE_MIN_RATE           0.5
-#define PACE_RECOVER_PER_SEC    0.1
-#define PACE_EXPIRY_SLOP_MS     3600000LL /* expiry accepted up to 1 h past the next midnight */
-#define PACE_DAY_GRACE_MS       120000LL  /* see "Midnight" above */
-#define PACE_DEFAULT_SEED       0x6b656170730a7063ULL
+#define PACE_SEC_SPAN_MS           1000u
+#define PACE_MIN_SPAN_MS           60000u
+#define PACE_JITTER_SAMPLES        64
+#define PACE_JITTER_MIN_SAMPLES    8
+#define PACE_TAT_SLACK_US          1000u /* a timer this late does not push the schedule back */
+#define PACE_RING_SLACK            1024u /* minute ring entries beyond per_min */
+#define PACE_RETRY_FLOOR_MS        250
+#define PACE_BACKOFF_BASE_MS       1000
+#define PACE_BACKOFF_MAX_MS        60000
+#define PACE_BACKOFF_MAX_LEVEL     16
+#define PACE_RETRY_AFTER_MAX       86400000LL /* a Retry-After beyond a day is read as a day */
+#define PACE_MIN_RATE              0.5
+#define PACE_RECOVER_PER_SEC       0.1
+#define PACE_EXPIRY_SLOP_MS        3600000LL /* expiry accepted up to 1 h past the next midnight */
+#define PACE_DAY_GRACE_MS          120000LL  /* see "Midnight" above */
+#define PACE_LEARNT_NARROW_PER_MIN 1.0       /* ms a minute: what spike 429s taught is kept */
+#define PACE_DEFAULT_SEED          0x6b656170730a7063ULL
 
 /* Admission times inside one rolling window, oldest first. */
 struct pace_ring {
@@ -129,7 +144,15 @@ struct pace {
     uint32_t rtt[PACE_JITTER_SAMPLES]; /* the latest round trips, ms, a ring */
     size_t rtt_len;
     size_t rtt_next;
-    int64_t jitter_ms; /* p95 - p5 of rtt, -1 until PACE_JITTER_MIN_SAMPLES */
+    int64_t jitter_ms;                  /* p95 - p5 of rtt, -1 until PACE_JITTER_MIN_SAMPLES */
+    uint32_t sdel[PACE_JITTER_SAMPLES]; /* the latest send delays, ms, a ring */
+    size_t sdel_len;
+    size_t sdel_next;
+    double net_ms;        /* the connection's one-way jitter bound (2 x TCP rttvar), ms */
+    int64_t arrival_ms;   /* measured arrival jitter: send delays' spread + net_ms; -1 none */
+    double learnt;        /* ms of arrival jitter learnt from spike 429s (kept, see "Margin") */
+    uint64_t learnt_mono; /* its slow narrowing credited up to here */
+    int measured;         /* the target's source so far: 0 the default, 1 round trips, 2 sends */
 
     /* minute window */
     int64_t min_eff;            /* per_min after share and the server's throttle_limit; 0 = none */
@@ -371,19 +394,59 @@ static int pace_cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* p95 - p5 of the round trips in the sample, in ms; -1 while there are too few. */
-static int64_t pace_jitter(const struct pace *p)
+/* p95 - p5 of the n (<= PACE_JITTER_SAMPLES) samples in ms; -1 while there are too few. */
+static int64_t pace_spread(const uint32_t *samples, size_t n)
 {
     uint32_t v[PACE_JITTER_SAMPLES];
-    size_t n = p->rtt_len, lo, hi;
+    size_t lo, hi;
 
     if (n < PACE_JITTER_MIN_SAMPLES)
         return -1;
-    memcpy(v, p->rtt, n * sizeof(v[0]));
+    memcpy(v, samples, n * sizeof(v[0]));
     qsort(v, n, sizeof(v[0]), pace_cmp_u32);
     lo = (size_t)floor(0.05 * (double)(n - 1));
     hi = (size_t)ceil(0.95 * (double)(n - 1));
     return (int64_t)v[hi] - (int64_t)v[lo];
+}
+
+/* Gives back what spike 429s taught at PACE_LEARNT_NARROW_PER_MIN, down to nothing. */
+static void pace_learnt_update(struct pace *p, uint64_t now)
+{
+    if (p->learnt > 0 && now > p->learnt_mono) {
+        double give = PACE_LEARNT_NARROW_PER_MIN * (double)(now - p->learnt_mono) / 60000.0;
+
+        p->learnt = p->learnt > give ? p->learnt - give : 0;
+    }
+    p->learnt_mono = now;
+}
+
+/*
+ * The margin's target (see "Margin"): the arrival jitter measured when sends are reported,
+ * else the round trips' spread, else the configured default; never below what spike 429s
+ * taught; floored and capped. Then the margin follows it.
+ */
+static void pace_retarget(struct pace *p, uint64_t now)
+{
+    double base;
+    int kind;
+
+    if (p->arrival_ms >= 0)
+        base = (double)p->arrival_ms;
+    else if (p->jitter_ms >= 0)
+        base = (double)p->jitter_ms;
+    else
+        base = (double)p->cfg.margin_ms;
+    pace_learnt_update(p, now);
+    p->margin_target = pace_clamp_margin(fmax(base, p->learnt));
+    kind = p->arrival_ms >= 0 ? 2 : p->jitter_ms >= 0 ? 1 : 0;
+    if (kind > p->measured) {
+        /* The default was a guess, and the round trips' spread an over-estimate: the first
+         * better measurement replaces them at once (what spike 429s taught stays). */
+        p->measured = kind;
+        if (p->margin > p->margin_target)
+            p->margin = p->margin_target;
+    }
+    pace_margin_update(p, now);
 }
 
 /* Recomputes the effective second and minute ceilings from cfg, share and the server. */
@@ -577,6 +640,7 @@ int pace_new(struct pace **out, const struct pace_config *cfg)
     p->margin_target = pace_clamp_margin((double)cfg->margin_ms);
     p->margin = p->margin_target;
     p->jitter_ms = -1;
+    p->arrival_ms = -1;
     p->day_start = INT64_MIN;
     p->srv_day_cap = -1;
     p->rng = PACE_DEFAULT_SEED;
@@ -822,6 +886,17 @@ static int64_t pace_backoff(struct pace *p, int64_t retry_after_ms)
     return d < PACE_RETRY_FLOOR_MS ? PACE_RETRY_FLOOR_MS : d;
 }
 
+/* A spike 429's hold without Retry-After: one spacing, doubled for each 429 in a row before
+ * it (pace_backoff has counted this one), up to the back-off cap. */
+static uint64_t pace_spike_hold(const struct pace *p)
+{
+    uint64_t d = (p->spacing_us + 999) / 1000;
+
+    for (int i = 1; i < p->backoff_level && d < PACE_BACKOFF_MAX_MS; i++)
+        d *= 2;
+    return d > PACE_BACKOFF_MAX_MS ? PACE_BACKOFF_MAX_MS : d;
+}
+
 void pace_on_429(struct pace *p, uint64_t now_mono, int64_t now_wall, enum pace_limit_kind kind,
                  int64_t retry_after_ms)
 {
@@ -832,12 +907,33 @@ void pace_on_429(struct pace *p, uint64_t now_mono, int64_t now_wall, enum pace_
     p->rejected_429++;
     hold = now + (uint64_t)pace_backoff(p, retry_after_ms);
     switch (kind) {
-    case PACE_LIMIT_SPIKE:
-        pace_set_rate(p, p->rate * 0.5);
-        p->recover_mono = now;
+    case PACE_LIMIT_SPIKE: {
+        bool capped;
+
         pace_margin_update(p, now);
+        capped = p->margin >= PACE_MARGIN_MAX_MS;
+        pace_learnt_update(p, now);
         p->margin = pace_clamp_margin(fmax(2.0 * p->margin, p->margin + PACE_MARGIN_WIDEN_MS));
+        p->learnt = fmax(p->learnt, p->margin);
+        pace_retarget(p, now);
+        /* Arrival jitter explains a spike 429 only at a full window: the refused request was
+         * the (limit + 1)-th within 1 s + the jitter. With fewer admissions than the limit in
+         * the last 1 s + the cap (its admission was at most a round trip ago), or with the
+         * margin already at its cap, the server's ceiling is below ours: cut the rate. */
+        if (capped ||
+            (p->sec_eff > 0 &&
+             (int64_t)pace_ring_count(
+                 &p->sec, now, PACE_SEC_SPAN_MS + (uint64_t)PACE_MARGIN_MAX_MS) < p->sec_limit)) {
+            pace_set_rate(p, p->rate * 0.5);
+        }
+        p->recover_mono = now;
+        if (retry_after_ms < 0 && p->rate > 0) {
+            /* The spike window frees within a spacing: hold for spacings, not seconds
+             * (doubling with each spike 429 in a row), instead of the 1 s exponential. */
+            hold = now + pace_spike_hold(p);
+        }
         break;
+    }
     case PACE_LIMIT_MINUTE: {
         size_t n;
 
@@ -868,7 +964,7 @@ void pace_on_success(struct pace *p, uint64_t now_mono)
     if (p->sec_eff > 0 && p->rate < p->sec_eff && now > p->recover_mono)
         pace_set_rate(p, p->rate + PACE_RECOVER_PER_SEC * (double)(now - p->recover_mono) / 1000.0);
     p->recover_mono = now;
-    pace_margin_update(p, now);
+    pace_retarget(p, now);
 }
 
 void pace_on_response(struct pace *p, uint64_t admitted_mono, uint64_t now_mono)
@@ -880,10 +976,35 @@ void pace_on_response(struct pace *p, uint64_t admitted_mono, uint64_t now_mono)
     p->rtt_next = (p->rtt_next + 1) % PACE_JITTER_SAMPLES;
     if (p->rtt_len < PACE_JITTER_SAMPLES)
         p->rtt_len++;
-    p->jitter_ms = pace_jitter(p);
-    if (p->jitter_ms >= 0)
-        p->margin_target = pace_clamp_margin((double)p->jitter_ms);
-    pace_margin_update(p, now);
+    p->jitter_ms = pace_spread(p->rtt, p->rtt_len);
+    pace_retarget(p, now);
+}
+
+void pace_on_sent(struct pace *p, uint64_t admitted_mono, uint64_t sent_mono, int64_t net_rttvar_us,
+                  int64_t net_min_rtt_us)
+{
+    uint64_t d = sent_mono > admitted_mono ? sent_mono - admitted_mono : 0;
+    int64_t spread;
+
+    p->sdel[p->sdel_next] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+    p->sdel_next = (p->sdel_next + 1) % PACE_JITTER_SAMPLES;
+    if (p->sdel_len < PACE_JITTER_SAMPLES)
+        p->sdel_len++;
+    /* Twice the mean deviation of the round trip, but never more than the path's least round
+     * trip: on a request-response connection TCP's samples include the peer's delayed ACK
+     * (measured: 15-20 ms of rttvar on loopback, where the path's own jitter is us), and
+     * queueing beyond the path's least round trip is for spike 429s to teach. */
+    if (net_rttvar_us >= 0) {
+        double v = 2.0 * (double)net_rttvar_us;
+
+        if (net_min_rtt_us >= 0 && (double)net_min_rtt_us < v)
+            v = (double)net_min_rtt_us;
+        p->net_ms = v / 1000.0;
+    }
+    spread = pace_spread(p->sdel, p->sdel_len);
+    if (spread >= 0)
+        p->arrival_ms = spread + (int64_t)ceil(p->net_ms);
+    pace_retarget(p, p->last_mono);
 }
 
 void pace_set_share(struct pace *p, int n)
@@ -904,6 +1025,8 @@ void pace_get_stats(const struct pace *p, struct pace_stats *out)
     out->day_spent = p->day_spent;
     out->margin_ms = (int64_t)pace_margin(p);
     out->jitter_ms = p->jitter_ms;
+    out->arrival_ms = p->arrival_ms;
+    out->learnt_ms = (int64_t)ceil(p->learnt);
     if (p->day_hold)
         out->day_left = 0;
     else if (limit < 0)

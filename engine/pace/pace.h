@@ -14,8 +14,9 @@
  *   share       how many processes split this key's per-second and per-minute windows.
  *   margin      extra span added to both rolling windows (the second and the minute),
  *               because the server judges them at arrival time, which jitters relative to
- *               our send time. Sized to the jitter of the round trips pace_on_response
- *               reports, widened on a spike 429, narrowed slowly (pace.c, "Margin").
+ *               our admission time. Sized to the arrival jitter measured (pace_on_sent: send
+ *               delays and the network's), or else the round trips' spread; widened on a
+ *               spike 429 and kept (pace.c, "Margin").
  */
 #ifndef KEAPSYNC_PACE_H
 #define KEAPSYNC_PACE_H
@@ -145,6 +146,18 @@ void pace_on_success(struct pace *p, uint64_t now_mono);
  */
 void pace_on_response(struct pace *p, uint64_t admitted_mono, uint64_t now_mono);
 
+/*
+ * The request admitted at admitted_mono reached the network at sent_mono (curl was about to
+ * write it; same clock, ms), over a connection whose TCP_INFO rttvar and min_rtt are
+ * net_rttvar_us and net_min_rtt_us (-1 unknown): the two parts of the delay before arrival
+ * that this side can measure. Once
+ * PACE_JITTER_MIN_SAMPLES are in, they size the margin instead of the round trips' spread
+ * (which counts the server's time, and that does not move arrivals); what they cannot see
+ * (jitter in front of the server's counter) is learnt from spike 429s (pace.c, "Margin").
+ */
+void pace_on_sent(struct pace *p, uint64_t admitted_mono, uint64_t sent_mono, int64_t net_rttvar_us,
+                  int64_t net_min_rtt_us);
+
 /* Splits this key's per-second and per-minute ceilings across n processes (n >= 1). */
 void pace_set_share(struct pace *p, int n);
 
@@ -161,6 +174,8 @@ struct pace_stats {
     double current_per_sec; /* after AIMD */
     int64_t margin_ms;      /* of both rolling windows, in force now */
     int64_t jitter_ms;      /* p95 - p5 of recent round trips; -1 until enough are in */
+    int64_t arrival_ms;     /* measured arrival jitter (send delays, network); -1 until reported */
+    int64_t learnt_ms;      /* arrival jitter learnt from spike 429s, kept; 0 none */
     int64_t day_spent;      /* admitted today (this process) */
     int64_t day_left;       /* what pace believes is left today, after the reserve; -1 unknown */
 };

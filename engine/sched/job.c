@@ -259,8 +259,13 @@ static void response_cb(struct http_response *resp, void *data)
 
     s->inflight--;
     job->res->bytes += (int64_t)resp->body.len;
-    if (resp->status > 0)
+    if (resp->status > 0) {
         pace_on_response(s->pace, pg->admitted_mono, now);
+        /* uv_hrtime and the system clock's mono are both CLOCK_MONOTONIC */
+        if (resp->request_mono_us > 0 && s->clock == base_clock_system())
+            pace_on_sent(s->pace, pg->admitted_mono, resp->request_mono_us / 1000,
+                         resp->tcp_rttvar_us, resp->tcp_min_rtt_us);
+    }
     keap_read_headers(resp, &obs);
     obs.admitted_mono = pg->admitted_mono;
     pace_observe(s->pace, now, wall, &obs);

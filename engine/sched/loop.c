@@ -341,8 +341,10 @@ void sched_pump(struct sched *s)
 
                 pace_get_stats(s->pace, &st);
                 base_log_debug("pace: admitted at %" PRIu64 " ms (margin %" PRId64
-                               " ms, jitter %" PRId64 " ms, %.1f/s)",
-                               now, st.margin_ms, st.jitter_ms, st.current_per_sec);
+                               " ms, jitter %" PRId64 " ms, arrival %" PRId64 " ms, learnt %" PRId64
+                               " ms, %.1f/s)",
+                               now, st.margin_ms, st.jitter_ms, st.arrival_ms, st.learnt_ms,
+                               st.current_per_sec);
             }
         }
     }
