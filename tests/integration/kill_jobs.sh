@@ -7,7 +7,7 @@
 # kill, the pages one job can have in flight plus what a restart costs when there is nothing
 # left to do (measured too: an idle run right after the clean one).
 #
-# KILL_SEED=N replays the kill delays (the seed is printed); KILL_TRIALS=N changes the count;
+# KILL_SEED=N replays the kill points (the seed is printed); KILL_TRIALS=N changes the count;
 # KILL_ONLY=v2,child,sweep,backfill runs some of the types.
 . "$(dirname "$0")/lib.sh"
 
@@ -54,7 +54,7 @@ truth_load() { # RESOURCE [QUERY]: keapsim's truth into truth_<RESOURCE>(doc jso
 # trials T ARGS...: prep_T readies databases <T>_clean and <T>_kill (CLEAN_URL, KILL_URL) for
 # the same work; then the clean run, an idle run, and the killed runs. ARGS are keapsync's.
 trials() {
-    local t=$1 i delay pid rc landed=0 early=0 before total clean idle idle_ms work lo hi bound \
+    local t=$1 i k kmax per delay pid rc landed=0 early=0 before total clean idle idle_ms work bound \
         maxw=0 w r0
     shift
     db_new "${t}_kill"
@@ -72,20 +72,25 @@ trials() {
     idle=$SENT idle_ms=$MS
     it_log "[${SECONDS}s] $t: clean run $clean requests in $clean_ms ms; a run with nothing to do: $idle in $idle_ms ms"
     DATABASE_URL=$KILL_URL
-    # Kill delays: a run's start-up (the idle run's duration) plus [0.1, 0.9] x (the clean
-    # run's work / trials): the kills land in the work, cover about half of it, and the
-    # last run still has pages to fetch.
+    # Kill points: after keapsim has seen k requests of the run, k uniform in [0, K] with
+    # K = clean requests / trials, at least 2 (so the kills cover about half of the work and the last
+    # run still has pages to fetch), then a further delay uniform in [0, 1.5] x the clean
+    # run's time per request, so a kill may land anywhere between a request and its commit
+    # (k = 0: during start-up). Counted in requests, not time: a run's first requests are
+    # not paced like the later ones.
     work=$((clean_ms > idle_ms ? clean_ms - idle_ms : 0))
-    lo=$((idle_ms + work / trials / 10)) hi=$((idle_ms + work * 9 / trials / 10))
-    [ "$lo" -ge 20 ] || lo=20
-    [ "$hi" -gt "$lo" ] || hi=$((lo + 1))
+    kmax=$((clean / trials)) per=$((work / (clean > 0 ? clean : 1)))
+    [ "$kmax" -ge 2 ] || kmax=2
     before=$(ksim_stat .requests)
     for i in $(seq 1 "$trials"); do
-        delay=$((lo + RANDOM % (hi - lo + 1)))
+        k=$((RANDOM % (kmax + 1))) delay=$((RANDOM % (per * 3 / 2 + 1)))
         r0=$(ksim_stat .requests)
         env "${FAKE[@]}" "$KS" "$@" >"$IT_TMP/$t.kill$i.out" 2>"$IT_TMP/$t.kill$i.err" &
         pid=$!
         IT_PIDS+=("$pid")
+        while kill -0 "$pid" 2>/dev/null && [ "$(ksim_stat .requests)" -lt $((r0 + k)) ]; do
+            sleep 0.005
+        done
         sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
         kill -KILL "$pid" 2>/dev/null || true
         rc=0
@@ -97,7 +102,7 @@ trials() {
         if [ "$rc" -eq 137 ]; then
             landed=$((landed + 1))
         else
-            it_log "$t: run $i ended with exit $rc before its kill after $delay ms"
+            it_log "$t: run $i ended with exit $rc before its kill ($k requests, then $delay ms)"
             tail -n 5 "$IT_TMP/$t.kill$i.err" >&2
             [ "$rc" -eq 0 ] && { early=1; break; }
         fi
