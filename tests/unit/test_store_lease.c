@@ -205,6 +205,121 @@ static void test_list(void **state)
     store_close(a);
 }
 
+/* Renew: extends the holder's lease, expired or not; never re-takes one that another holder
+ * took, or that was given back meanwhile (a process stopped past its lease stays out). */
+static void test_renew_only(void **state)
+{
+    struct store *a = open_store(), *b = open_store();
+    struct base_err err;
+    bool held = false;
+    int64_t exp1;
+
+    (void)state;
+    migrate(a);
+    q_run("DELETE FROM keapsync.leases");
+    take(a, "job:x", HOLDER_A, LONG_TTL, true, NULL);
+    exp1 = lease_ms("expires_at", "job:x");
+    sleep_ms(20);
+    assert_int_equal(store_lease_renew(a, "job:x", HOLDER_A, LONG_TTL, &held, &err), 0);
+    assert_true(held);
+    ASSERT_GT(lease_ms("expires_at", "job:x"), exp1);
+    /* expired but not taken: still ours to renew */
+    q_run("UPDATE keapsync.leases SET expires_at = now() - interval '1 s' WHERE name = 'job:x'");
+    assert_int_equal(store_lease_renew(a, "job:x", HOLDER_A, LONG_TTL, &held, &err), 0);
+    assert_true(held);
+    take(b, "job:x", HOLDER_B, LONG_TTL, false, HOLDER_A);
+    /* taken by B after it expired: A's renewal says so and changes nothing */
+    q_run("UPDATE keapsync.leases SET expires_at = now() - interval '1 s' WHERE name = 'job:x'");
+    take(b, "job:x", HOLDER_B, LONG_TTL, true, NULL);
+    exp1 = lease_ms("expires_at", "job:x");
+    held = true;
+    assert_int_equal(store_lease_renew(a, "job:x", HOLDER_A, LONG_TTL, &held, &err), 0);
+    assert_false(held);
+    assert_holder("job:x", HOLDER_B);
+    assert_int_equal(lease_ms("expires_at", "job:x"), exp1);
+    /* given back by B: A's renewal does not bring it back */
+    assert_int_equal(store_lease_release(b, "job:x", HOLDER_B, &err), 0);
+    held = true;
+    assert_int_equal(store_lease_renew(a, "job:x", HOLDER_A, LONG_TTL, &held, &err), 0);
+    assert_false(held);
+    assert_int_equal(leases_named("job:x"), 0);
+    store_close(a);
+    store_close(b);
+}
+
+/* A page committed under a lease: written while the holder has it (even expired); refused,
+ * with nothing written (rows, checkpoint, ledger), once another holder took it. */
+static void test_commit_under_lease(void **state)
+{
+    struct store *a = open_store(), *b = open_store();
+    struct store_page_result r;
+    struct base_buf rows;
+    struct base_err err;
+    struct store_page p;
+    int64_t spent;
+
+    (void)state;
+    migrate(a);
+    ensure_ok(a, &contacts);
+    q_run("DELETE FROM keapsync.leases");
+    q_run("DELETE FROM keap.contacts");
+    q_run("DELETE FROM keapsync.checkpoints WHERE job = 'lease_job'");
+    take(a, "job:lease_job", HOLDER_A, LONG_TTL, true, NULL);
+    base_buf_init(&rows, 4096);
+    row(&rows, "1", "a@x", "A", "2024-11-07T10:00:00Z");
+    p = (struct store_page){.table = &contacts,
+                            .rows = rows.data,
+                            .rows_len = rows.len,
+                            .nrows = 1,
+                            .job = "lease_job",
+                            .checkpoint = "{\"n\":1}",
+                            .tenant = "tenant-lease",
+                            .day_wall = wall("2024-11-07T12:00:00Z"),
+                            .requests = 1,
+                            .lease = "job:lease_job",
+                            .lease_holder = HOLDER_A};
+    assert_int_equal(store_commit_page(a, &p, &r, &err), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 1);
+    spent = q_int("SELECT coalesce(sum(spent), 0) FROM keapsync.quota_ledger "
+                  "WHERE tenant = 'tenant-lease'");
+    assert_int_equal(spent, 1);
+
+    /* expired, nobody took it: still A's page to commit */
+    q_run("UPDATE keapsync.leases SET expires_at = now() - interval '1 s'");
+    base_buf_reset(&rows);
+    row(&rows, "2", "b@x", "B", "2024-11-07T10:00:00Z");
+    p.rows = rows.data;
+    p.rows_len = rows.len;
+    p.checkpoint = "{\"n\":2}";
+    assert_int_equal(store_commit_page(a, &p, &r, &err), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 2);
+
+    /* B takes it: A's next page is refused and writes nothing */
+    q_run("UPDATE keapsync.leases SET expires_at = now() - interval '1 s'");
+    take(b, "job:lease_job", HOLDER_B, LONG_TTL, true, NULL);
+    base_buf_reset(&rows);
+    row(&rows, "3", "c@x", "C", "2024-11-07T10:00:00Z");
+    p.rows = rows.data;
+    p.rows_len = rows.len;
+    p.checkpoint = "{\"n\":3}";
+    assert_int_equal(store_commit_page(a, &p, &r, &err), BASE_ECANCELED);
+    assert_non_null(strstr(err.msg, "lease \"job:lease_job\" is no longer ours"));
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 2);
+    assert_int_equal(q_int("SELECT count(*) FROM keapsync.checkpoints WHERE job = 'lease_job' "
+                           "AND state::text = '{\"n\": 2}'"),
+                     1);
+    assert_int_equal(q_int("SELECT coalesce(sum(spent), 0) FROM keapsync.quota_ledger "
+                           "WHERE tenant = 'tenant-lease'"),
+                     2);
+    /* the connection is usable after the refusal: B commits under its own lease */
+    p.lease_holder = HOLDER_B;
+    assert_int_equal(store_commit_page(b, &p, &r, &err), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 3);
+    base_buf_free(&rows);
+    store_close(a);
+    store_close(b);
+}
+
 #define RACE_THREADS 8
 #define RACE_ROUNDS  20
 
@@ -278,6 +393,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_renew),   cmocka_unit_test(test_give),
         cmocka_unit_test(test_expire_steal), cmocka_unit_test(test_list),
+        cmocka_unit_test(test_renew_only),   cmocka_unit_test(test_commit_under_lease),
         cmocka_unit_test(test_race),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
