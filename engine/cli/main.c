@@ -75,6 +75,7 @@ static const char usage[] =
     "  KEAPSYNC_SCHEMA       schema of the jobs' tables, one per tenant (default keap)\n"
     "  KEAPSYNC_SCHEDULE     daemon: schedule of jobs without one (default \"0 * * * *\")\n"
     "  KEAPSYNC_STOP_TIMEOUT seconds pages in flight may land after SIGTERM (default 10)\n"
+    "  KEAPSYNC_LEASE_TTL    seconds a job's lease lasts unless renewed (default 60)\n"
     "  KEAPSYNC_LOG_LEVEL    debug, info, warning or error (default info)\n"
     "  KEAPSYNC_LOG_FORMAT   auto (logfmt unless stderr is a terminal), logfmt or text\n"
     "\n"

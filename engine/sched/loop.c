@@ -68,7 +68,10 @@ static void heartbeat_cb(uv_timer_t *t)
     if (s->closing || s->heartbeat_queued)
         return;
     op = calloc(1, sizeof(*op));
-    if (op == NULL || (op->renew = calloc(s->njobs, sizeof(*op->renew))) == NULL) {
+    if (op == NULL || (op->renew = calloc(s->njobs, sizeof(*op->renew))) == NULL ||
+        (op->lost = calloc(s->njobs, sizeof(*op->lost))) == NULL) {
+        if (op != NULL)
+            free(op->renew);
         free(op);
         sched_nomem(s, "renewing the leases");
         sched_pump(s);
@@ -115,6 +118,31 @@ static uint64_t stop_timeout_ms(void)
         return SCHED_STOP_TIMEOUT_MS;
     }
     return (uint64_t)(secs * 1000);
+}
+
+/*
+ * KEAPSYNC_LEASE_TTL: seconds a job's lease lasts without renewal, 3..3600 (renewals come
+ * every SCHED_HEARTBEAT_MS); the default when unset or unreadable. Read once: the first call
+ * is the run's set-up, on the loop thread, before any heartbeat.
+ */
+int sched_lease_ttl_ms(void)
+{
+    static int ttl_ms;
+    const char *v;
+    double secs;
+
+    if (ttl_ms > 0)
+        return ttl_ms;
+    ttl_ms = SCHED_LEASE_TTL_MS;
+    v = getenv("KEAPSYNC_LEASE_TTL");
+    if (v == NULL || v[0] == '\0')
+        return ttl_ms;
+    if (base_parse_double(v, &secs) < 0 || secs < 3 || secs > 3600)
+        base_log_warning("KEAPSYNC_LEASE_TTL \"%s\" is not 3 to 3600 seconds; using %d", v,
+                         SCHED_LEASE_TTL_MS / 1000);
+    else
+        ttl_ms = (int)(secs * 1000);
+    return ttl_ms;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)

@@ -71,6 +71,7 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
     struct sched_job *job = pg->job;
     struct store_page sp;
     struct base_buf ckpt;
+    char lease[128];
     int rc;
 
     base_buf_init(&ckpt, 64 * 1024);
@@ -98,6 +99,11 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
             sp.seen_since = job->cur.mark;
         }
         sp.gone_ids = op->gone_ids;
+        if (job->holds_lease) {
+            snprintf(lease, sizeof(lease), "job:%s", job->def->name);
+            sp.lease = lease;
+            sp.lease_holder = op->s->holder;
+        }
         {
             static const double bounds[] = SCHED_COMMIT_BUCKETS;
             uint64_t t0 = uv_hrtime();
@@ -305,14 +311,17 @@ static void op_heartbeat_work(struct sched_op *op)
     op->rc = store_peer_heartbeat(s->store, s->peer_group, s->holder, SCHED_PEER_TTL_MS,
                                   &op->npeers, &op->err);
     for (size_t i = 0; op->rc == 0 && i < s->njobs; i++) {
-        bool got = false;
+        bool held = true;
         char name[128];
 
         if (op->renew == NULL || !op->renew[i])
             continue;
         snprintf(name, sizeof(name), "job:%s", s->jobs[i].def->name);
-        op->rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, &got, NULL,
-                                     &op->err);
+        /* Renew only: a lease lost while this process was stopped stays lost. */
+        op->rc =
+            store_lease_renew(s->store, name, s->holder, sched_lease_ttl_ms(), &held, &op->err);
+        if (op->rc == 0 && !held)
+            op->lost[i] = true;
     }
 }
 
@@ -322,6 +331,7 @@ static void op_free(struct sched_op *op)
     free(op->gone_ids);
     free(op->pids);
     free(op->renew);
+    free(op->lost);
     free(op->tenant);
     free(op->tenant_seen);
     free(op);
@@ -434,6 +444,21 @@ static void op_reserve_done(struct sched *s, struct sched_op *op)
 static void op_heartbeat_done(struct sched *s, struct sched_op *op)
 {
     s->heartbeat_queued = false;
+    for (size_t i = 0; op->lost != NULL && i < s->njobs; i++) {
+        struct sched_job *job = &s->jobs[i];
+        char why[256];
+
+        if (!op->lost[i])
+            continue;
+        if (job_terminal(job))
+            continue;
+        snprintf(why, sizeof(why),
+                 "job \"%s\": lost its lease to another keapsync process (it expired while "
+                 "this one was stopped); stopping without committing",
+                 job->def->name);
+        base_log_error("%s", why);
+        job_set_state(job, SCHED_JOB_FAILED, why);
+    }
     if (op->rc < 0) {
         base_log_warning("%s", op->err.msg);
         return;

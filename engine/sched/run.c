@@ -255,7 +255,7 @@ static int sched_take_lease(struct sched *s, const char *job, bool *got, char *w
     int rc;
 
     snprintf(name, sizeof(name), "job:%s", job);
-    rc = store_lease_acquire(s->store, name, s->holder, SCHED_LEASE_TTL_MS, got, &other, err);
+    rc = store_lease_acquire(s->store, name, s->holder, sched_lease_ttl_ms(), got, &other, err);
     if (rc == 0 && !*got)
         snprintf(why, n,
                  "job \"%s\" is being run by another keapsync process (%s); skipped by this "

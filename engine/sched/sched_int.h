@@ -208,7 +208,8 @@ enum sched_op_kind {
 
 #define SCHED_HEARTBEAT_MS 2000
 #define SCHED_PEER_TTL_MS  8000
-#define SCHED_LEASE_TTL_MS 60000
+#define SCHED_LEASE_TTL_MS 60000 /* the default of KEAPSYNC_LEASE_TTL */
+int sched_lease_ttl_ms(void);    /* loop.c */
 /* After SIGINT/SIGTERM, pages in flight may land for this long (KEAPSYNC_STOP_TIMEOUT, s). */
 #define SCHED_STOP_TIMEOUT_MS 10000
 
@@ -243,6 +244,7 @@ struct sched_op {
     /* OP_HEARTBEAT */
     int npeers;
     bool *renew; /* per job: renew its lease (snapshot taken on the loop) */
+    bool *lost;  /* per job: the renewal found the lease another holder's, or gone */
     /* OP_PARENTS, OP_CLOSE */
     struct sched_job *job;
     int64_t *pids;

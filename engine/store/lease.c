@@ -63,6 +63,26 @@ int store_lease_release(struct store *s, const char *name, const char *holder, s
                        err, "could not release lease \"%s\"", name);
 }
 
+int store_lease_renew(struct store *s, const char *name, const char *holder, int ttl_ms, bool *held,
+                      struct base_err *err)
+{
+    char ttl[32];
+    const char *params[3] = {name, holder, ttl};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    rc = store_query(s, &res, PGRES_TUPLES_OK,
+                     "UPDATE keapsync.leases SET expires_at = clock_timestamp() + "
+                     "$3::int * interval '1 ms' WHERE name = $1 AND holder = $2 RETURNING 1",
+                     3, params, err, "could not renew lease \"%s\"", name);
+    if (rc < 0)
+        return rc;
+    *held = PQntuples(res) == 1;
+    PQclear(res);
+    return 0;
+}
+
 int store_peer_heartbeat(struct store *s, const char *tenant, const char *holder, int ttl_ms,
                          int *npeers, struct base_err *err)
 {

@@ -665,6 +665,26 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
     rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err, "%s", what);
     if (rc < 0)
         goto out;
+    if (page->lease != NULL) {
+        /* The row lock holds off a taker until this commits, who then reads our checkpoint. */
+        const char *params[2] = {page->lease, page->lease_holder ? page->lease_holder : ""};
+
+        rc = store_query(s, &pr, PGRES_TUPLES_OK,
+                         "SELECT 1 FROM keapsync.leases WHERE name = $1 AND holder = $2 "
+                         "FOR UPDATE",
+                         2, params, err, "%s", what);
+        if (rc < 0)
+            goto out;
+        if (PQntuples(pr) != 1) {
+            rc = base_err_set(err, BASE_ECANCELED,
+                              "%s: lease \"%s\" is no longer ours (another keapsync process "
+                              "took it after it expired); stopping without committing",
+                              what, page->lease);
+            goto out;
+        }
+        PQclear(pr);
+        pr = NULL;
+    }
     if (page->rows_len > 0) {
         rc = copy_rows(s, tc, page, &copied, err, what);
         if (rc < 0)

@@ -175,6 +175,12 @@ struct store_page {
     /* Ids Keap reports deleted (a text[] literal, e.g. /v1/products/sync's DELETED), or
      * NULL: those rows of the table get deleted_at. */
     const char *gone_ids;
+    /* The lease (keapsync.leases name) the page is committed under, and its holder, or NULL:
+     * the transaction first locks that lease row and refuses the page (BASE_ECANCELED,
+     * nothing written) unless holder still has it, so a process that lost its job's lease
+     * (it expired and another process took it) never commits over the new holder's work. */
+    const char *lease;
+    const char *lease_holder;
 };
 
 struct store_page_result {
@@ -331,6 +337,14 @@ int store_lease_acquire(struct store *s, const char *name, const char *holder, i
                         bool *got, char **other, struct base_err *err);
 int store_lease_release(struct store *s, const char *name, const char *holder,
                         struct base_err *err);
+/*
+ * Extends holder's lease name by ttl_ms from now, only if holder still has it (expired or
+ * not): *held says whether it did. Unlike store_lease_acquire it never takes a lease that
+ * another holder took or that was given back meanwhile, so a process that was stopped
+ * (SIGSTOP, a long pause) past its lease learns that it lost it.
+ */
+int store_lease_renew(struct store *s, const char *name, const char *holder, int ttl_ms, bool *held,
+                      struct base_err *err);
 /*
  * Registers holder as a live process syncing tenant for ttl_ms and counts the live ones
  * (itself included) into *npeers: they split the key's per-second and per-minute windows.

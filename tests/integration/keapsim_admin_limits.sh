@@ -3,7 +3,15 @@
 . "$(dirname "$0")/lib.sh"
 
 key="k-$RANDOM"
-it_keapsim --seed 2 --size 20 --api-key "$key" --limits 10/s,240/min,30000/day
+# keapsim's clocks (wall and monotonic) are frozen (libfaketime, an absolute time without
+# "@"): its rolling windows see every request at the same instant, so "within the second"
+# holds however slowly this machine runs the requests.
+frozen="$IT_TMP/keapsim-frozen"
+printf '#!/bin/sh\nLD_PRELOAD=%s FAKETIME="2031-03-04 05:06:07" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" exec "%s" "$@"\n' \
+    "$(it_faketime_lib | sed 's/libfaketimeMT/libfaketime/')" "$KSIM" >"$frozen"
+chmod +x "$frozen"
+KSIM=$frozen it_keapsim --seed 2 --size 20 --api-key "$key" --limits 10/s,240/min,30000/day
+eq "keapsim's clock is frozen" "$(($(date -u -d '2031-03-04 05:06:07' +%s) * 1000))" "$(ksim_stat .now_ms)"
 get() { curl -s -o /dev/null -D "$IT_TMP/h" -w '%{http_code}' -H "X-Keap-API-Key: $key" "$KEAP_BASE_URL/v1/contacts?limit=1"; }
 
 eq "limits read back" 240 "$(curl -sf "$KSIM_URL/__admin/limits" | jq .per_minute)"

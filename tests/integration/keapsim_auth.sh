@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keapsim_auth.sh: several keys of one tenant (day shared, spike per key), the tenant-wide
 # minute, key revocation with a delay, and OAuth2 (/token: authorization_code and rotating,
-# single-use refresh tokens; access tokens that expire).
+# single-use refresh tokens; access tokens that expire). Nothing waits on the wall clock: the
+# delays and lifetimes are long, and keapsim's admin clock is moved across them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../keapsim/testlib.sh"
@@ -39,9 +40,13 @@ ks_ok "the tenant-wide minute refuses across keys"
 
 # --- revocation with a delay ----------------------------------------------------------------
 ks_start V --seed 4 --size 5 --api-key kv-1 --api-key kv-2 --no-limits
-ks_admin POST "$V" "revoke?key=key2&delay_ms=700" | jq -e '.revoked' >/dev/null || ks_fail "revoke"
+# A 60 s delay, and keapsim's clock moved across it (the revocation is due on that clock):
+# no check depends on how fast this machine runs the test.
+ks_admin POST "$V" "revoke?key=key2&delay_ms=60000" | jq -e '.revoked' >/dev/null || ks_fail "revoke"
 [ "$(burst "$V" kv-2 1)" = " 1 200;" ] || ks_fail "revoked key refused before the delay"
-sleep 0.9
+ks_admin POST "$V" "clock?offset_ms=50000" >/dev/null
+[ "$(burst "$V" kv-2 1)" = " 1 200;" ] || ks_fail "revoked key refused 50 s into a 60 s delay"
+ks_admin POST "$V" "clock?offset_ms=61000" >/dev/null
 [ "$(burst "$V" kv-2 1)" = " 1 401;" ] || ks_fail "revoked key still works after the delay"
 [ "$(burst "$V" kv-1 1)" = " 1 200;" ] || ks_fail "revoking key2 hurt key1"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$V/__admin/revoke?key=nope")" = 404 ] ||
@@ -49,12 +54,12 @@ sleep 0.9
 ks_ok "revocation takes effect after its delay, for that key only"
 
 # --- OAuth2 ---------------------------------------------------------------------------------
-ks_start O --seed 4 --size 5 --no-limits --access-ttl 1
+ks_start O --seed 4 --size 5 --no-limits --access-ttl 60
 tokurl="http://127.0.0.1:$O/token"
 code=$(ks_admin POST "$O" oauth/code | jq -r .code)
 curl -sS -o "$KS_TMP/o1" -w '%{http_code}' -d "client_id=keapsim-client&client_secret=keapsim-secret&code=$code&grant_type=authorization_code&redirect_uri=http%3A%2F%2Flocalhost%2Fcb" "$tokurl" >"$KS_TMP/o1.code"
 [ "$(cat "$KS_TMP/o1.code")" = 200 ] || ks_fail "code exchange: $(cat "$KS_TMP/o1")"
-jq -e '.token_type=="bearer" and .expires_in==1 and (.access_token|length>0) and (.refresh_token|length>0) and (.scope|startswith("full|"))' \
+jq -e '.token_type=="bearer" and .expires_in==60 and (.access_token|length>0) and (.refresh_token|length>0) and (.scope|startswith("full|"))' \
     "$KS_TMP/o1" >/dev/null || ks_fail "token response $(cat "$KS_TMP/o1")"
 at=$(jq -r .access_token "$KS_TMP/o1")
 rt=$(jq -r .refresh_token "$KS_TMP/o1")
@@ -71,7 +76,8 @@ reuse=$(curl -sS -w ' %{http_code}' -u keapsim-client:keapsim-secret -d "grant_t
 [ "$reuse" = '{"error":"invalid_grant","error_description":"Invalid refresh token"} 400' ] ||
     ks_fail "reusing a refresh token: $reuse"
 at2=$(jq -r .access_token "$KS_TMP/o2")
-sleep 1.2
+# keapsim's clock moves past the access token's 60 s (it expires on that clock)
+ks_admin POST "$O" "clock?offset_ms=61000" >/dev/null
 curl -s -o "$KS_TMP/o3" -w '%{http_code}' -H "Authorization: Bearer $at2" "http://127.0.0.1:$O/crm/rest/v1/contacts" >"$KS_TMP/o3.code"
 [ "$(cat "$KS_TMP/o3.code")" = 401 ] && jq -e '.fault.detail.errorcode=="keymanagement.service.access_token_expired"' "$KS_TMP/o3" >/dev/null ||
     ks_fail "an expired access token: $(cat "$KS_TMP/o3.code") $(cat "$KS_TMP/o3")"

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "test_assert.h"
 
 static void test_time_forms(void **state)
 {
@@ -148,7 +149,7 @@ static void test_logfmt_value(void **state)
     check_value("", "\"\"");
     /* Cut short, never past the buffer, always terminated. */
     base_logfmt_value(small, sizeof(small), "a long value with spaces");
-    assert_true(strlen(small) < sizeof(small));
+    ASSERT_LT(strlen(small), sizeof(small));
 }
 
 /* Three lines logged (logfmt with a run and a job, logfmt without, text), as stderr got them. */

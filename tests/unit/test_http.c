@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "test_assert.h"
 
 #define BIG_BODY (1024 * 1024)
 #define SLOW_MS  3000
@@ -331,7 +332,7 @@ static void test_many_concurrent(void **state)
         assert_int_equal(p->transport_error, 0);
         assert_string_equal(p->error, "");
         assert_non_null(p->body.data);
-        assert_true(p->sent <= p->done);
+        ASSERT_LE(p->sent, p->done);
         if (i % 10 == 7) {
             assert_int_equal(p->status, 500);
             assert_string_equal(p->body.data, "oops");
@@ -350,8 +351,8 @@ static void test_many_concurrent(void **state)
     /* Keep-alive: far fewer connections than calls. */
     conns = atomic_load(&srv.connections) - conns_before;
     print_message("connections: %d\n", conns);
-    assert_true(conns >= 1);
-    assert_true(conns <= MAXCONN);
+    ASSERT_GE(conns, 1);
+    ASSERT_LE(conns, MAXCONN);
     for (int i = 0; i < N; i++)
         probe_free(&probes[i]);
 }
@@ -414,7 +415,7 @@ static void test_timeout(void **state)
     assert_int_equal(slow.transport_error, CURLE_OPERATION_TIMEDOUT);
     assert_int_equal(slow.status, 0);
     assert_true(slow.error[0] != '\0');
-    assert_true(slow.done >= slow.sent);
+    ASSERT_GE(slow.done, slow.sent);
     probe_free(&slow);
 }
 

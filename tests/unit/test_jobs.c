@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "test_assert.h"
 
 #define BAD    "tests/unit/jobs/bad/"
 #define KEYS   "tests/unit/jobs/keys"
@@ -80,14 +81,14 @@ static void test_shipped_contacts(void **state)
     (void)state;
     base_err_clear(&err);
     assert_int_equal(jobs_load_dir("jobs", &set, &err), 0);
-    assert_true(set.n >= 1);
+    ASSERT_GE(set.n, 1);
     for (i = 0; i < set.n; i++) {
         if (strcmp(set.jobs[i].name, "contacts") == 0)
             job = &set.jobs[i];
         /* Every shipped job passes the identifier and file-name rules. */
         assert_true(jobs_is_identifier(set.jobs[i].table));
         if (i > 0)
-            assert_true(strcmp(set.jobs[i - 1].file, set.jobs[i].file) < 0);
+            ASSERT_LT(strcmp(set.jobs[i - 1].file, set.jobs[i].file), 0);
     }
     assert_non_null(job);
     assert_string_equal(job->file, "jobs/contacts.json");
@@ -131,7 +132,7 @@ static void test_shipped_contacts(void **state)
         assert_string_equal(mc->path, cJSON_GetObjectItem(c, "path")->valuestring);
         assert_int_equal(map_type_from_name(cJSON_GetObjectItem(c, "type")->valuestring, &t), 0);
         assert_int_equal(mc->type, t);
-        assert_true(mc->nparts >= 1);
+        ASSERT_GE(mc->nparts, 1);
     }
     cJSON_Delete(file);
     free(text);
@@ -370,7 +371,7 @@ static size_t read_endpoint_table(const char *md, struct api_row *rows, size_t m
         for (const char *q = line; q < end && k < 5; q++)
             if (*q == '|')
                 cells[k++] = q + 1;
-        assert_true(k >= 4);
+        ASSERT_GE(k, 4);
         {
             const char *a = cells[0], *b = cells[1] - 1;
 
@@ -378,7 +379,7 @@ static size_t read_endpoint_table(const char *md, struct api_row *rows, size_t m
                 a++;
             while (b > a && b[-1] == ' ')
                 b--;
-            assert_true((size_t)(b - a) < sizeof(rows[n].name));
+            ASSERT_LT((size_t)(b - a), sizeof(rows[n].name));
             memcpy(rows[n].name, a, (size_t)(b - a));
             rows[n].name[b - a] = '\0';
         }
@@ -436,7 +437,7 @@ static void test_shipped_all(void **state)
 
     (void)state;
     nrows = read_endpoint_table(md, rows, BASE_ARRAY_SIZE(rows));
-    assert_true(nrows >= 13);
+    ASSERT_GE(nrows, 13);
     base_err_clear(&err);
     assert_int_equal(jobs_load_dir("jobs", &set, &err), 0);
     /* Every file of the folder is a job, and every job runs (none is switched off). */
@@ -460,14 +461,14 @@ static void test_shipped_all(void **state)
 
         /* A description that starts with the version it explains. */
         assert_non_null(job->description);
-        assert_true(strlen(job->description) > 20);
+        ASSERT_GT(strlen(job->description), 20);
         assert_int_equal(strncmp(job->description, job->api == KEAP_API_V1 ? "v1" : "v2", 2), 0);
         /* A list without a changed-since filter is read in full on its own cadence (a child
          * stream reads the parents that changed). */
         if (job->parent_job != NULL) {
             assert_int_equal(job->refresh_hours, 0);
         } else if (!job->incremental) {
-            assert_true(job->refresh_hours > 0);
+            ASSERT_GT(job->refresh_hours, 0);
         } else {
             /* The filter it names is one KEAP_API.md documents. */
             snprintf(needle, sizeof(needle), "`%s`", param);
@@ -476,7 +477,7 @@ static void test_shipped_all(void **state)
         }
         /* No shipped column depends on a label only some accounts have. */
         assert_int_equal(job->unresolved, 0);
-        assert_true(job->map.ncols >= 3);
+        ASSERT_GE(job->map.ncols, 3);
     }
 
     /* Each contact's tags, with the date applied, per parent. */
@@ -686,7 +687,7 @@ static void test_bad_corpus(void **state)
             assert_string_equal(err.msg, want);
             assert_memory_equal(&job, &poison, sizeof(job));
         } else {
-            assert_true(job.unresolved > 0);
+            ASSERT_GT(job.unresolved, 0);
             assert_int_equal(jobs_resolve_custom_fields(&job, model, &err), BASE_ECONFIG);
             assert_string_equal(err.msg, want);
             jobs_job_free(&job);
@@ -696,8 +697,8 @@ static void test_bad_corpus(void **state)
         n++;
     }
     closedir(d);
-    assert_true(n >= 20);
-    assert_true(with_model >= 2);
+    ASSERT_GE(n, 20);
+    ASSERT_GE(with_model, 2);
     cJSON_Delete(model);
     free(mtext);
 }

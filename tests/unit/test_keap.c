@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "keap.h"
+#include "test_assert.h"
 
 #define SECRET "fake-sak-s3cr3t-DO-NOT-LOG"
 
@@ -49,7 +50,7 @@ static void write_key_file(const char *path, const char *content, mode_t mode)
 
     unlink(path);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
+    ASSERT_GE(fd, 0);
     assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
     assert_int_equal(fchmod(fd, mode), 0);
     close(fd);
@@ -535,7 +536,7 @@ static void test_classify_retry_after(void **state)
 
     /* An HTTP date 90 s after now, and one in the past. */
     assert_int_equal(base_time_parse("2023-11-14T22:15:00Z", &at), 0);
-    assert_true(at > now);
+    ASSERT_GT(at, now);
     snprintf(date, sizeof(date), "Tue, 14 Nov 2023 22:15:00 GMT");
     h[1] = date;
     v = classify(429, code_429, h);
@@ -728,7 +729,7 @@ static char *read_fixture(const char *name, size_t *len)
         fail_msg("could not open test input \"%s\": %s", path, strerror(errno));
     assert_int_equal(fseek(f, 0, SEEK_END), 0);
     n = ftell(f);
-    assert_true(n > 0);
+    ASSERT_GT(n, 0);
     rewind(f);
     buf = malloc((size_t)n + 1);
     assert_non_null(buf);
@@ -879,7 +880,7 @@ static void test_page_spans(void **state)
     assert_spans_match(tricky, &page);
     /* The exact text is kept: 1.50 stays 1.50, the big integer keeps every digit. */
     assert_non_null(strstr(tricky + page.spans[0].off, "1.50"));
-    assert_true(page.spans[0].len < 50);
+    ASSERT_LT(page.spans[0].len, 50);
     assert_memory_equal(tricky + page.spans[1].off + page.spans[1].len - 21,
                         "12345678901234567890}", 21);
     keap_page_free(&page);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "map.h"
+#include "test_assert.h"
 
 #define FIXTURES   KEAPSYNC_KEAP_DATA "/fixtures/"
 #define MAX_FIELDS 64
@@ -117,7 +118,7 @@ static size_t split_line(const char *line, size_t len, char **fields)
     size_t n = 0;
     const char *p = line, *end = line + len;
 
-    assert_true(len > 0);
+    ASSERT_GT(len, 0);
     assert_int_equal(line[len - 1], '\n');
     assert_null(memchr(line, '\n', len - 1));
     assert_null(memchr(line, '\r', len));
@@ -127,7 +128,7 @@ static size_t split_line(const char *line, size_t len, char **fields)
         const char *stop = tab ? tab : end;
         char *f, *w;
 
-        assert_true(n < MAX_FIELDS);
+        ASSERT_LT(n, MAX_FIELDS);
         if (stop - p == 2 && p[0] == '\\' && p[1] == 'N') {
             fields[n++] = NULL;
         } else {
@@ -140,7 +141,7 @@ static size_t split_line(const char *line, size_t len, char **fields)
                     continue;
                 }
                 q++;
-                assert_true(q < stop);
+                assert_true(q < stop); /* pointers */
                 switch (*q) {
                 case '\\':
                     *w++ = '\\';
@@ -184,7 +185,8 @@ static const cJSON *walk(const cJSON *v, const char *path)
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
 
-        assert_true(n > 0 && n < sizeof(part));
+        ASSERT_GT(n, 0);
+        ASSERT_LT(n, sizeof(part));
         memcpy(part, p, n);
         part[n] = '\0';
         if (part[0] == '[') {
@@ -274,7 +276,7 @@ static void test_fixture_contacts(void **state)
     (void)state;
     spec_from_job_file(&spec, KEAPSYNC_SOURCE_DIR "/jobs/contacts.json");
     base_buf_init(&out, 1 << 20);
-    assert_true(cJSON_GetArraySize(records) > 0);
+    ASSERT_GT(cJSON_GetArraySize(records), 0);
     for (const cJSON *r = records->child; r != NULL; r = r->next, nrec++) {
         char *fields[MAX_FIELDS];
         char idbuf[32], want_id[32];
@@ -307,7 +309,7 @@ static void test_fixture_contacts(void **state)
     }
     assert_int_equal(st.rows, (int64_t)nrec);
     assert_int_equal(st.mismatches, 0); /* real data fits the shipped types */
-    assert_true(nnull > 0);             /* the fixture's nulls were exercised */
+    ASSERT_GT(nnull, 0);                /* the fixture's nulls were exercised */
     base_buf_free(&out);
     spec_free(&spec);
     cJSON_Delete(page);
@@ -570,8 +572,8 @@ static void test_mismatch_log(void **state)
     base_log_set_level(BASE_LOG_WARNING);
     fflush(stderr);
     saved = dup(2);
-    assert_true(saved >= 0);
-    assert_true(dup2(fileno(cap), 2) >= 0);
+    ASSERT_GE(saved, 0);
+    ASSERT_GE(dup2(fileno(cap), 2), 0);
     for (int i = 0; i < records; i++) {
         char text[128];
         cJSON *rec;
@@ -584,7 +586,7 @@ static void test_mismatch_log(void **state)
         cJSON_Delete(rec);
     }
     fflush(stderr);
-    assert_true(dup2(saved, 2) >= 0);
+    ASSERT_GE(dup2(saved, 2), 0);
     close(saved);
     base_log_set_level(BASE_LOG_ERROR);
     assert_int_equal(st.mismatches, records + 1);
@@ -789,7 +791,7 @@ static void test_id_errors(void **state)
     assert_string_equal(idbuf, cJSON_GetObjectItem(rec, "id")->valuestring);
     /* Too small a buffer: BASE_ETOOBIG, buf untouched. */
     memcpy(idbuf, "keep", 5);
-    assert_true(strlen(cJSON_GetObjectItem(rec, "id")->valuestring) >= 2);
+    ASSERT_GE(strlen(cJSON_GetObjectItem(rec, "id")->valuestring), 2);
     assert_int_equal(map_record_id(&spec, rec, idbuf, 2), BASE_ETOOBIG);
     assert_string_equal(idbuf, "keep");
     cJSON_Delete(page);

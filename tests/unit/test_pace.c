@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "pace.h"
+#include "test_assert.h"
 
 /* Doubles equal within eps (cmocka's float assert rounds to float). */
 #define assert_near(a, b, eps) assert_true(fabs((double)(a) - (double)(b)) < (eps))
@@ -70,7 +71,7 @@ static uint64_t admit_next(struct pace *p, uint64_t *now, int64_t wall)
         if (d.verdict == PACE_GO)
             return *now;
         assert_int_equal(d.verdict, PACE_WAIT);
-        assert_true(d.retry_mono_ms > *now);
+        ASSERT_GT(d.retry_mono_ms, *now);
         *now = d.retry_mono_ms;
     }
     fail_msg("no admission after 1000 waits");
@@ -123,7 +124,7 @@ static void test_config_parse(void **state)
         assert_memory_equal(&cfg, &before, sizeof(cfg));
         assert_int_equal(err.code, BASE_ECONFIG);
         assert_non_null(strstr(err.msg, "invalid KEAPSYNC_LIMITS item \""));
-        assert_true(strlen(err.hint) > 0);
+        ASSERT_GT(strlen(err.hint), 0);
     }
     assert_int_equal(pace_config_parse("10/s,abc,240/min", &cfg, &err), BASE_ECONFIG);
     assert_string_equal(err.msg, "invalid KEAPSYNC_LIMITS item \"abc\"");
@@ -135,7 +136,7 @@ static void test_config_parse(void **state)
         memset(longspec, '9', sizeof(longspec) - 1);
         longspec[sizeof(longspec) - 1] = '\0';
         assert_int_equal(pace_config_parse(longspec, &cfg, &err), BASE_ECONFIG);
-        assert_true(strlen(err.msg) < 120);
+        ASSERT_LT(strlen(err.msg), 120);
     }
 }
 
@@ -160,7 +161,7 @@ static void test_reserve_parse(void **state)
         assert_int_equal(pace_reserve_parse(bad[i], &f, &err), BASE_ECONFIG);
         assert_true(f == 42);
         assert_non_null(strstr(err.msg, "invalid quota reserve"));
-        assert_true(strlen(err.hint) > 0);
+        ASSERT_GT(strlen(err.hint), 0);
     }
 }
 
@@ -228,7 +229,7 @@ static void test_minute_boundary(void **state)
     for (int64_t i = 0; i < per_min; i++)
         a[i] = admit_next(p, &now, wall);
     /* exactly per_min fit within the first 60 s ... */
-    assert_true(a[per_min - 1] < a[0] + 60000);
+    ASSERT_LT(a[per_min - 1], a[0] + 60000);
     /* ... and the next waits until the first leaves the window, to the millisecond */
     d = pace_acquire(p, now, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
@@ -265,18 +266,18 @@ static void test_even_spacing(void **state)
             now += 7;
             a[i] = admit_next(p, &now, wall);
             if (i > 0) {
-                assert_true((double)(a[i] - a[i - 1]) >= floor(gap_min));
+                ASSERT_GE((double)(a[i] - a[i - 1]), floor(gap_min));
                 /* only the margin, once per window, stretches a gap */
-                assert_true((double)(a[i] - a[i - 1]) <
-                            gap_min + (double)default_margin() + 1.0 + 7.0);
+                ASSERT_LT((double)(a[i] - a[i - 1]),
+                          gap_min + (double)default_margin() + 1.0 + 7.0);
             }
             if ((size_t)i >= limit)
-                assert_true(a[i] - a[i - limit] >= 1000 + default_margin());
+                ASSERT_GE(a[i] - a[i - limit], 1000 + default_margin());
         }
         /* and the rounding does not add up: 59 gaps cost no more than the rate and the
          * margin once per window (plus the 7 ms of asking early, once per window) */
-        assert_true((double)(a[59] - a[0]) <=
-                    59.0 * gap_min + (double)(59 / limit) * (default_margin() + 7.0) + 1.0);
+        ASSERT_LE((double)(a[59] - a[0]),
+                  59.0 * gap_min + (double)(59 / limit) * (default_margin() + 7.0) + 1.0);
         pace_get_stats(p, &st);
         assert_int_equal(st.admitted, 60);
         assert_true(st.current_per_sec == rates[r]);
@@ -306,15 +307,15 @@ static void test_full_rate_burst(void **state)
             if (i == 0)
                 first = at;
             else
-                assert_true((double)(at - prev) >= floor(1000.0 / cases[c].per_sec));
+                ASSERT_GE((double)(at - prev), floor(1000.0 / cases[c].per_sec));
             prev = at;
         }
         full = (uint64_t)((n - 1) / L) * (1000 + default_margin()) +
                (uint64_t)ceil((double)((n - 1) % L) * 1000.0 / cases[c].per_sec);
-        assert_true(at - first <= full + 1);
+        ASSERT_LE(at - first, full + 1);
         /* the old cap of twice the minute's average rate would have taken this long */
-        assert_true(at - first <
-                    (uint64_t)((double)(n - 1) * 1025.0 / (2.0 * (double)cases[c].per_min / 60.0)));
+        ASSERT_LT(at - first,
+                  (uint64_t)((double)(n - 1) * 1025.0 / (2.0 * (double)cases[c].per_min / 60.0)));
         pace_free(p);
     }
 }
@@ -334,9 +335,9 @@ static void test_fractional_rate(void **state)
     for (size_t i = 0, j = 0; i < n; i++) {
         while (j < n && a[j] < a[i] + 1000)
             j++;
-        assert_true((double)(j - i) <= per_sec);
+        ASSERT_LE((double)(j - i), per_sec);
         if (i > 0)
-            assert_true((double)(a[i] - a[i - 1]) >= 1000.0 / per_sec);
+            ASSERT_GE((double)(a[i] - a[i - 1]), 1000.0 / per_sec);
     }
     pace_free(p);
 }
@@ -726,7 +727,7 @@ static void test_missing_headers(void **state)
     pace_get_stats(a, &sa);
     pace_get_stats(b, &sb);
     assert_memory_equal(&sa, &sb, sizeof(sa));
-    assert_true(sa.admitted > 0);
+    ASSERT_GT(sa.admitted, 0);
     pace_free(a);
     pace_free(b);
 }
@@ -869,7 +870,7 @@ static void test_aimd(void **state)
     /* the back-off holds everything, then spacing follows the halved rate */
     d = pace_acquire(p, now, wall);
     assert_int_equal(d.verdict, PACE_WAIT);
-    assert_true(d.retry_mono_ms > now);
+    ASSERT_GT(d.retry_mono_ms, now);
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
     assert_int_equal(b - a, (uint64_t)ceil(1000.0 / expect));
@@ -878,8 +879,8 @@ static void test_aimd(void **state)
         pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
     pace_get_stats(p, &st);
     lowest = st.current_per_sec;
-    assert_true(lowest > 0);
-    assert_true(lowest <= per_sec / 8);
+    ASSERT_GT(lowest, 0);
+    ASSERT_LE(lowest, per_sec / 8);
     pace_on_429(p, now, wall, PACE_LIMIT_SPIKE, 0);
     pace_get_stats(p, &st);
     assert_true(st.current_per_sec == lowest);
@@ -897,8 +898,8 @@ static void test_aimd(void **state)
     now += 20000 + 3600000;
     a = admit_next(p, &now, wall);
     b = admit_next(p, &now, wall);
-    assert_true(b - a >= (uint64_t)floor(1000.0 / per_sec));
-    assert_true(b - a <= (uint64_t)ceil(1000.0 / per_sec));
+    ASSERT_GE(b - a, (uint64_t)floor(1000.0 / per_sec));
+    ASSERT_LE(b - a, (uint64_t)ceil(1000.0 / per_sec));
     pace_get_stats(p, &st);
     assert_int_equal(st.rejected_429, 22);
     pace_free(p);
@@ -918,7 +919,7 @@ static void test_retry_after_429(void **state)
         pace_on_429(p, now, wall, PACE_LIMIT_UNKNOWN, 0);
         d = pace_acquire(p, now, wall);
         assert_int_equal(d.verdict, PACE_WAIT);
-        assert_true(d.retry_mono_ms >= now + 100);
+        ASSERT_GE(d.retry_mono_ms, now + 100);
         now = d.retry_mono_ms;
     }
     pace_on_success(p, now);
@@ -976,12 +977,14 @@ static void test_backoff(void **state)
     assert_true(differ); /* the seed matters */
     /* exponential: with half of each delay fixed, every step at least matches the last */
     for (int i = 1; i < 6; i++)
-        assert_true(a[i] >= a[i - 1]);
-    assert_true(a[5] >= 8 * a[0] / 2);
+        ASSERT_GE(a[i], a[i - 1]);
+    ASSERT_GE(a[5], 8 * a[0] / 2);
     /* successes reset it: every hold stays at the first step's size */
     backoff_series(1, r, 6, true);
-    for (int i = 0; i < 6; i++)
-        assert_true(r[i] <= 2 * a[0] && r[i] < a[5]);
+    for (int i = 0; i < 6; i++) {
+        ASSERT_LE(r[i], 2 * a[0]);
+        ASSERT_LT(r[i], a[5]);
+    }
 }
 
 static void test_minute_429(void **state)
@@ -1037,7 +1040,7 @@ static void test_share(void **state)
             continue;
         }
         at = now;
-        assert_true((double)(at - prev) >= floor(1000.0 / floor(per_sec / n)));
+        ASSERT_GE((double)(at - prev), floor(1000.0 / floor(per_sec / n)));
         prev = at;
         count++;
     }
@@ -1146,10 +1149,12 @@ static void test_margin_measured(void **state)
         spread[i] = 20 + (uint32_t)((i * 37) % 61); /* 20..80 ms, well mixed */
     feed_rtt(p, &now, 64, spread, 61, 100);
     pace_get_stats(p, &st);
-    assert_true(st.jitter_ms >= 50 && st.jitter_ms <= 60);
+    ASSERT_GE(st.jitter_ms, 50);
+    ASSERT_LE(st.jitter_ms, 60);
     /* wider than the default: taken at once (an earlier, smaller sample may have spread a
      * little wider still; that narrows slowly) */
-    assert_true(st.margin_ms >= st.jitter_ms && st.margin_ms <= 60);
+    ASSERT_GE(st.margin_ms, st.jitter_ms);
+    ASSERT_LE(st.margin_ms, 60);
     for (int i = 0; i < 10; i++)
         a[i] = admit_next(p, &now, wall);
     d = pace_acquire(p, now + 100, wall);
@@ -1367,7 +1372,7 @@ static void model_run(struct pace *p, size_t n, uint32_t fwd_max, uint32_t srv_l
             uint64_t fwd = model_rand(&rng) % (fwd_max + 1);
             uint64_t srv = srv_lo + model_rand(&rng) % (srv_hi - srv_lo + 1);
 
-            assert_true(nq < BASE_ARRAY_SIZE(q));
+            ASSERT_LT(nq, BASE_ARRAY_SIZE(q));
             arr[got++] = ask + fwd;
             q[nq].admitted = ask;
             q[nq].due = ask + fwd + srv;
@@ -1395,7 +1400,7 @@ static void test_margin_model(void **state)
     model_run(p, N, 60, 20, 80, true, arr);
     assert_int_equal(overflows(arr, N, 1000, 10), 0);
     assert_int_equal(overflows(arr, N, 60000, 240), 0);
-    assert_true(margin_of(p) >= 60);
+    ASSERT_GE(margin_of(p), 60);
     pace_free(p);
     /* all the jitter after the count: the margin is wider than needed, still no overflow */
     p = make(10, 240, 0, 0);
@@ -1409,7 +1414,7 @@ static void test_margin_model(void **state)
     cfg.margin_ms = 10;
     assert_int_equal(pace_new(&p, &cfg), 0);
     model_run(p, N, 60, 20, 80, false, arr);
-    assert_true(overflows(arr, N, 1000, 10) > 0);
+    ASSERT_GT(overflows(arr, N, 1000, 10), 0);
     pace_free(p);
     free(arr);
 }
@@ -1435,13 +1440,13 @@ static void test_long_run(void **state)
         struct pace_decision d = pace_acquire(p, now, wall);
 
         if (d.verdict == PACE_GO) {
-            assert_true(n < max_adm);
+            ASSERT_LT(n, max_adm);
             a[n++] = now;
             pace_on_success(p, now); /* sent, and answered at once */
             continue;
         }
         assert_int_equal(d.verdict, PACE_WAIT);
-        assert_true(d.retry_mono_ms > now);
+        ASSERT_GT(d.retry_mono_ms, now);
         now = d.retry_mono_ms;
     }
     /* every rolling window, judged with no margin at all, stays within its limit */
@@ -1450,12 +1455,12 @@ static void test_long_run(void **state)
             j1++;
         while (j60 < n && a[j60] < a[i] + 60000)
             j60++;
-        assert_true((double)(j1 - i) <= per_sec);
-        assert_true((int64_t)(j60 - i) <= per_min);
+        ASSERT_LE((double)(j1 - i), per_sec);
+        ASSERT_LE((int64_t)(j60 - i), per_min);
     }
     /* and the binding window is kept busy */
     expect = (double)per_min * (double)sim_ms / 60000.0;
-    assert_true((double)n >= 0.99 * expect);
+    ASSERT_GE((double)n, 0.99 * expect);
     free(a);
     pace_free(p);
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "sched_int.h"
+#include "test_assert.h"
 
 enum count_mode { COUNT_TOTAL, COUNT_PAGE, COUNT_NONE, COUNT_LIE_HIGH, COUNT_LIE_LOW };
 
@@ -38,7 +39,7 @@ static int oracle_cb(void *ctx, int64_t offset, int limit, int *n, int64_t *coun
     o->calls++;
     if (o->fail_at > 0 && o->calls == o->fail_at)
         return BASE_EIO;
-    assert_true(offset >= 0);
+    ASSERT_GE(offset, 0);
     *n = (int)(left <= 0 ? 0 : left < limit ? left : limit);
     switch (o->mode) {
     case COUNT_TOTAL:
@@ -119,7 +120,7 @@ static void test_probe_one_record_pages(void **state)
 
         assert_int_equal(sched_probe_size(oracle_cb, &o, 1, &got, &req), 0);
         assert_int_equal(got, sizes[i]);
-        assert_true(req <= 1.25 * log2(n) + 8);
+        ASSERT_LE(req, 1.25 * log2(n) + 8);
         assert_true(n < 16 || req <= 2.0 * log2(n));
     }
 }
@@ -138,7 +139,7 @@ static void test_probe_true_count(void **state)
         /* A count equal to a full page's length is no more than Keap's page-length count: that
          * list is probed like any other. */
         if (sizes[i] != 1000)
-            assert_true(req <= 3);
+            ASSERT_LE(req, 3);
         if (sizes[i] < 1000)
             assert_int_equal(req, 1); /* a short first page says it all */
     }
@@ -204,7 +205,7 @@ static void test_probe_many(void **state)
         est += sched_probe_estimate(&p[i]);
     if (est < truth * 0.95 || est > truth * 1.05)
         fail_msg("48 probes: %lld records estimated, %lld true", (long long)est, (long long)truth);
-    assert_true(p[3].requests > p[5].requests); /* 1,380,051 records get more than 50,000 */
+    ASSERT_GT(p[3].requests, p[5].requests); /* 1,380,051 records get more than 50,000 */
 
     /* One list's error: it is over, the others go on. */
     for (size_t i = 0; i < N; i++) {
@@ -226,7 +227,7 @@ static void test_probe_many(void **state)
     p[1].fn = auth_cb;
     assert_int_equal(sched_probe_many(v, N, 10000, 0.01), BASE_EAUTH);
     assert_int_equal(p[1].rc, BASE_EAUTH);
-    assert_true(p[4].requests <= 1);
+    ASSERT_LE(p[4].requests, 1);
 }
 
 static void test_list_requests(void **state)

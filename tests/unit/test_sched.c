@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "sched_int.h"
+#include "test_assert.h"
 
 #define MIN_MS  60000LL
 #define HOUR_MS 3600000LL
@@ -712,7 +713,8 @@ static void test_backfill_windows(void **state)
         assert_int_equal(c.epoch, epoch + 1); /* pages of the last window are dropped */
         assert_true(c.in_window);
         assert_int_equal(c.since_ms, since);
-        assert_true(c.until_ms > since && c.until_ms <= to);
+        ASSERT_GT(c.until_ms, since);
+        ASSERT_LE(c.until_ms, to);
         assert_int_equal(c.next_offset, 0);
         /* an empty page ends the window: the watermark is its until */
         cursor_after_page(&c, &contacts, 1, 0, NULL, 0, NULL, T0, &next);
@@ -787,7 +789,8 @@ static enum sched_outcome outcome_of(enum sched_stop stop, enum sched_job_state 
     assert_int_equal(res.rows, 7);
     assert_int_equal(res.requests, 9);
     assert_int_equal(res.rejected_429, 1);
-    assert_true(res.seconds > 2.49 && res.seconds < 2.51);
+    ASSERT_GT(res.seconds, 2.49);
+    ASSERT_LT(res.seconds, 2.51);
     assert_string_equal(res.message, "why");
     return res.outcome;
 }

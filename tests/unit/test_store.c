@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "test_assert.h"
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
@@ -90,13 +91,13 @@ static void test_migrate(void **state)
 
     (void)state;
     q_run("DROP SCHEMA IF EXISTS keap CASCADE; DROP SCHEMA IF EXISTS keapsync CASCADE");
-    assert_true(store_latest_version() > 0);
+    ASSERT_GT(store_latest_version(), 0);
     assert_int_equal(store_schema_version(s, &version, &err), 0);
     assert_int_equal(version, 0);
 
     assert_int_equal(store_migrate(s, &applied, &err), 0);
     nfiles = q_int("SELECT count(*) FROM keapsync.migrations");
-    assert_true(applied > 0);
+    ASSERT_GT(applied, 0);
     assert_int_equal(applied, nfiles);
     assert_int_equal(q_int("SELECT max(version) FROM keapsync.migrations"), store_latest_version());
     assert_int_equal(store_schema_version(s, &version, &err), 0);
@@ -199,8 +200,9 @@ static void test_ledger_budget(void **state)
 
         assert_int_equal(store_ledger_reserve(s, "t1", day + 86400000, budget, 7, &g, &total, &err),
                          0);
-        assert_true(g >= 0 && g <= 7);
-        assert_true(total <= budget);
+        ASSERT_GE(g, 0);
+        ASSERT_LE(g, 7);
+        ASSERT_LE(total, budget);
         sum += g;
         if (g == 0)
             break;
@@ -270,7 +272,7 @@ static void test_ledger_race(void **state)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     for (int i = 0; i < RACE_THREADS; i++) {
         assert_int_equal(args[i].rc, 0);
-        assert_true(args[i].max_total <= RACE_BUDGET);
+        ASSERT_LE(args[i].max_total, RACE_BUDGET);
         sum += args[i].granted;
     }
     assert_int_equal(sum, RACE_BUDGET);
@@ -375,7 +377,7 @@ static void test_runs(void **state)
     migrate(s);
     assert_int_equal(store_run_begin(s, "contacts,tags", &id1, &err), 0);
     assert_int_equal(store_run_begin(s, "tags", &id2, &err), 0);
-    assert_true(id2 > id1);
+    ASSERT_GT(id2, id1);
     assert_int_equal(q_int("SELECT count(*) FROM keapsync.runs WHERE id = %" PRId64
                            " AND finished_at IS NULL AND jobs = 'contacts,tags'",
                            id1),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "test_assert.h"
 
 /* ---- evolve: a job's table follows its definition ------------------------------------- */
 
@@ -22,7 +23,7 @@ struct espec {
 static void espec_init(struct espec *e, const char *id_type, const char *const *defs, size_t n)
 {
     memset(e, 0, sizeof(*e));
-    assert_true(n <= BASE_ARRAY_SIZE(e->cols));
+    ASSERT_LE(n, BASE_ARRAY_SIZE(e->cols));
     e->spec.id.name = base_strdup("id");
     e->spec.id.path = base_strdup("id");
     assert_int_equal(map_type_from_name(id_type, &e->spec.id.type), 0);
@@ -31,7 +32,7 @@ static void espec_init(struct espec *e, const char *id_type, const char *const *
         const char *a = strchr(defs[i], ':'), *b = strrchr(defs[i], ':');
 
         assert_non_null(a);
-        assert_true(b > a);
+        assert_true(b > a); /* pointers */
         e->cols[i].name = strndup(defs[i], (size_t)(a - defs[i]));
         e->cols[i].path = strndup(a + 1, (size_t)(b - a - 1));
         assert_non_null(e->cols[i].name);
@@ -268,8 +269,8 @@ static void test_evolve_sql_matches_map(void **state)
     /* Both outcomes were exercised, in quantity. */
     assert_int_equal(checked, (int64_t)(BASE_ARRAY_SIZE(paths) * BASE_ARRAY_SIZE(types) *
                                         BASE_ARRAY_SIZE(records)));
-    assert_true(values > 150);
-    assert_true(nulls > 150);
+    ASSERT_GT(values, 150);
+    ASSERT_GT(nulls, 150);
     base_buf_free(&line);
     base_buf_free(&sql);
     store_close(s);
@@ -546,7 +547,7 @@ static void test_evolve_table(void **state)
         assert_non_null(strstr(err.msg, "value \"line1 line2 yyy"));
         assert_non_null(strstr(err.msg, "yyy...\" of record 7 does not convert"));
         assert_null(strchr(err.msg, '\n'));
-        assert_true(strlen(err.msg) < 200);
+        ASSERT_LT(strlen(err.msg), 200);
         /* Once the value converts, the change goes through. */
         q_run("UPDATE keap.evo SET data = jsonb_set(data, '{code}', '\"700\"') WHERE id = 7");
         evolve_ok(s, "evo_job", &t3, false, &r);

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "test_assert.h"
 
 static void test_ensure_table(void **state)
 {
@@ -126,7 +127,7 @@ static void test_commit_rows(void **state)
     free(text);
     assert_int_equal(store_ledger_get(s, "tenant-a", wall("2024-11-07T00:00:00Z"), &lr, &err), 0);
     assert_int_equal(lr.spent, 1);
-    assert_true(lr.reserved >= lr.spent);
+    ASSERT_GE(lr.reserved, lr.spent);
     spent0 = lr.spent;
 
     /* The same page again: every row is "updated" to what it was. */
