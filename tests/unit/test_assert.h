@@ -17,7 +17,7 @@
     do {                                                                                           \
         long double a_ = (long double)(a), b_ = (long double)(b);                                  \
         if (!(a_ op b_))                                                                           \
-            fail_msg(name "(%s, %s) failed: %s = %.21Lg, %s = %.21Lg", #a, #b, #a, a_, #b, b_);   \
+            fail_msg(name "(%s, %s) failed: %s = %.21Lg, %s = %.21Lg", #a, #b, #a, a_, #b, b_);    \
     } while (0)
 
 #define ASSERT_GE(a, b) TEST_ASSERT_CMP_("ASSERT_GE", >=, a, b)
