@@ -54,7 +54,7 @@ truth_load() { # RESOURCE [QUERY]: keapsim's truth into truth_<RESOURCE>(doc jso
 # trials T ARGS...: prep_T readies databases <T>_clean and <T>_kill (CLEAN_URL, KILL_URL) for
 # the same work; then the clean run, an idle run, and the killed runs. ARGS are keapsync's.
 trials() {
-    local t=$1 i k kmax per delay pid rc landed=0 early=0 before total clean idle idle_ms work bound \
+    local t=$1 i k kmax rate per spent delay pid rc landed=0 early=0 before total clean idle idle_ms bound \
         maxw=0 w r0
     shift
     db_new "${t}_kill"
@@ -72,18 +72,21 @@ trials() {
     idle=$SENT idle_ms=$MS
     it_log "[${SECONDS}s] $t: clean run $clean requests in $clean_ms ms; a run with nothing to do: $idle in $idle_ms ms"
     DATABASE_URL=$KILL_URL
-    # Kill points: after keapsim has seen k requests of the run, k uniform in [0, K] with
-    # K = clean requests / trials, at least 2 (so the kills cover about half of the work and the last
-    # run still has pages to fetch), then a further delay uniform in [0, 1.5] x the clean
-    # run's time per request, so a kill may land anywhere between a request and its commit
-    # (k = 0: during start-up). Counted in requests, not time: a run's first requests are
-    # not paced like the later ones.
-    work=$((clean_ms > idle_ms ? clean_ms - idle_ms : 0))
-    kmax=$((clean / trials)) per=$((work / (clean > 0 ? clean : 1)))
-    [ "$kmax" -ge 2 ] || kmax=2
+    # Kill points: after keapsim has seen k requests of the run, then a further delay uniform
+    # in [0, 1/2] of a request's pacing interval, so a kill may land anywhere between a
+    # request and its commit (k = 0: during start-up). k is uniform in [0, K], K the requests
+    # still to be spent (at least: the clean run's count minus everything the killed runs
+    # sent) spread over the kills left and the final run, so every kill finds work to
+    # interrupt however fast or slow the machine runs. Counted in requests, not time: a
+    # run's first requests are not paced like the later ones.
+    rate=${KEAPSYNC_LIMITS%%/s*}
+    per=$((1000 / (rate > 0 ? rate : 1000)))
+    spent=0
     before=$(ksim_stat .requests)
     for i in $(seq 1 "$trials"); do
-        k=$((RANDOM % (kmax + 1))) delay=$((RANDOM % (per * 3 / 2 + 1)))
+        kmax=$(((clean - spent) / (trials - i + 2)))
+        [ "$kmax" -ge 0 ] || kmax=0
+        k=$((RANDOM % (kmax + 1))) delay=$((RANDOM % (per / 2 + 1)))
         r0=$(ksim_stat .requests)
         env "${FAKE[@]}" "$KS" "$@" >"$IT_TMP/$t.kill$i.out" 2>"$IT_TMP/$t.kill$i.err" &
         pid=$!
@@ -99,6 +102,7 @@ trials() {
         sleep 0.05 # let keapsim count what the dead process had on the wire
         w=$(($(ksim_stat .requests) - r0))
         [ "$w" -le "$maxw" ] || maxw=$w
+        spent=$((spent + w))
         if [ "$rc" -eq 137 ]; then
             landed=$((landed + 1))
         else
