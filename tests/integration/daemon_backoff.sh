@@ -18,14 +18,6 @@ export KEAPSYNC_RETRY_SECONDS=1
 it_keapsim --seed 7 --size 300 --api-key "$KEAP_API_KEY" --limits "10/s,600/min,0/day"
 "$KS" migrate >/dev/null
 ksim_truth_to_pg contacts
-wait_for() { # wait_for SECONDS COMMAND...
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
 
 rc=0
 KEAPSYNC_RETRY_SECONDS=0 "$KS" daemon >/dev/null 2>"$IT_TMP/bad.err" || rc=$?

@@ -4,24 +4,7 @@
 # with backoff, resumes from the last commit, and the table ends equal to the truth.
 # The cluster is this test's own (deploy/lib/pg.sh), so no other test sees the restart.
 . "$(dirname "$0")/lib.sh"
-. "$KEAPSYNC_SRC/deploy/lib/pg.sh"
-
-PGDIR=$(mktemp -d /tmp/ks-it-pgrestart.XXXXXX)
-cleanup_all() {
-    it_cleanup
-    pg_throwaway_stop "$PGDIR"
-    rm -rf "$PGDIR"
-}
-trap cleanup_all EXIT
-pg_throwaway_start "$PGDIR" >/dev/null
-port=$(cat "$PGDIR/port")
-bin=$(pg_bindir)
-pg_stop() { pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null; }
-pg_start() {
-    pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null
-}
+it_own_cluster pgrestart
 
 export KEAP_API_KEY="it-key-$RANDOM"
 mkdir -p "$IT_TMP/jobs"
@@ -34,14 +17,6 @@ ksim_truth_to_pg contacts
 cp "$IT_TMP/truth.contacts.jsonl" "$IT_TMP/truth.saved"
 rows() { sql "SELECT count(*) FROM keap.contacts" 2>/dev/null || echo -1; }
 rows_ge() { [ "$(rows)" -ge "$1" ]; }
-wait_for() { # wait_for SECONDS COMMAND...
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
 
 LOG="$IT_TMP/daemon.log"
 "$KS" daemon >"$LOG" 2>&1 &

@@ -26,14 +26,6 @@ off() { # rows of keap.$1 that differ from the truth, either way
               + (SELECT count(*) FROM keap.$1 c WHERE NOT EXISTS
                    (SELECT 1 FROM truth_$1 t WHERE (t.doc->>'id')::bigint = c.id))"
 }
-wait_for() { # wait_for SECONDS COMMAND...: polls until COMMAND succeeds
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.1
-    done
-}
 start_daemon() { # start_daemon LOG: a daemon in the background, DPID
     "$KS" daemon >"$1" 2>&1 &
     DPID=$!

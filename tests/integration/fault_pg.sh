@@ -18,25 +18,8 @@
 # the first N of the truth and the checkpoint is the Nth's), and a rerun without the trigger
 # resumes there and ends equal to the truth.
 . "$(dirname "$0")/lib.sh"
-. "$KEAPSYNC_SRC/deploy/lib/pg.sh"
-
-PGDIR=$(mktemp -d /tmp/ks-it-faultpg.XXXXXX)
-cleanup_all() {
-    it_cleanup
-    pg_throwaway_stop "$PGDIR"
-    rm -rf "$PGDIR"
-}
-trap cleanup_all EXIT
-pg_throwaway_start "$PGDIR" >/dev/null
+it_own_cluster faultpg
 IT_ADMIN_URL=$DATABASE_URL
-port=$(cat "$PGDIR/port")
-bin=$(pg_bindir)
-pg_stop() { pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null; }
-pg_start() {
-    pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null
-}
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 page=50

@@ -158,3 +158,31 @@ it_case_end() {
     printf '%s\t%s\t%s\t%s\t%s\n' "$IT_NAME" "$1" "$2" "$verdict" "$p/$((p + f))" \
         >>"${KEAPSYNC_FAULT_TABLE:-$KEAPSYNC_BUILD/fault_results.tsv}"
 }
+
+# wait_for SECONDS COMMAND...: polls (every 0.1 s) until COMMAND succeeds; 1 after SECONDS.
+wait_for() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while ! "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+
+# it_own_cluster NAME: a throwaway Postgres of this test's own (for tests that stop, restart or
+# break it), removed at exit. Sets PGDIR, port and DATABASE_URL; pg_stop and pg_start stop and
+# start it again on the same port and data.
+it_own_cluster() {
+    . "$KEAPSYNC_SRC/deploy/lib/pg.sh"
+    PGDIR=$(mktemp -d "/tmp/ks-it-$1.XXXXXX")
+    trap 'it_cleanup; pg_throwaway_stop "$PGDIR"; rm -rf "$PGDIR"' EXIT
+    pg_throwaway_start "$PGDIR" >/dev/null
+    port=$(cat "$PGDIR/port")
+    IT_PG_BIN=$(pg_bindir)
+}
+pg_stop() { pg_as_owner "$IT_PG_BIN/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null; }
+pg_start() {
+    pg_as_owner "$IT_PG_BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null
+}

@@ -5,32 +5,7 @@
 # and intervals end it with exit 2 and one line. /healthz turns 503 when Postgres stops and 200
 # again when it is back. The cluster is this test's own (deploy/lib/pg.sh): it is stopped.
 . "$(dirname "$0")/lib.sh"
-. "$KEAPSYNC_SRC/deploy/lib/pg.sh"
-
-PGDIR=$(mktemp -d /tmp/ks-it-opsd.XXXXXX)
-cleanup_all() {
-    it_cleanup
-    pg_throwaway_stop "$PGDIR"
-    rm -rf "$PGDIR"
-}
-trap cleanup_all EXIT
-pg_throwaway_start "$PGDIR" >/dev/null
-port=$(cat "$PGDIR/port")
-bin=$(pg_bindir)
-pg_stop() { pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null; }
-pg_start() {
-    pg_as_owner "$bin/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null
-}
-wait_for() { # wait_for SECONDS COMMAND...
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
+it_own_cluster opsd
 check_prom() { awk -f "$KEAPSYNC_SRC/tests/integration/prom_check.awk" "$1"; }
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
