@@ -85,6 +85,20 @@ static void gather_once(struct ops_server *srv, struct store **s, bool *warned_d
     if (rc == 0)
         rc = ops_metrics_text(*s, &q, &text, &err);
     free(tenant);
+    if (rc == 0 && srv->path != NULL) {
+        /* From the text just built (a second gathering would double the queries), and before
+         * the text is published: once /healthz says ok, the file is there too. */
+        struct base_err ferr;
+        int frc;
+
+        base_err_clear(&ferr);
+        frc = ops_textfile_write(srv->path, text.data ? text.data : "", text.len, &ferr);
+        if (frc < 0 && !*warned_file)
+            base_log_warning("%s", ferr.msg);
+        else if (frc == 0)
+            base_log_debug("metrics written to \"%s\"", srv->path);
+        *warned_file = frc < 0;
+    }
     pthread_mutex_lock(&srv->mu);
     if (rc == 0) {
         char *copy = malloc(text.len + 1);
@@ -116,16 +130,6 @@ static void gather_once(struct ops_server *srv, struct store **s, bool *warned_d
     if (*warned_db)
         base_log_info("gathering the metrics again");
     *warned_db = false;
-    if (srv->path != NULL) {
-        /* From the text just built: a second gathering would double the queries. */
-        base_err_clear(&err);
-        rc = ops_textfile_write(srv->path, text.data ? text.data : "", text.len, &err);
-        if (rc < 0 && !*warned_file)
-            base_log_warning("%s", err.msg);
-        else if (rc == 0)
-            base_log_debug("metrics written to \"%s\"", srv->path);
-        *warned_file = rc < 0;
-    }
     base_buf_free(&text);
 }
 
