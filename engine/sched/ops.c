@@ -103,6 +103,7 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
             snprintf(lease, sizeof(lease), "job:%s", job->def->name);
             sp.lease = lease;
             sp.lease_holder = op->s->holder;
+            sp.lease_ttl_ms = sched_lease_ttl_ms();
         }
         {
             static const double bounds[] = SCHED_COMMIT_BUCKETS;

@@ -19,12 +19,25 @@
 int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
                         bool *got, char **other, struct base_err *err)
 {
-    char ttl[32];
+    char ttl[32], wait[64];
     const char *params[3] = {name, holder, ttl};
     PGresult *res = NULL;
     int rc;
 
     snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    /* In a transaction of its own, so that lock_timeout bounds the wait for a row another
+     * session locked: a holder frozen mid-commit must not freeze its takers too. */
+    snprintf(wait, sizeof(wait), "SET LOCAL lock_timeout = %d",
+             ttl_ms > 0 && ttl_ms < STORE_LEASE_LOCK_WAIT_MS ? ttl_ms : STORE_LEASE_LOCK_WAIT_MS);
+    rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err,
+                     "could not take lease \"%s\"", name);
+    if (rc == 0)
+        rc = store_query(s, NULL, PGRES_COMMAND_OK, wait, 0, NULL, err,
+                         "could not take lease \"%s\"", name);
+    if (rc < 0) {
+        store_rollback(s);
+        return rc;
+    }
     /* Take it if free or expired, renew it if ours; otherwise report who holds it. */
     rc = store_query(s, &res, PGRES_TUPLES_OK,
                      "INSERT INTO keapsync.leases AS l (name, holder, acquired_at, expires_at) "
@@ -35,10 +48,24 @@ int store_lease_acquire(struct store *s, const char *name, const char *holder, i
                      "WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp() "
                      "RETURNING holder",
                      3, params, err, "could not take lease \"%s\"", name);
-    if (rc < 0)
+    if (rc < 0 && strcmp(s->last_state, "55P03") == 0) {
+        /* lock_not_available: its holder is committing a page under it (or froze doing so) */
+        store_rollback(s);
+        base_err_clear(err);
+        *got = false;
+    } else if (rc < 0) {
+        store_rollback(s);
         return rc;
-    *got = PQntuples(res) == 1;
-    PQclear(res);
+    } else {
+        *got = PQntuples(res) == 1;
+        PQclear(res);
+        res = NULL;
+        rc = store_commit(s, err, "could not take lease");
+        if (rc < 0) {
+            *got = false;
+            return rc;
+        }
+    }
     if (!*got && other != NULL) {
         const char *p1[1] = {name};
 

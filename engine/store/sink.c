@@ -665,6 +665,17 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
     rc = store_query(s, NULL, PGRES_COMMAND_OK, "BEGIN", 0, NULL, err, "%s", what);
     if (rc < 0)
         goto out;
+    if (page->lease != NULL && page->lease_ttl_ms > 0) {
+        /* Idle longer than the lease lives, this transaction could no longer be trusted to
+         * commit for its holder: the server ends it, and the row lock below with it. */
+        char idle[80];
+
+        snprintf(idle, sizeof(idle), "SET LOCAL idle_in_transaction_session_timeout = %d",
+                 page->lease_ttl_ms);
+        rc = store_query(s, NULL, PGRES_COMMAND_OK, idle, 0, NULL, err, "%s", what);
+        if (rc < 0)
+            goto out;
+    }
     if (page->lease != NULL) {
         /* The row lock holds off a taker until this commits, who then reads our checkpoint. */
         const char *params[2] = {page->lease, page->lease_holder ? page->lease_holder : ""};

@@ -178,9 +178,13 @@ struct store_page {
     /* The lease (keapsync.leases name) the page is committed under, and its holder, or NULL:
      * the transaction first locks that lease row and refuses the page (BASE_ECANCELED,
      * nothing written) unless holder still has it, so a process that lost its job's lease
-     * (it expired and another process took it) never commits over the new holder's work. */
+     * (it expired and another process took it) never commits over the new holder's work.
+     * lease_ttl_ms (when > 0) bounds how long the transaction may sit idle holding that row
+     * lock (idle_in_transaction_session_timeout): a process frozen mid-commit (SIGSTOP, a
+     * paused VM) has its session ended by the server, so a taker is not held off forever. */
     const char *lease;
     const char *lease_holder;
+    int lease_ttl_ms;
 };
 
 struct store_page_result {
@@ -331,8 +335,11 @@ int store_exec(struct store *s, const char *sql, struct base_err *err);
 /*
  * Leases (keapsync.leases): a named lease is held by one holder until it expires.
  * store_lease_acquire takes name for holder (or renews it) for ttl_ms; *got says whether it
- * did, and when not, *other (malloc'd, may be NULL) names the holder that has it.
+ * did, and when not, *other (malloc'd, may be NULL) names the holder that has it. A lease row
+ * locked by another session (its holder committing a page) is waited for at most
+ * STORE_LEASE_LOCK_WAIT_MS (or ttl_ms when shorter), then counted as held.
  */
+#define STORE_LEASE_LOCK_WAIT_MS 10000
 int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
                         bool *got, char **other, struct base_err *err);
 int store_lease_release(struct store *s, const char *name, const char *holder,

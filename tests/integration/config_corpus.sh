@@ -63,4 +63,5 @@ eq "no request reached Keap" "$req0" "$(accepted)"
 dump >"$IT_TMP/after.sql"
 check "nothing written: the database dump is unchanged" diff -u "$IT_TMP/before.sql" "$IT_TMP/after.sql"
 check "no secret in any message" bash -c "! grep -rqE -- '$KEAP_API_KEY|hunter2secret' '$IT_TMP'/err '$IT_TMP'/out"
+it_case_end "malformed configuration (tests/corpus/config): exit 2, the stored line, nothing sent or written" "$n"
 it_done

@@ -57,6 +57,7 @@ trials() {
     local t=$1 i k kmax rate per spent delay pid rc landed=0 early=0 before total clean idle idle_ms bound \
         maxw=0 w r0
     shift
+    it_case_begin
     db_new "${t}_kill"
     KILL_URL=$DATABASE_URL
     db_new "${t}_clean"
@@ -125,10 +126,13 @@ trials() {
         "bound $bound = $clean + $trials x ($depth in flight + $idle a restart); most sent by one killed run: $maxw"
     check "$t: requests $total <= $clean + $trials x ($depth + $idle)" test "$total" -le "$bound"
     KILL_TABLE+=("$t $trials $landed $clean $total $bound")
+    it_case_end "SIGKILL at a random point of ${KILL_WHAT[$t]}, restarted at once" "$landed"
     [ "$IT_FAILS" -gt 0 ] || { db_drop "${t}_clean"; db_drop "${t}_kill"; }
 }
 only() { [ -z "${KILL_ONLY:-}" ] || [[ ",$KILL_ONLY," == *",$1,"* ]]; }
 KILL_TABLE=()
+declare -A KILL_WHAT=([v2]="a v2 page-token sync" [child]="a child stream (each contact's tags)"
+    [sweep]="a delete sweep" [backfill]="a backfill")
 
 # sim SIZE: a fresh keapsim tenant of SIZE contacts (the last one stopped)
 sim() {

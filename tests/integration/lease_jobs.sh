@@ -64,6 +64,7 @@ snapshot() { # the job's rows, checkpoint and ledger, as one digest
 }
 
 # ---- kill: the holder is stopped, then killed
+it_case_begin
 it_make_db
 "$KS" migrate >/dev/null 2>&1
 start_a kill_a
@@ -83,8 +84,10 @@ check "kill: because A no longer exists" \
     grep -q 'releasing "job:contacts" held by .*, a keapsync process that no longer exists' "$IT_TMP/kill_b2.err"
 check "kill: B resumed A's window" grep -q 'resuming' "$IT_TMP/kill_b2.err"
 equal_truth kill
+it_case_end "the job's holder stopped, then SIGKILLed: a second process skips it, then takes it over" 1
 
 # ---- expire: the holder is stopped past its lease
+it_case_begin
 export KEAPSYNC_LEASE_TTL=3
 it_make_db
 "$KS" migrate >/dev/null 2>&1
@@ -125,5 +128,5 @@ eq "expire: A committed nothing after it resumed (rows, checkpoint, ledger)" "$b
 equal_truth expire_after_a
 eq "expire: B's lease was given back, not taken by A" 0 \
     "$(sql "SELECT count(*) FROM keapsync.leases WHERE name = 'job:contacts'")"
-
+it_case_end "the job's holder stopped past its lease: taken over; the old holder, resumed, commits nothing" 1
 it_done

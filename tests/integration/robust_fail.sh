@@ -74,6 +74,7 @@ intact() {
 written() { sed -n 's/^job "contacts": [a-z]*, \([0-9]*\) rows written.*/\1/p' "$1"; }
 
 # ---- part 1: unparseable 200s from some page on
+it_case_begin
 before=$(ksim_stat .faults)
 fail_midway malformed "malformed:1:/v1/contacts" $((2 * page))
 fired=$(($(ksim_stat .faults) - before))
@@ -103,7 +104,11 @@ eq "malformed: status --json: the checkpoint's offset, the failed run and its me
    "reading $(ckpt offset) failed true true" \
    "$(jq -r '.jobs[] | select(.name == "contacts") | "\(.checkpoint.state) \(.checkpoint.offset) \(.last_run.outcome) \(.last_run_failed) \(.last_run.message | length > 0)"' "$IT_TMP/status1.json")"
 
+it_case_end "a 200 that is never JSON, every page from mid-run on: exit 1 naming job and page, status says failed" "$fired"
+
 # ---- part 2: 503 from some page on, keapsync's clocks ten times faster
+it_case_begin
+f0=$(ksim_stat .faults)
 lib=$(it_faketime_lib)
 fail_midway 503 "5xx=503:1:/v1/contacts" $((rows1 + 2 * page)) \
     env LD_PRELOAD="$lib" FAKETIME="+0 x10" \
@@ -121,7 +126,10 @@ check "503: it names the job and a page ($(grep ' ERROR: ' "$ERR" | head -1))" \
 eq "503: the page it names is at or after the checkpoint" 0 \
    "$(sed -n 's/.* ERROR: could not fetch page at offset \([0-9]*\) .*/\1/p' "$ERR" | awk -v o="$(ckpt offset)" '$1 < o {n++} END {print n+0}')"
 
+it_case_end "HTTP 503 on every page from mid-run on: backoff, then exit 1 naming job and page" "$(($(ksim_stat .faults) - f0))"
+
 # ---- part 3: Keap recovers
+it_case_begin
 curl -sf -X DELETE "$KSIM_URL/__admin/faults" >/dev/null
 rc=0; KEAPSYNC_LIMITS="20/s,1200/min,30000/day" "$KS" run >"$IT_TMP/run3.out" 2>"$IT_TMP/run3.err" || rc=$?
 cat "$IT_TMP/run3.out" >&2
@@ -134,5 +142,5 @@ eq "recovered: every record exactly as served" 0 \
 eq "recovered: window closed" "null" "$(sql "SELECT state->'window' FROM keapsync.checkpoints WHERE job = 'contacts'")"
 rc=0; "$KS" status >"$IT_TMP/status3.out" 2>"$IT_TMP/status3.err" || rc=$?
 eq "recovered: status exits 0" 0 "$rc"
-
+it_case_end "after both, Keap recovers: the run resumes at the checkpoint and equals the truth" 0
 it_done

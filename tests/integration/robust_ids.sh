@@ -32,4 +32,5 @@ warned=$(grep -c 'skipped: record has no id' "$IT_TMP/run.err" || true)
 check "each skipped record was warned about ($warned warnings, $((n_all - n_ref)) without an id)" test "$warned" -ge "$((n_all - n_ref))"
 eq "the checkpoint records the whole list as synced" 1 \
    "$(sql "SELECT count(*) FROM keapsync.checkpoints WHERE job = 'contacts_refid'")"
+it_case_end "records with no usable id: skipped with a warning, their pages committed" "$((n_all - n_ref))"
 it_done

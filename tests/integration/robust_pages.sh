@@ -34,7 +34,10 @@ rss_bound_kb=$(((depth + 1) * cap_mib * 1024))
 rows() { sql "SELECT count(*) FROM keap.contacts" 2>/dev/null || echo 0; }
 ckpt() { sql "SELECT state->'window'->>'$1' FROM keapsync.checkpoints WHERE job = 'contacts'"; }
 
+declare -A what=([deep]="every page nested 10,000 levels deep" [huge]="every page 100 MiB"
+    [malformed]="every page not JSON" [truncate]="every page cut in half")
 for kind in deep huge malformed truncate; do
+    it_case_begin
     sql "DO \$\$ BEGIN IF to_regclass('keap.contacts') IS NOT NULL THEN TRUNCATE keap.contacts; END IF; END \$\$;
          DELETE FROM keapsync.checkpoints" >/dev/null
     curl -sf -X DELETE "$KSIM_URL/__admin/faults" >/dev/null
@@ -82,7 +85,9 @@ for kind in deep huge malformed truncate; do
     rss=$(sed -n 's/^maxrss_kb=//p' "$IT_TMP/$kind.time")
     it_log "$kind: peak RSS $rss KB (bound $rss_bound_kb KB), $fired faulty responses"
     check "$kind: peak RSS $rss KB under $rss_bound_kb KB" test "${rss:-999999999}" -lt "$rss_bound_kb"
+    it_case_end "hostile page mid-run, ${what[$kind]}: exit 1 naming job, page and cause, memory bounded" "$fired"
 done
+it_case_begin
 
 curl -sf -X DELETE "$KSIM_URL/__admin/faults" >/dev/null
 rc=0
@@ -92,4 +97,5 @@ eq "without faults: keap.contacts equals the truth" 0 \
    "$(sql "SELECT count(*) FROM truth_contacts t FULL JOIN keap.contacts c ON c.id = (t.doc->>'id')::bigint
            WHERE c.data IS DISTINCT FROM t.doc")"
 eq "without faults: every record" "$ntruth" "$(rows)"
+it_case_end "after the hostile pages, a run without faults resumes and equals the truth" 0
 it_done

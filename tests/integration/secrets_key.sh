@@ -89,4 +89,5 @@ done
 eq "no secret in output, argv or the database (${#needles[@]} needles, $(cat "${files[@]}" | wc -c) bytes)" 0 "$hits"
 hits=$(tr '\0' '\n' <"$IT_TMP/environ" | grep -aoFf "$IT_TMP/needles" | wc -l || true)
 eq "no secret in the key file run's environment" 0 "$hits"
+it_case_end "the API key searched for (whole and any 12 characters) in output, argv, environ and a dump" "${#needles[@]}"
 it_done

@@ -277,7 +277,8 @@ static void test_commit_under_lease(void **state)
                             .day_wall = wall("2024-11-07T12:00:00Z"),
                             .requests = 1,
                             .lease = "job:lease_job",
-                            .lease_holder = HOLDER_A};
+                            .lease_holder = HOLDER_A,
+                            .lease_ttl_ms = LONG_TTL};
     assert_int_equal(store_commit_page(a, &p, &r, &err), 0);
     assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 1);
     spent = q_int("SELECT coalesce(sum(spent), 0) FROM keapsync.quota_ledger "
@@ -316,6 +317,53 @@ static void test_commit_under_lease(void **state)
     assert_int_equal(store_commit_page(b, &p, &r, &err), 0);
     assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 3);
     base_buf_free(&rows);
+    store_close(a);
+    store_close(b);
+}
+
+/* A holder frozen mid-commit (SIGSTOP, a paused VM) holds its lease row locked: a taker does
+ * not wait on it forever but counts the lease as held, and once the frozen transaction has sat
+ * idle longer than its lease lives the server ends it and the taker gets the lease. */
+static void test_frozen_holder(void **state)
+{
+    struct store *a = open_store(), *b = open_store();
+    struct base_err err;
+    char *other = NULL;
+    bool got = true;
+    int tries = 0;
+
+    (void)state;
+    migrate(a);
+    q_run("DELETE FROM keapsync.leases");
+    take(a, "job:frozen", HOLDER_A, 1000, true, NULL);
+    /* what store_commit_page does under a lease of 1 s, then A freezes */
+    assert_int_equal(store_exec(a, "BEGIN", &err), 0);
+    assert_int_equal(store_exec(a, "SET LOCAL idle_in_transaction_session_timeout = 1000", &err),
+                     0);
+    assert_int_equal(store_exec(a,
+                                "SELECT 1 FROM keapsync.leases WHERE name = 'job:frozen' "
+                                "FOR UPDATE",
+                                &err),
+                     0);
+    /* B waits for the row at most its ttl, then reports A as the holder */
+    assert_int_equal(store_lease_acquire(b, "job:frozen", HOLDER_B, 500, &got, &other, &err), 0);
+    assert_false(got);
+    assert_non_null(other);
+    assert_string_equal(other, HOLDER_A);
+    free(other);
+    /* the server ends A's idle transaction; the lease (1 s) has expired by then: B takes it */
+    while (!got && tries++ < 40) {
+        assert_int_equal(store_lease_acquire(b, "job:frozen", HOLDER_B, 500, &got, NULL, &err), 0);
+        if (!got) {
+            struct timespec ts = {0, 250 * 1000000L};
+
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(got);
+    assert_holder("job:frozen", HOLDER_B);
+    /* A, thawed, finds its session gone: nothing it had open commits */
+    assert_int_not_equal(store_exec(a, "COMMIT", &err), 0);
     store_close(a);
     store_close(b);
 }
@@ -391,10 +439,10 @@ static void test_race(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_take_renew),   cmocka_unit_test(test_give),
-        cmocka_unit_test(test_expire_steal), cmocka_unit_test(test_list),
-        cmocka_unit_test(test_renew_only),   cmocka_unit_test(test_commit_under_lease),
-        cmocka_unit_test(test_race),
+        cmocka_unit_test(test_take_renew),    cmocka_unit_test(test_give),
+        cmocka_unit_test(test_expire_steal),  cmocka_unit_test(test_list),
+        cmocka_unit_test(test_renew_only),    cmocka_unit_test(test_commit_under_lease),
+        cmocka_unit_test(test_frozen_holder), cmocka_unit_test(test_race),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
