@@ -18,9 +18,11 @@
 #include "auth_cmd.h"
 #include "plan_cmd.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 static const char usage[] =
     "keapsync " KEAPSYNC_VERSION ": replicate a Keap CRM account into PostgreSQL\n"
@@ -118,6 +120,28 @@ static int set_log_level(struct base_err *err)
     return 0;
 }
 
+/*
+ * No core file and no ptrace by other processes of the user: a core would hold the API key,
+ * OAuth tokens and the database password (curl's and libpq's copies of them included), and
+ * nothing can scrub those. KEAPSYNC_CORE_DUMPS=1 allows them, for debugging a crash.
+ */
+static int set_dumpable(struct base_err *err)
+{
+    const char *v = cli_env_or("KEAPSYNC_CORE_DUMPS", "0");
+
+    if (strcmp(v, "1") == 0)
+        return 0;
+    if (strcmp(v, "0") != 0) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_CORE_DUMPS \"%.40s\"", v);
+        base_err_hint(err, "use 0 (the default: no core files, they would hold secrets) or 1");
+        return BASE_ECONFIG;
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        base_log_warning("could not turn core dumps off (%s): a core file would hold secrets",
+                         strerror(errno));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct base_err err;
@@ -125,7 +149,7 @@ int main(int argc, char **argv)
 
     base_log_set_prog("keapsync");
     base_err_clear(&err);
-    if (set_log_level(&err) < 0)
+    if (set_log_level(&err) < 0 || set_dumpable(&err) < 0)
         return cli_fail(CLI_EXIT_CONFIG, &err);
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
