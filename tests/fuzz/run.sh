@@ -5,7 +5,8 @@
 # finds a crash, a leak or a timeout; the input is left in $KEAPSYNC_FUZZ_OUT (printed).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
-# Env: KEAPSYNC_FUZZ_BUILD (default build-fuzz), KEAPSYNC_FUZZ_OUT (default a temp dir).
+# Env: KEAPSYNC_FUZZ_BUILD (default build-fuzz), KEAPSYNC_FUZZ_OUT (default a temp dir),
+# KEAPSYNC_FUZZ_JOBS (targets run at once, and build jobs; default 2).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-30}
@@ -66,25 +67,44 @@ seed() {
     if [ -d "$src/tests/fuzz/corpus/$t" ]; then cp "$src/tests/fuzz/corpus/$t"/* "$d/" 2>/dev/null || true; fi
 }
 
-status=0
-for t in "${targets[@]}"; do
-    corpus="$out/$t/corpus"
+# one TARGET: seeds and runs it; its summary goes to $out/TARGET/summary, its exit code to
+# $out/TARGET/rc. KEAPSYNC_FUZZ_JOBS targets run at once (each libFuzzer run is one process).
+one() {
+    local t=$1 corpus="$out/$1/corpus" rc=0
     rm -rf "$corpus"
     seed "$t" "$corpus"
     mkdir -p "$out/$t/artifacts"
-    echo "== $t: ${secs}s, $(ls "$corpus" | wc -l) seeds"
-    rc=0
-    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
-        "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
-        -print_final_stats=1 -artifact_prefix="$out/$t/artifacts/" "$corpus" \
-        >"$out/$t/log" 2>&1 || rc=$?
-    grep -E '^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::peak_rss_mb' "$out/$t/log" | tail -3 | sed 's/^/   /'
-    grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$out/$t/log" | tail -1 | sed 's/^/   /'
-    if [ "$rc" -ne 0 ]; then
-        echo "   FAILED (exit $rc): see $out/$t/log and $out/$t/artifacts/"
-        grep -E 'ERROR|SUMMARY' "$out/$t/log" | head -5 | sed 's/^/   /'
-        status=1
-    fi
+    {
+        echo "== $t: ${secs}s, $(ls "$corpus" | wc -l) seeds"
+        ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+            "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
+            -print_final_stats=1 -artifact_prefix="$out/$t/artifacts/" "$corpus" \
+            >"$out/$t/log" 2>&1 || rc=$?
+        grep -E '^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::peak_rss_mb' "$out/$t/log" | tail -3 | sed 's/^/   /'
+        grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$out/$t/log" | tail -1 | sed 's/^/   /'
+        if [ "$rc" -ne 0 ]; then
+            echo "   FAILED (exit $rc): see $out/$t/log and $out/$t/artifacts/"
+            grep -E 'ERROR|SUMMARY' "$out/$t/log" | head -5 | sed 's/^/   /'
+        fi
+    } >"$out/$t/summary.tmp"
+    mv "$out/$t/summary.tmp" "$out/$t/summary"
+    echo "$rc" >"$out/$t/rc"
+}
+
+status=0
+par=${KEAPSYNC_FUZZ_JOBS:-2}
+pids=()
+for t in "${targets[@]}"; do
+    mkdir -p "$out/$t"
+    rm -f "$out/$t/rc" "$out/$t/summary"
+    one "$t" &
+    pids+=($!)
+    while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do wait -n || true; done
+done
+wait "${pids[@]}" 2>/dev/null || true
+for t in "${targets[@]}"; do
+    cat "$out/$t/summary" 2>/dev/null || echo "== $t: FAILED: it left no summary"
+    [ "$(cat "$out/$t/rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
 done
 echo "fuzz output: $out"
 exit $status
