@@ -676,8 +676,24 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
         if (rc < 0)
             goto out;
     }
+    if (page->rows_len > 0) {
+        rc = copy_rows(s, tc, page, &copied, err, what);
+        if (rc < 0)
+            goto out;
+    }
+    if (copied != page->nrows) {
+        /* A miscount means a row split or merged on its way here: refuse to guess. */
+        rc = base_err_set(err, BASE_EPROTO,
+                          "%s: the page holds %" PRId64 " rows but %" PRId64 " were announced",
+                          what, copied, page->nrows);
+        goto out;
+    }
     if (page->lease != NULL) {
-        /* The row lock holds off a taker until this commits, who then reads our checkpoint. */
+        /* The row lock holds off a taker until this commits, who then reads our checkpoint.
+         * Taken after the COPY: a holder frozen mid-COPY (a backend waiting for COPY data is
+         * not "idle in transaction", so no timeout ends it) then holds no lock a taker needs,
+         * and from here on every wait is between statements, where the timeout above ends a
+         * frozen holder's session. */
         const char *params[2] = {page->lease, page->lease_holder ? page->lease_holder : ""};
 
         rc = store_query(s, &pr, PGRES_TUPLES_OK,
@@ -695,18 +711,6 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
         }
         PQclear(pr);
         pr = NULL;
-    }
-    if (page->rows_len > 0) {
-        rc = copy_rows(s, tc, page, &copied, err, what);
-        if (rc < 0)
-            goto out;
-    }
-    if (copied != page->nrows) {
-        /* A miscount means a row split or merged on its way here: refuse to guess. */
-        rc = base_err_set(err, BASE_EPROTO,
-                          "%s: the page holds %" PRId64 " rows but %" PRId64 " were announced",
-                          what, copied, page->nrows);
-        goto out;
     }
     if (copied > 0) {
         pr = PQexecPrepared(s->conn, tc->stmt, 0, NULL, NULL, NULL, 0);
