@@ -159,6 +159,10 @@ it_case_end() {
         >>"${KEAPSYNC_FAULT_TABLE:-$KEAPSYNC_BUILD/fault_results.tsv}"
 }
 
+# it_sanitized: is $KS built with AddressSanitizer? (Not "nm | grep -q": under pipefail grep's
+# early exit makes nm's SIGPIPE fail the pipeline, and the answer would be no.)
+it_sanitized() { [ "$(nm "$KS" 2>/dev/null | grep -c __asan_init)" -gt 0 ]; }
+
 # wait_for SECONDS COMMAND...: polls (every 0.1 s) until COMMAND succeeds; 1 after SECONDS.
 wait_for() {
     local end=$(($(date +%s) + $1))

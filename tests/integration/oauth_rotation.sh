@@ -91,6 +91,8 @@ check "pg_dump of everything else is not empty" test -s "$IT_TMP/dump.sql"
 check "the tokens are in keapsync.oauth_tokens" test "$(sql "SELECT count(*) FROM keapsync.oauth_tokens WHERE access_token ~ '^ksa[0-9a-f]{32}$'")" = 1
 leaks=$(cat "$IT_TMP"/*.out "$IT_TMP"/*.err "$IT_TMP/ps.txt" "$IT_TMP/dump.sql" |
     grep -E -c "ks[arc][0-9a-f]{32}|$secret" || true)
+[ "$leaks" -eq 0 ] || grep -E -o -n ".{0,60}(ks[arc][0-9a-f]{32}|$secret).{0,20}" "$IT_TMP"/*.out "$IT_TMP"/*.err \
+    "$IT_TMP/ps.txt" "$IT_TMP/dump.sql" | head -5 | sed 's/ks[arc]\([0-9a-f]\{4\}\)[0-9a-f]\{28\}/ks?\1.../g' >&2
 eq "no token, code or client secret in logs, ps or the other tables" 0 "$leaks"
 check "ps was captured while keapsync ran" grep -q "keapsync run" "$IT_TMP/ps.txt"
 it_done

@@ -30,6 +30,11 @@ check "the page cap is known ($cap_mib MiB)" test -n "$cap_mib"
 depth=$(sed -n 's/^#define SCHED_DEFAULT_DEPTH *\([0-9]*\).*/\1/p' "$KEAPSYNC_SRC/engine/sched/sched_int.h")
 check "the pipeline depth is known ($depth)" test -n "$depth"
 rss_bound_kb=$(((depth + 1) * cap_mib * 1024))
+if it_sanitized; then
+    # AddressSanitizer keeps freed memory in its quarantine (256 MiB by default on x86_64)
+    rss_bound_kb=$((rss_bound_kb + 256 * 1024))
+    it_log "sanitized build: the RSS bound includes ASan's 256 MiB quarantine"
+fi
 
 rows() { sql "SELECT count(*) FROM keap.contacts" 2>/dev/null || echo 0; }
 ckpt() { sql "SELECT state->'window'->>'$1' FROM keapsync.checkpoints WHERE job = 'contacts'"; }

@@ -71,7 +71,7 @@ check "default: keapsync was mid-sync ($SENT requests sent with the key)" test "
 eq "default: it died of SIGABRT (128 + 6)" 134 "$RC"
 eq "default: no core file" "" "$(core_in "$IT_TMP/default")"
 
-if nm "$KS" 2>/dev/null | grep -q __asan_init; then
+if it_sanitized; then
     it_log "opt-in: skipped: $KS is built with AddressSanitizer, which writes no cores"
 else
     abort_mid_run "$IT_TMP/optin" KEAPSYNC_CORE_DUMPS=1

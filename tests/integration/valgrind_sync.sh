@@ -10,7 +10,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
     echo "valgrind_sync: SKIPPED: valgrind is not installed (deploy/install-deps.sh --tests installs it)"
     exit 77
 fi
-if nm "$KS" 2>/dev/null | grep -q __asan_init; then
+if it_sanitized; then
     echo "valgrind_sync: SKIPPED: $KS is built with AddressSanitizer, which valgrind cannot run"
     exit 77
 fi
