@@ -85,12 +85,15 @@ it_keapsim() {
     "$KSIM" --port 0 "$@" >>"$out" 2>"$out.err" &
     KSIM_PID=$!
     IT_PIDS+=("$KSIM_PID")
-    for i in $(seq 1 100); do
+    # It renders its tenant before it listens: 100,000 records take seconds, more under a
+    # sanitizer on a loaded machine. Waits while it lives, at most 180 s.
+    for i in $(seq 1 3600); do
         port=$(sed -n 's/^keapsim listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1 || true)
         [ -n "$port" ] && break
+        kill -0 "$KSIM_PID" 2>/dev/null || break
         sleep 0.05
     done
-    [ -n "$port" ] || { cat "$out.err" >&2; echo "keapsim did not start" >&2; return 1; }
+    [ -n "$port" ] || { cat "$out.err" >&2; echo "keapsim did not start (waited $((i / 20)) s)" >&2; return 1; }
     KSIM_URL="http://127.0.0.1:$port"
     export KEAP_BASE_URL="$KSIM_URL/crm/rest"
 }

@@ -52,7 +52,7 @@ ks_start() {
     out="$KS_TMP/sim.$RANDOM.$RANDOM"
     env "${KS_ENV[@]}" "$KEAPSIM_BIN" --port 0 --quiet "$@" >"$out.out" 2>"$out.err" &
     KS_PIDS+=($!)
-    for i in $(seq 1 100); do
+    for i in $(seq 1 1200); do # at most 60 s: it renders its tenant first
         line=$(head -n 1 "$out.out" 2>/dev/null || true)
         if [ -n "$line" ]; then
             break
