@@ -339,7 +339,7 @@ int store_exec(struct store *s, const char *sql, struct base_err *err);
  * locked by another session (its holder committing a page) is waited for at most
  * STORE_LEASE_LOCK_WAIT_MS (or ttl_ms when shorter), then counted as held.
  */
-#define STORE_LEASE_LOCK_WAIT_MS 10000
+#define STORE_LEASE_LOCK_WAIT_MS 3000 /* a page commit takes milliseconds */
 int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
                         bool *got, char **other, struct base_err *err);
 int store_lease_release(struct store *s, const char *name, const char *holder,

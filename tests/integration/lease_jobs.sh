@@ -64,6 +64,8 @@ snapshot() { # the job's rows, checkpoint and ledger, as one digest
 }
 
 # ---- kill: the holder is stopped, then killed
+# (a long lease, so that on a slow machine it is A's death, not its lease's end, that frees it)
+export KEAPSYNC_LEASE_TTL=300
 it_case_begin
 it_make_db
 "$KS" migrate >/dev/null 2>&1
