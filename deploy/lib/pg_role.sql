@@ -14,7 +14,7 @@ SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLIC
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 
 -- CONNECT: to log in to the database.
--- TEMPORARY: each page is COPYed into a temporary staging table (dropped at commit).
+-- TEMPORARY: each page is COPYed into a temporary staging table (emptied at commit).
 -- CREATE: `keapsync migrate` creates the schemas keapsync (its own state) and keap (the jobs'
 --         tables), and a run with KEAPSYNC_SCHEMA=name creates that schema; the role owns
 --         them and everything in them, so it needs no other grant.
