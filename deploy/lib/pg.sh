@@ -81,11 +81,12 @@ pg_grant_db() {
 # pg_make_db NAME: drops and creates database NAME (owned by the admin), grants the role on it,
 # and prints the role's URL of it.
 pg_make_db() {
+    local base=${KEAPSYNC_ADMIN_URL%/*}
     PGOPTIONS="-c client_min_messages=warning" psql "$KEAPSYNC_ADMIN_URL" -qAtX -v ON_ERROR_STOP=1 \
         -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null ||
         { echo "error: could not create database $1 as $PG_ADMIN_ROLE" >&2; return 1; }
     pg_grant_db "$1" || return 1
-    echo "${DATABASE_URL%/*}/$1"
+    echo "postgresql://$PG_ROLE@${base#*@}/$1"
 }
 
 pg_throwaway_stop() {
