@@ -46,7 +46,7 @@ pg_free_port() {
 }
 
 pg_throwaway_start() {
-    local dir=$1 bin port
+    local dir=$1 bin port try n0
     bin=$(pg_bindir) || { echo "error: PostgreSQL server binaries not found; run deploy/install-deps.sh" >&2; return 1; }
     mkdir -p "$dir"
     if [ "$(id -u)" -eq 0 ]; then
@@ -58,10 +58,21 @@ pg_throwaway_start() {
         pg_as_owner "$bin/initdb" -D "$dir/data" -U "$PG_ADMIN_ROLE" --auth=trust -E UTF8 --no-locale \
             >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
     fi
-    port=$(pg_free_port) || { echo "error: no free port for PostgreSQL" >&2; return 1; }
-    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50" \
-        start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+    # A port found free may be taken before the server binds it (other clusters start on
+    # this machine too): then another one, up to 5 times.
+    for try in 1 2 3 4 5; do
+        port=$(pg_free_port) || { echo "error: no free port for PostgreSQL" >&2; return 1; }
+        n0=0
+        if [ -f "$dir/server.log" ]; then n0=$(wc -l <"$dir/server.log"); fi
+        pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50" \
+            start >/dev/null 2>"$dir/pg_ctl.err" && break
+        if [ "$try" -eq 5 ] || ! tail -n +$((n0 + 1)) "$dir/server.log" | grep -q 'Address already in use'; then
+            cat "$dir/pg_ctl.err" >&2
+            tail -n +$((n0 + 1)) "$dir/server.log" >&2
+            return 1
+        fi
+    done
     echo "$port" > "$dir/port"
     export KEAPSYNC_ADMIN_URL="postgresql://$PG_ADMIN_ROLE@127.0.0.1:$port/keapsync"
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U "$PG_ADMIN_ROLE" keapsync 2>/dev/null || true
