@@ -192,8 +192,8 @@ wait_for() {
 }
 
 # it_own_cluster NAME: a throwaway Postgres of this test's own (for tests that stop, restart or
-# break it), removed at exit. Sets PGDIR, port, DATABASE_URL and IT_ADMIN_URL; pg_stop and pg_start stop and
-# start it again on the same port and data.
+# break it), removed at exit. Sets PGDIR, port, DATABASE_URL and IT_ADMIN_URL; pg_stop and
+# pg_start stop and start it again on the same port and data.
 it_own_cluster() {
     . "$KEAPSYNC_SRC/deploy/lib/pg.sh"
     PGDIR=$(mktemp -d "/tmp/ks-it-$1.XXXXXX")
