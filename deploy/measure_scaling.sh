@@ -35,7 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT
 pg_throwaway_start "$pgdir" >/dev/null
-admin=$DATABASE_URL
 mkdir -p "$work/jobs"
 jq --argjson p "$page" '.page_size = $p | del(.deletes)' "$src/jobs/contacts.json" >"$work/jobs/contacts.json"
 export KEAPSYNC_JOBS="$work/jobs" KEAPSYNC_LIMITS="$limits" KEAPSYNC_LOG_LEVEL=warning
@@ -52,8 +51,8 @@ pg_cpu() {
 printf '%7s %9s %8s %6s %8s %8s %10s %9s %8s\n' tenants requests rows wall "req/s" "cpu s" "cpu/1k req" "rss MiB" "pg cpu s"
 for n in $tenants_list; do
     db="scale_$n"
-    PGOPTIONS="-c client_min_messages=warning" psql "$admin" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    export DATABASE_URL="${admin%/*}/$db"
+    DATABASE_URL=$(pg_make_db "$db")
+    export DATABASE_URL
     urls=()
     for i in $(seq 1 "$n"); do
         key="scale-key-$i-$RANDOM"

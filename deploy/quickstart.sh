@@ -27,9 +27,12 @@ cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 mkdir -p "$state"
 chmod 755 "$state"
 echo "== private PostgreSQL"
+# (Reused while it answers as both the least-privilege role and the admin, docs/POSTGRES_ROLE.md;
+# a cluster from before the role was made fresh.)
 if [ -f "$state/pg/port" ] && [ -f "$state/pg/data/postmaster.pid" ] &&
-   psql "postgresql://keapsync@127.0.0.1:$(cat "$state/pg/port")/keapsync" -qAtc 'select 1' >/dev/null 2>&1; then
-    export DATABASE_URL="postgresql://keapsync@127.0.0.1:$(cat "$state/pg/port")/keapsync"
+   [ "$(psql "postgresql://$PG_ROLE@127.0.0.1:$(cat "$state/pg/port")/keapsync" -qAtXc 'select rolsuper from pg_roles where rolname = current_user' 2>/dev/null)" = f ] &&
+   psql "postgresql://$PG_ADMIN_ROLE@127.0.0.1:$(cat "$state/pg/port")/keapsync" -qAtXc 'select 1' >/dev/null 2>&1; then
+    export DATABASE_URL="postgresql://$PG_ROLE@127.0.0.1:$(cat "$state/pg/port")/keapsync"
     echo "   reusing $DATABASE_URL"
 else
     pg_throwaway_stop "$state/pg"

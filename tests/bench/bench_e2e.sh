@@ -75,7 +75,7 @@ trap 'exit 130' INT TERM
 . "$src/deploy/lib/pg.sh"
 pg_throwaway_start "$pgdir" >/dev/null || die "could not start a throwaway PostgreSQL"
 pg_started=1
-admin_url=$DATABASE_URL
+admin_url=$KEAPSYNC_ADMIN_URL # (creates the databases; keapsync runs as DATABASE_URL's role)
 pm_pid=$(head -1 "$pgdir/data/postmaster.pid")
 
 hz=$(getconf CLK_TCK)
@@ -123,10 +123,8 @@ echo "bench_e2e: build $build; sizes: $sizes"
 
 for n in $sizes; do
     db="bench_e2e_$n"
-    psql "$admin_url" -qAt -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
-        -c "DROP DATABASE IF EXISTS $db" \
-        -c "CREATE DATABASE $db" >/dev/null
-    export DATABASE_URL="${admin_url%/*}/$db"
+    DATABASE_URL=$(pg_make_db "$db") || die "could not create database $db"
+    export DATABASE_URL
 
     # keapsim pre-renders every record at startup: time it and note its size.
     sim_out="$tmp/keapsim.$n.out"

@@ -224,16 +224,35 @@ static void pg_copy(PGconn *c, const char *copy_sql, const struct base_buf *rows
     pg_run(c, "COMMIT");
 }
 
-/* Our own database on DATABASE_URL's server; returns its conninfo (static). */
+/* The superuser that creates, checkpoints and drops the database: KEAPSYNC_ADMIN_URL
+ * (deploy/lib/pg.sh sets it), else DATABASE_URL itself. */
+static const char *admin_url(const char *url)
+{
+    const char *a = getenv("KEAPSYNC_ADMIN_URL");
+
+    return a != NULL && a[0] != '\0' ? a : url;
+}
+
+/* Our own database on DATABASE_URL's server, created by the admin and granted to
+ * DATABASE_URL's role as deploy/lib/pg_role.sql does; returns the role's conninfo of it
+ * (static). */
 static const char *bench_database(const char *url)
 {
     static char conninfo[2048];
-    PGconn *admin = pg_open(url);
-    PQconninfoOption *opts = PQconninfo(admin);
+    PGconn *role = pg_open(url), *admin = pg_open(admin_url(url));
+    PQconninfoOption *opts = PQconninfo(role);
+    char *ident = PQescapeIdentifier(role, PQuser(role), strlen(PQuser(role)));
+    char grant[256];
     size_t len = 0;
 
+    if (ident == NULL)
+        die("DATABASE_URL's role", PQerrorMessage(role));
     pg_run(admin, "DROP DATABASE IF EXISTS " BENCH_DB " WITH (FORCE)");
     pg_run(admin, "CREATE DATABASE " BENCH_DB);
+    snprintf(grant, sizeof(grant),
+             "GRANT CONNECT, TEMPORARY, CREATE ON DATABASE " BENCH_DB " TO %s", ident);
+    pg_run(admin, grant);
+    PQfreemem(ident);
     conninfo[0] = '\0';
     for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
         const char *v = o->val;
@@ -257,6 +276,7 @@ static const char *bench_database(const char *url)
         die("conninfo", "too long");
     PQconninfoFree(opts);
     PQfinish(admin);
+    PQfinish(role);
     return conninfo;
 }
 
@@ -348,7 +368,11 @@ int main(int argc, char **argv)
         base_buf_free(&chunk);
     }
     pg_run(pg, "VACUUM ANALYZE keap.bench_contacts");
+    PQfinish(pg);
+    pg = pg_open(admin_url(url)); /* CHECKPOINT is the superuser's (or pg_checkpoint's) */
     pg_run(pg, "CHECKPOINT");
+    PQfinish(pg);
+    pg = pg_open(conninfo);
     pg_run(pg, "CREATE TABLE keap.bench_copy (LIKE keap.bench_contacts INCLUDING ALL)");
 
     /* The pages: re-sync pages take distinct id blocks spread over the warm table; new
@@ -402,7 +426,7 @@ int main(int argc, char **argv)
     PQfinish(pg);
     store_close(s);
     spec_free();
-    pg = pg_open(url);
+    pg = pg_open(admin_url(url));
     pg_run(pg, "DROP DATABASE IF EXISTS " BENCH_DB " WITH (FORCE)");
     PQfinish(pg);
     return 0;

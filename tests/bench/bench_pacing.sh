@@ -150,7 +150,6 @@ trap 'exit 130' INT TERM
 . "$SRC/deploy/lib/pg.sh"
 pg_throwaway_start "$TMP/pg" >/dev/null || die "could not start a throwaway PostgreSQL"
 PG_STARTED=1
-ADMIN_URL=$DATABASE_URL
 
 # The key: random, handed to clients through the environment only.
 KEAP_API_KEY="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' \n')"
@@ -193,9 +192,8 @@ ksim_stats() { curl -sf --max-time 5 "$KSIM_URL/__admin/stats"; }
 # make_db NAME: a fresh database for a phase, migrated; points DATABASE_URL at it.
 make_db() {
     local db="bench_pacing_$1"
-    psql "$ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" \
-        -c "CREATE DATABASE $db" >/dev/null
-    export DATABASE_URL="${ADMIN_URL%/*}/$db"
+    DATABASE_URL=$(pg_make_db "$db") || die "could not create database $db"
+    export DATABASE_URL
     "$KS" migrate >"$TMP/$1.migrate.out" 2>&1 || { cat "$TMP/$1.migrate.out" >&2; die "could not migrate"; }
 }
 

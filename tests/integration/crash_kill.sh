@@ -22,10 +22,7 @@ it_log "seed $seed (CRASH_SEED=$seed replays these kill points)"
 it_make_db
 crash_url=$DATABASE_URL
 clean_db="it_crash_clean_$$"
-PGOPTIONS="-c client_min_messages=warning" \
-    psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $clean_db" \
-    -c "CREATE DATABASE $clean_db" >/dev/null
-clean_url="${IT_ADMIN_URL%/*}/$clean_db"
+clean_url=$(it_new_db "$clean_db")
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 it_keapsim --seed 31 --size "$size" --api-key "$KEAP_API_KEY" --no-limits

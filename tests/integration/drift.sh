@@ -20,10 +20,7 @@ max_catchup=4
 it_make_db
 url_a=$DATABASE_URL
 db_b="it_drift_naive_$$"
-PGOPTIONS="-c client_min_messages=warning" \
-    psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db_b" \
-    -c "CREATE DATABASE $db_b" >/dev/null
-url_b="${IT_ADMIN_URL%/*}/$db_b"
+url_b=$(it_new_db "$db_b")
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 it_keapsim --seed 23 --size "$size" --api-key "$KEAP_API_KEY" --limits "$limits"

@@ -19,7 +19,6 @@
 # resumes there and ends equal to the truth.
 . "$(dirname "$0")/lib.sh"
 it_own_cluster faultpg
-IT_ADMIN_URL=$DATABASE_URL
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 page=50
@@ -148,7 +147,7 @@ it_case_end "connection killed (pg_terminate_backend)" "$killed"
 
 # ---- statement timeout
 it_make_db
-sql "ALTER DATABASE ${DATABASE_URL##*/} SET statement_timeout = '300ms'"
+it_admin_sql "ALTER DATABASE ${DATABASE_URL##*/} SET statement_timeout = '300ms'" # (its owner's)
 db=${DATABASE_URL##*/}
 it_case_begin
 "$KS" migrate >/dev/null
@@ -169,7 +168,7 @@ finish_case timeout
 n=$(grep -c 'the database failed: .*statement timeout.*trying again' "$ERR" || true)
 check "timeout: the statement timed out and was tried again ($n times)" test "$n" -ge 1 -a "$n" -le 5
 survived timeout
-sql "ALTER DATABASE $db RESET statement_timeout"
+it_admin_sql "ALTER DATABASE $db RESET statement_timeout"
 it_case_end "statement timeout (300 ms, table locked 3 s)" "$n"
 
 # ---- disk full for a while

@@ -19,7 +19,6 @@ it_log "seed $seed (KILL_SEED=$seed replays these kill points)"
 
 export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 # Each type's runs are paced (KEAPSYNC_LIMITS), so that a run lasts long enough to be killed.
-IT_ADMIN_URL=${IT_ADMIN_URL:-$DATABASE_URL}
 FAKE=() # the environment of a run with a faked wall clock (sweeps), or nothing
 
 now_ms() { date +%s%3N; }
@@ -37,10 +36,8 @@ ks_run() {
     MS=$(($(now_ms) - t0)) SENT=$(($(ksim_stat .requests) - r0))
 }
 db_new() { # NAME: a fresh, migrated database; sets DATABASE_URL
-    local db="it_kill_${1}_$$"
-    PGOPTIONS="-c client_min_messages=warning" psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 \
-        -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    export DATABASE_URL="${IT_ADMIN_URL%/*}/$db"
+    DATABASE_URL=$(it_new_db "it_kill_${1}_$$")
+    export DATABASE_URL
     "$KS" migrate >/dev/null 2>&1
 }
 db_drop() { psql "$IT_ADMIN_URL" -qAt -c "DROP DATABASE IF EXISTS it_kill_${1}_$$" >/dev/null; }
@@ -197,8 +194,7 @@ prep_sweep() { # both databases loaded (and the sweeps' clock started), then the
     DATABASE_URL=$CLEAN_URL KEAPSYNC_LIMITS=0/s,0/min,0/day "$KS" run >/dev/null 2>&1
     DATABASE_URL=$CLEAN_URL KEAPSYNC_LIMITS=0/s,0/min,0/day "$KS" run >/dev/null 2>&1
     # the killed database starts as a copy of the loaded one
-    psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE $kdb" \
-        -c "CREATE DATABASE $kdb TEMPLATE ${CLEAN_URL##*/}" >/dev/null
+    it_new_db "$kdb" "${CLEAN_URL##*/}" >/dev/null
     curl -sf -X POST "$KSIM_URL/__admin/mutate?deletes=$sweep_deleted" >/dev/null
     FAKE=("${SWEEP_FAKE[@]}")
 }

@@ -1,6 +1,7 @@
 # tests/integration/lib.sh: shared helpers for the integration scripts (sourced, not run).
-# Needs: KEAPSYNC_BUILD (the build dir), KEAPSYNC_SRC (the source tree), DATABASE_URL (an
-# admin connection to a throwaway cluster; deploy/test.sh sets it).
+# Needs: KEAPSYNC_BUILD (the build dir), KEAPSYNC_SRC (the source tree), DATABASE_URL (the
+# least-privilege role on a throwaway cluster) and KEAPSYNC_ADMIN_URL (its superuser);
+# deploy/test.sh sets both (deploy/lib/pg.sh).
 set -euo pipefail
 
 : "${KEAPSYNC_BUILD:?KEAPSYNC_BUILD is not set (run through ctest or deploy/test.sh)}"
@@ -64,16 +65,37 @@ it_done() {
     [ "$IT_FAILS" -eq 0 ] && [ "$IT_PASSES" -gt 0 ]
 }
 
+# The engine and the checks run as DATABASE_URL's role, the least-privilege one of
+# docs/POSTGRES_ROLE.md (deploy/lib/pg.sh); only the harness's own steps (creating databases,
+# ALTER DATABASE, stopping other roles' backends) use IT_ADMIN_URL, a superuser
+# (KEAPSYNC_ADMIN_URL from pg.sh; DATABASE_URL itself when that is not set).
+IT_ROLE_URL=$DATABASE_URL
+IT_ADMIN_URL=${IT_ADMIN_URL:-${KEAPSYNC_ADMIN_URL:-$DATABASE_URL}}
+
+# it_new_db NAME [TEMPLATE]: (re)creates database NAME (a copy of TEMPLATE if given) as the
+# admin, grants DATABASE_URL's role on it what deploy/lib/pg_role.sql grants, and prints the
+# role's URL of it.
+it_new_db() {
+    local role
+    role=$(psql "$IT_ROLE_URL" -qAtX -c "SELECT current_user") || return 1
+    PGOPTIONS="-c client_min_messages=warning" psql "$IT_ADMIN_URL" -qAtX -v ON_ERROR_STOP=1 \
+        -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" \
+        -c "CREATE DATABASE $1${2:+ TEMPLATE $2}" >/dev/null || return 1
+    PGOPTIONS="-c client_min_messages=warning" psql "$IT_ADMIN_URL" -qAtX -v role="$role" \
+        -v db="$1" -f "$KEAPSYNC_SRC/deploy/lib/pg_role.sql" >/dev/null || return 1
+    echo "${IT_ROLE_URL%/*}/$1"
+}
+
 # it_make_db: creates a database of this test's own and points DATABASE_URL at it.
 IT_NDB=0
 it_make_db() {
-    IT_ADMIN_URL=${IT_ADMIN_URL:-$DATABASE_URL}
     IT_NDB=$((IT_NDB + 1))
-    local db="it_${IT_NAME//[^a-z0-9_]/_}_$$_$IT_NDB"
-    psql "$IT_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
-    DATABASE_URL="${IT_ADMIN_URL%/*}/$db"
+    DATABASE_URL=$(it_new_db "it_${IT_NAME//[^a-z0-9_]/_}_$$_$IT_NDB")
     export DATABASE_URL
 }
+
+# it_admin_sql SQL: runs SQL as the admin, in DATABASE_URL's database.
+it_admin_sql() { psql "${IT_ADMIN_URL%/*}/${DATABASE_URL##*/}" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
 
 sql() { psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
 
@@ -177,13 +199,14 @@ wait_for() {
 }
 
 # it_own_cluster NAME: a throwaway Postgres of this test's own (for tests that stop, restart or
-# break it), removed at exit. Sets PGDIR, port and DATABASE_URL; pg_stop and pg_start stop and
-# start it again on the same port and data.
+# break it), removed at exit. Sets PGDIR, port, DATABASE_URL and IT_ADMIN_URL; pg_stop and
+# pg_start stop and start it again on the same port and data.
 it_own_cluster() {
     . "$KEAPSYNC_SRC/deploy/lib/pg.sh"
     PGDIR=$(mktemp -d "/tmp/ks-it-$1.XXXXXX")
     trap 'it_cleanup; pg_throwaway_stop "$PGDIR"; rm -rf "$PGDIR"' EXIT
     pg_throwaway_start "$PGDIR" >/dev/null
+    IT_ROLE_URL=$DATABASE_URL IT_ADMIN_URL=$KEAPSYNC_ADMIN_URL
     port=$(cat "$PGDIR/port")
     IT_PG_BIN=$(pg_bindir)
 }

@@ -17,7 +17,6 @@ mkdir -p "$IT_TMP/v1" "$IT_TMP/v2"
 jq --argjson p "$page" '.page_size = $p' "$KEAPSYNC_SRC/jobs/contacts.json" >"$IT_TMP/v1/contacts.json"
 jq --argjson p "$page" '.page_size = $p | del(.incremental)' \
     "$KEAPSYNC_SRC/tests/integration/jobs/contacts_v2.json" >"$IT_TMP/v2/contacts_v2.json"
-ksim_truth_to_pg contacts
 truth_rows() { # the truth as a psql-loadable file, per API version
     curl -sf "$KSIM_URL/__admin/truth?resource=contacts&version=$1" >"$IT_TMP/truth.$1.jsonl"
 }

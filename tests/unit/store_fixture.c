@@ -191,15 +191,24 @@ static int conninfo_add(char *buf, size_t n, const char *key, const char *val)
     return base_snprintf(buf + len, n - len, "'");
 }
 
-/* Runs one statement on a connection to DATABASE_URL's own database. */
+/* The superuser the database is created and dropped as: KEAPSYNC_ADMIN_URL (deploy/lib/pg.sh
+ * sets it), else DATABASE_URL itself. */
+static const char *admin_url(void)
+{
+    const char *a = getenv("KEAPSYNC_ADMIN_URL");
+
+    return a != NULL && a[0] != '\0' ? a : getenv("DATABASE_URL");
+}
+
+/* Runs one statement as the admin, on a connection to its URL's own database. */
 static int admin_exec(const char *sql)
 {
-    PGconn *admin = PQconnectdb(getenv("DATABASE_URL"));
+    PGconn *admin = PQconnectdb(admin_url());
     PGresult *res = NULL;
     int rc = -1;
 
     if (PQstatus(admin) != CONNECTION_OK) {
-        fprintf(stderr, "store tests: could not connect to DATABASE_URL: %s",
+        fprintf(stderr, "store tests: could not connect to KEAPSYNC_ADMIN_URL: %s",
                 PQerrorMessage(admin));
         goto out;
     }
@@ -215,12 +224,19 @@ out:
     return rc;
 }
 
+/*
+ * The test database is created by the admin and granted to DATABASE_URL's role as
+ * deploy/lib/pg_role.sql grants a database (CONNECT, TEMPORARY, CREATE); store and the checks
+ * connect as that role, so the tests run with no more privilege than keapsync has.
+ */
 int group_setup(void **state)
 {
     const char *url = getenv("DATABASE_URL");
     PQconninfoOption *opts = NULL, *o;
-    PGconn *admin = NULL;
-    char sql[128];
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
+    char *role = NULL;
+    char sql[256];
     int rc = -1;
 
     (void)state;
@@ -229,13 +245,12 @@ int group_setup(void **state)
                         "PostgreSQL: . deploy/lib/pg.sh; pg_throwaway_start /tmp/store-pg\n");
         return -1;
     }
-    admin = PQconnectdb(url);
-    if (PQstatus(admin) != CONNECTION_OK) {
-        fprintf(stderr, "store tests: could not connect to DATABASE_URL: %s",
-                PQerrorMessage(admin));
+    conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "store tests: could not connect to DATABASE_URL: %s", PQerrorMessage(conn));
         goto out;
     }
-    if (strcmp(PQport(admin), "5432") == 0) {
+    if (strcmp(PQport(conn), "5432") == 0) {
         fprintf(stderr, "store tests: refusing to run against port 5432 (a system cluster?)\n");
         goto out;
     }
@@ -246,8 +261,20 @@ int group_setup(void **state)
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", test_db);
     if (admin_exec(sql) < 0)
         goto out;
+    res = PQexec(conn, "SELECT current_user");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        (role = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)))) ==
+            NULL) {
+        fprintf(stderr, "store tests: could not read DATABASE_URL's role: %s",
+                PQerrorMessage(conn));
+        goto out;
+    }
+    snprintf(sql, sizeof(sql), "GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %s TO %s", test_db,
+             role);
+    if (admin_exec(sql) < 0)
+        goto out;
     /* The same server and user, our database. */
-    opts = PQconninfo(admin);
+    opts = PQconninfo(conn);
     test_conninfo[0] = '\0';
     for (o = opts; o != NULL && o->keyword != NULL; o++) {
         if (o->val == NULL || o->val[0] == '\0' || strcmp(o->keyword, "dbname") == 0)
@@ -265,8 +292,10 @@ int group_setup(void **state)
     PQclear(PQexec(check, "SET client_min_messages = warning"));
     rc = 0;
 out:
+    PQfreemem(role);
+    PQclear(res);
     PQconninfoFree(opts);
-    PQfinish(admin);
+    PQfinish(conn);
     return rc;
 }
 
