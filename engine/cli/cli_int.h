@@ -54,6 +54,13 @@ const char *cli_env_or(const char *name, const char *dflt);
  */
 int cli_base_url(const char **out, struct base_err *err);
 int cli_check_base_url(const char *url, struct base_err *err);
+/*
+ * KEAPSYNC_CA_FILE (a readable PEM bundle: CURLOPT_CAINFO of every request) and
+ * KEAPSYNC_TLS_INSECURE (1: no TLS verification, refused unless KEAP_BASE_URL's host, and
+ * KEAP_TOKEN_URL's when set or OAuth2 is configured, is loopback) into http_tls_configure.
+ * Errors are BASE_ECONFIG, one line with a hint.
+ */
+int cli_configure_tls(struct base_err *err);
 /* KEAPSYNC_LIMITS and KEAPSYNC_RESERVE over the defaults into *cfg. */
 int cli_load_limits(struct pace_config *cfg, struct base_err *err);
 /*
