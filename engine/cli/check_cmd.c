@@ -56,8 +56,8 @@ int cli_cmd_check(int argc, char **argv)
         s = NULL;
     }
     rc = !labels ? 0
-                 : cli_probe_endpoints(&set, s, false, &cfg, base_url,
-                                       cli_env_or("KEAPSYNC_TENANT", NULL), &endpoints, &err);
+                 : cli_probe_endpoints(&set, s, &cfg, base_url, cli_env_or("KEAPSYNC_TENANT", NULL),
+                                       &endpoints, &err);
     store_close(s);
     if (rc < 0) {
         jobs_set_free(&set);

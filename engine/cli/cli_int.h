@@ -94,16 +94,14 @@ int cli_evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_colum
                     struct base_err *err);
 
 /*
- * endpoints.c: does Keap have each job's list? One GET of the first page (one record) per job
- * that is not a child stream, paced under limits (one after another, spaced under the
- * second's and the minute's ceilings) and, with s, reserved in the quota ledger first
- * (tenant_env: KEAPSYNC_TENANT or NULL). for_run (s needed) probes only the jobs whose table
- * does not exist yet, before run creates it. A 404 is BASE_ECONFIG naming the job, its
- * endpoint and the status, with a hint. Keap unreachable, refusing the credential or
- * answering otherwise is one warning line on stderr and *checked false (the run's own
- * requests report it); for run a spent day (BASE_EQUOTA) and a database error are errors.
+ * endpoints.c, for check: does Keap have each job's list? One GET of the first page (one
+ * record) per job that is not a child stream, paced under limits (one after another, spaced
+ * under the second's and the minute's ceilings) and, with s, reserved in the quota ledger
+ * first (tenant_env: KEAPSYNC_TENANT or NULL). A 404 is BASE_ECONFIG naming the job, its
+ * endpoint and the status, with a hint. Keap unreachable, refusing the credential, answering
+ * otherwise, or the day's budget spent is one warning line on stderr and *checked false.
  */
-int cli_probe_endpoints(const struct jobs_set *set, struct store *s, bool for_run,
+int cli_probe_endpoints(const struct jobs_set *set, struct store *s,
                         const struct pace_config *limits, const char *base_url,
                         const char *tenant_env, bool *checked, struct base_err *err);
 

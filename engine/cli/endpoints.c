@@ -1,7 +1,7 @@
 /*
  * endpoints.c: does Keap have each job's list? One request per job, for its first page (one
- * record), before check says a job is valid and before run creates a job's table
- * (cli_probe_endpoints in cli_int.h).
+ * record), before check says a job is valid (cli_probe_endpoints in cli_int.h). run needs no
+ * probe: a job's table is made by its first committed page, so a 404 leaves none.
  *
  * Words used here:
  *   probe   the request for a job's first page, one record long (keap_probe_list).
@@ -80,20 +80,6 @@ static int ledger_reserve(struct store *s, const char *tenant, const struct pace
     return rc;
 }
 
-/* Does the job's table exist in the target schema? */
-static int table_exists(struct store *s, const struct jobs_job *job, bool *exists,
-                        struct base_err *err)
-{
-    const char *params[2] = {store_target_schema(), job->table};
-    char *oid = NULL;
-    int rc = store_query_text(s, "SELECT to_regclass(format('%I.%I', $1::text, $2::text))::text", 2,
-                              params, &oid, err);
-
-    *exists = rc == 0 && oid != NULL;
-    free(oid);
-    return rc;
-}
-
 /* The job's first page, one record long, as sched would ask for it. */
 static int first_page_url(struct base_buf *url, const char *base_url, const struct jobs_job *job)
 {
@@ -123,7 +109,7 @@ static int first_page_url(struct base_buf *url, const char *base_url, const stru
     }
 }
 
-int cli_probe_endpoints(const struct jobs_set *set, struct store *s, bool for_run,
+int cli_probe_endpoints(const struct jobs_set *set, struct store *s,
                         const struct pace_config *limits, const char *base_url,
                         const char *tenant_env, bool *checked, struct base_err *err)
 {
@@ -137,14 +123,9 @@ int cli_probe_endpoints(const struct jobs_set *set, struct store *s, bool for_ru
         const struct jobs_job *job = &set->jobs[i];
         struct keap_probe_result r;
         struct base_buf url;
-        bool exists = false;
 
         if (job->parent_job != NULL)
             continue; /* a child stream's list needs a parent's id: its parent is probed */
-        if (for_run && (rc = table_exists(s, job, &exists, err)) < 0)
-            break;
-        if (exists)
-            continue; /* run probes only before it would create the table */
         if (headers == NULL) {
             rc = cli_credential(s, &cred, err);
             if (rc == 0 && (rc = keap_auth_headers(&cred, &headers)) < 0)
@@ -159,8 +140,6 @@ int cli_probe_endpoints(const struct jobs_set *set, struct store *s, bool for_ru
             /* Counted in the ledger before it is sent, as every request is. */
             if (rc == 0)
                 rc = ledger_reserve(s, tenant, limits, err);
-            if (rc < 0 && for_run)
-                break;
             if (rc < 0)
                 goto unchecked;
         }
@@ -193,22 +172,17 @@ int cli_probe_endpoints(const struct jobs_set *set, struct store *s, bool for_ru
             rc = 0; /* the list exists; a missing array is the run's to report */
             continue;
         }
-        if (rc == BASE_EQUOTA && for_run)
-            break;
         goto unchecked;
     }
     keap_headers_free(headers);
     free(tenant);
     return rc;
 unchecked:
-    /* Keap unreachable or refusing: the run's own requests will say why; check warns. */
-    if (for_run)
-        base_log_debug("job endpoints not probed: %s", err->msg);
-    else
-        fprintf(stderr,
-                "keapsync: warning: job endpoints not checked: %s (hint: they are checked when "
-                "KEAP_API_KEY and KEAP_BASE_URL reach Keap)\n",
-                err->msg);
+    /* Keap unreachable or refusing, or the day's budget spent: a warning, check passes. */
+    fprintf(stderr,
+            "keapsync: warning: job endpoints not checked: %s (hint: they are checked when "
+            "KEAP_API_KEY and KEAP_BASE_URL reach Keap)\n",
+            err->msg);
     base_err_clear(err);
     *checked = false;
     keap_headers_free(headers);

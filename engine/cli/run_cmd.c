@@ -205,19 +205,6 @@ int cli_cmd_run(int argc, char **argv)
             goto out;
         }
     }
-    {
-        bool probed;
-
-        /* A job whose table is still to be made: Keap must have its list (no 404) first. */
-        if (cli_probe_endpoints(&set, s, true, &opt.limits, opt.base_url, opt.tenant, &probed,
-                                &err) < 0) {
-            code = err.code == BASE_EQUOTA    ? CLI_EXIT_QUOTA
-                   : err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG
-                                              : EXIT_FAILURE;
-            cli_fail(code, &err);
-            goto out;
-        }
-    }
     /* The tables follow the job files (labels resolved) before any page or run record. */
     if (cli_evolve_jobs(s, &set, drop, &err) < 0) {
         code = cli_fail(err.code == BASE_ECONFIG ? CLI_EXIT_CONFIG : EXIT_FAILURE, &err);

@@ -65,42 +65,45 @@ eq "check's probes reached keapsim" "$njobs_bad" "$(($(reqs) - before))"
 eq "check's probes are in the quota ledger" "$njobs_bad" "$(($(ledger) - l0))"
 eq "check wrote no table for widgets" "" "$(sql "SELECT to_regclass('keap.widgets')")"
 
-# run: no job has its table yet (tables come with a job's first run), and Keap has no
-# widgets: exit 2 before any table, checkpoint or run record.
-keap_tables() { sql "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'keap'"; }
+# run: no job has its table yet (a table is made by its job's first committed page). widgets
+# fails at its first page, naming the job, the endpoint and the status, and leaves no table;
+# the other jobs sync. No request beyond the run's own pages.
+keap_tables() { sql "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'keap'"; }
 runs0=$(sql "SELECT count(*) FROM keapsync.runs")
-l0=$(ledger); before=$(reqs)
-rc=0; KEAPSYNC_JOBS="$IT_TMP/bad" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
-cat "$IT_TMP/err" >&2
-eq "run with a 404 endpoint exits 2" 2 "$rc"
-check "run names the job, its endpoint and the status" grep -q \
-    '^keapsync: error: job "widgets": endpoint /v1/widgets does not exist at KEAP_BASE_URL (could not probe /crm/rest/v1/widgets: HTTP 404' "$IT_TMP/err"
-eq "run: one line on stderr" 1 "$(wc -l <"$IT_TMP/err")"
-eq "run created no table for widgets (to_regclass is NULL)" "" "$(sql "SELECT to_regclass('keap.widgets')")"
-eq "run created no job table at all" 0 "$(keap_tables)"
-eq "run: one probe per job still without a table" "$njobs_bad" "$(($(reqs) - before))"
-eq "run: the probes are in the ledger" "$njobs_bad" "$(($(ledger) - l0))"
-eq "run: no run recorded" "$runs0" "$(sql "SELECT count(*) FROM keapsync.runs")"
-eq "run: no checkpoint" 0 "$(sql "SELECT count(*) FROM keapsync.checkpoints")"
-
-# The good jobs alone sync (each probed once, then its table made).
-rc=0; KEAPSYNC_JOBS="$IT_TMP/good" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
-eq "run of the good jobs exits 0" 0 "$rc"
-ksim_truth_to_pg contacts
-eq "contacts landed, as many as the truth" "$(sql "SELECT count(*) FROM truth_contacts")" "$(sql "SELECT count(*) FROM keap.contacts")"
-rows=$(sql "SELECT count(*) FROM keap.contacts")
-
-# Again with widgets: only widgets is probed now (the others have their tables).
 before=$(reqs)
 rc=0; KEAPSYNC_JOBS="$IT_TMP/bad" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
-eq "run with widgets again: exit 2" 2 "$rc"
-eq "run probed only widgets (1 request)" 1 "$(($(reqs) - before))"
-eq "widgets still has no table" "" "$(sql "SELECT to_regclass('keap.widgets')")"
-eq "contacts untouched" "$rows" "$(sql "SELECT count(*) FROM keap.contacts")"
+cat "$IT_TMP/out" >&2
+eq "run with a 404 endpoint exits 1 (a job failed)" 1 "$rc"
+check "run says widgets failed, naming its endpoint and the status" grep -q \
+    '^job "widgets": failed, 0 rows written, 0 pages, 1 requests (could not fetch page at offset 0 of "widgets": endpoint /v1/widgets does not exist at KEAP_BASE_URL (HTTP 404' "$IT_TMP/out"
+eq "run created no table for widgets (to_regclass is NULL)" "" "$(sql "SELECT to_regclass('keap.widgets')")"
+eq "the other jobs made their tables" "contacts,users" "$(keap_tables)"
+ksim_truth_to_pg contacts
+eq "contacts landed, as many as the truth" "$(sql "SELECT count(*) FROM truth_contacts")" "$(sql "SELECT count(*) FROM keap.contacts")"
+spent=$(sql "SELECT requests FROM keapsync.runs ORDER BY id DESC LIMIT 1")
+eq "keapsim saw exactly the requests the run counted (no probe)" "$spent" "$(($(reqs) - before))"
+eq "the run is recorded as failed, naming widgets" 1 \
+    "$(sql "SELECT count(*) FROM keapsync.runs WHERE id > 0 AND exit_code = 1 AND message LIKE '%job \"widgets\"%/v1/widgets%HTTP 404%'")"
+eq "one run recorded" "$((runs0 + 1))" "$(sql "SELECT count(*) FROM keapsync.runs")"
+eq "no checkpoint for widgets" 0 "$(sql "SELECT count(*) FROM keapsync.checkpoints WHERE job = 'widgets'")"
 
-# --only leaves widgets out: nothing probes it.
+# Again: the same failure, still no table.
+rc=0; KEAPSYNC_JOBS="$IT_TMP/bad" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
+eq "run again: exit 1" 1 "$rc"
+eq "widgets still has no table" "" "$(sql "SELECT to_regclass('keap.widgets')")"
+
+# --only leaves widgets out: exit 0.
 rc=0; KEAPSYNC_JOBS="$IT_TMP/bad" "$KS" run --only contacts >"$IT_TMP/out" 2>&1 || rc=$?
 eq "run --only contacts beside a bad job exits 0" 0 "$rc"
 eq "widgets has no table after --only" "" "$(sql "SELECT to_regclass('keap.widgets')")"
+
+# A job whose list is empty still gets its table (made by its first, empty, page).
+it_keapsim --seed 3 --size 0 --api-key "$KEAP_API_KEY" --no-limits --quiet
+it_make_db
+"$KS" migrate >/dev/null 2>&1
+rc=0; KEAPSYNC_JOBS="$IT_TMP/good" "$KS" run --only contacts >"$IT_TMP/out" 2>&1 || rc=$?
+eq "run over an empty contacts list exits 0" 0 "$rc"
+eq "the empty list's table exists, empty" "keap.contacts 0" \
+    "$(sql "SELECT to_regclass('keap.contacts')::text || ' ' || (SELECT count(*) FROM keap.contacts)")"
 
 it_done
