@@ -391,15 +391,6 @@ static void response_cb(struct http_response *resp, void *data)
         break;
     }
     case KEAP_OUTCOME_FATAL:
-        if (resp->status == 404) {
-            char why[400];
-
-            /* Keap has no such list: say which endpoint, the job file's mistake. */
-            snprintf(why, sizeof(why), "endpoint %s does not exist at KEAP_BASE_URL (%s)",
-                     job->def->endpoint, v.reason);
-            job_fail_page(job, pg, why);
-            break;
-        }
         job_fail_page(job, pg, v.reason);
         break;
     }

@@ -32,19 +32,6 @@ static int sched_parent_completed(struct sched *s, const struct jobs_job *def, b
     return rc;
 }
 
-/* Does <target schema>.<table> exist? */
-static int table_exists(struct store *st, const char *table, bool *exists, struct base_err *err)
-{
-    const char *params[2] = {store_target_schema(), table};
-    char *oid = NULL;
-    int rc = store_query_text(st, "SELECT to_regclass(format('%I.%I', $1::text, $2::text))::text",
-                              2, params, &oid, err);
-
-    *exists = rc == 0 && oid != NULL;
-    free(oid);
-    return rc;
-}
-
 int sched_setup_job(struct sched *s, struct sched_job *job, const struct jobs_job *def,
                     int64_t from, struct base_err *err)
 {
@@ -71,14 +58,7 @@ int sched_setup_job(struct sched *s, struct sched_job *job, const struct jobs_jo
     if (job->child)
         job->kind = SCHED_KIND_CHILD;
     if (job->origin == NULL) {
-        bool exists = false;
-
-        /* A table that exists is prepared (widened) now. A new one is made by the job's first
-         * committed page (store_commit_page), so a job whose list Keap does not have (a 404
-         * on its first page) fails without leaving an empty table behind. */
-        rc = table_exists(s->store, def->table, &exists, err);
-        if (rc == 0 && exists)
-            rc = store_ensure_table(s->store, &job->table, err);
+        rc = store_ensure_table(s->store, &job->table, err);
         if (rc < 0)
             return rc;
     }

@@ -65,17 +65,19 @@ eq "check's probes reached keapsim" "$njobs_bad" "$(($(reqs) - before))"
 eq "check's probes are in the quota ledger" "$njobs_bad" "$(($(ledger) - l0))"
 eq "check wrote no table for widgets" "" "$(sql "SELECT to_regclass('keap.widgets')")"
 
-# run: no job has its table yet (a table is made by its job's first committed page). widgets
-# fails at its first page, naming the job, the endpoint and the status, and leaves no table;
-# the other jobs sync. No request beyond the run's own pages.
+# run: widgets fails at its first page, naming the job, the endpoint and the status, and its
+# table (made at the job's start) is not kept; the other jobs sync. No request beyond the
+# run's own pages.
 keap_tables() { sql "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'keap'"; }
 runs0=$(sql "SELECT count(*) FROM keapsync.runs")
 before=$(reqs)
 rc=0; KEAPSYNC_JOBS="$IT_TMP/bad" "$KS" run >"$IT_TMP/out" 2>"$IT_TMP/err" || rc=$?
 cat "$IT_TMP/out" >&2
 eq "run with a 404 endpoint exits 1 (a job failed)" 1 "$rc"
-check "run says widgets failed, naming its endpoint and the status" grep -q \
-    '^job "widgets": failed, 0 rows written, 0 pages, 1 requests (could not fetch page at offset 0 of "widgets": endpoint /v1/widgets does not exist at KEAP_BASE_URL (HTTP 404' "$IT_TMP/out"
+check "run says widgets failed on its first page with a 404" grep -q \
+    '^job "widgets": failed, 0 rows written, 0 pages, 1 requests (could not fetch page at offset 0 of "widgets": HTTP 404' "$IT_TMP/out"
+check "run names the job, its endpoint and the status, and that no table was kept" grep -q \
+    "^keapsync: error: job \"widgets\": endpoint /v1/widgets does not exist at KEAP_BASE_URL (HTTP 404 on its first page); its empty table keap.widgets was not kept (hint: fix \"endpoint\" in $IT_TMP/bad/widgets.json)" "$IT_TMP/err"
 eq "run created no table for widgets (to_regclass is NULL)" "" "$(sql "SELECT to_regclass('keap.widgets')")"
 eq "the other jobs made their tables" "contacts,users" "$(keap_tables)"
 ksim_truth_to_pg contacts
@@ -83,7 +85,7 @@ eq "contacts landed, as many as the truth" "$(sql "SELECT count(*) FROM truth_co
 spent=$(sql "SELECT requests FROM keapsync.runs ORDER BY id DESC LIMIT 1")
 eq "keapsim saw exactly the requests the run counted (no probe)" "$spent" "$(($(reqs) - before))"
 eq "the run is recorded as failed, naming widgets" 1 \
-    "$(sql "SELECT count(*) FROM keapsync.runs WHERE id > 0 AND exit_code = 1 AND message LIKE '%job \"widgets\"%/v1/widgets%HTTP 404%'")"
+    "$(sql "SELECT count(*) FROM keapsync.runs WHERE id > 0 AND exit_code = 1 AND message LIKE '%job \"widgets\"%HTTP 404%'")"
 eq "one run recorded" "$((runs0 + 1))" "$(sql "SELECT count(*) FROM keapsync.runs")"
 eq "no checkpoint for widgets" 0 "$(sql "SELECT count(*) FROM keapsync.checkpoints WHERE job = 'widgets'")"
 
