@@ -21,6 +21,7 @@ if [ "$tests" = 1 ]; then
         systemd shellcheck                # systemd-analyze verify: tests/integration/systemd_units.sh
         nodejs                            # the Kubernetes schema check: tests/integration/k8s_manifests.sh
         chromium                          # renders keapsync report: tests/integration/ops_report.sh
+        openssl                           # throwaway certificates: tests/integration/tls_verify.sh
     )
 fi
 

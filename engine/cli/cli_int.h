@@ -54,6 +54,13 @@ const char *cli_env_or(const char *name, const char *dflt);
  */
 int cli_base_url(const char **out, struct base_err *err);
 int cli_check_base_url(const char *url, struct base_err *err);
+/*
+ * KEAPSYNC_CA_FILE (a readable PEM bundle: CURLOPT_CAINFO of every request) and
+ * KEAPSYNC_TLS_INSECURE (1: no TLS verification, refused unless KEAP_BASE_URL's host, and
+ * KEAP_TOKEN_URL's when set or OAuth2 is configured, is loopback) into http_tls_configure.
+ * Errors are BASE_ECONFIG, one line with a hint.
+ */
+int cli_configure_tls(struct base_err *err);
 /* KEAPSYNC_LIMITS and KEAPSYNC_RESERVE over the defaults into *cfg. */
 int cli_load_limits(struct pace_config *cfg, struct base_err *err);
 /*
@@ -85,6 +92,18 @@ int cli_connect_migrated(struct store **out, struct base_err *err);
  */
 int cli_evolve_jobs(struct store *s, const struct jobs_set *set, bool drop_columns,
                     struct base_err *err);
+
+/*
+ * endpoints.c, for check: does Keap have each job's list? One GET of the first page (one
+ * record) per job that is not a child stream, paced under limits (one after another, spaced
+ * under the second's and the minute's ceilings) and, with s, reserved in the quota ledger
+ * first (tenant_env: KEAPSYNC_TENANT or NULL). A 404 is BASE_ECONFIG naming the job, its
+ * endpoint and the status, with a hint. Keap unreachable, refusing the credential, answering
+ * otherwise, or the day's budget spent is one warning line on stderr and *checked false.
+ */
+int cli_probe_endpoints(const struct jobs_set *set, struct store *s,
+                        const struct pace_config *limits, const char *base_url,
+                        const char *tenant_env, bool *checked, struct base_err *err);
 
 /*
  * progress.c: the display of a run going (a live block on a terminal, log lines every

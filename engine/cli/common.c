@@ -6,6 +6,7 @@
 #include "cli_int.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,97 @@ int cli_base_url(const char **out, struct base_err *err)
     if (rc < 0)
         return rc;
     *out = url;
+    return 0;
+}
+
+/* KEAPSYNC_CA_FILE: readable, and holding at least one PEM certificate. */
+static int check_ca_file(const char *path, struct base_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char chunk[4096 + 32];
+    size_t n, keep = 0;
+    bool found = false;
+    int rc = 0;
+
+    if (f == NULL)
+        rc = base_err_set(err, BASE_ECONFIG, "KEAPSYNC_CA_FILE \"%.200s\" cannot be read: %s", path,
+                          strerror(errno));
+    /* Read in chunks, keeping the tail of each: the marker may straddle two. */
+    while (rc == 0 && !found && (n = fread(chunk + keep, 1, sizeof(chunk) - 1 - keep, f)) > 0) {
+        n += keep;
+        chunk[n] = '\0';
+        found = strstr(chunk, "-----BEGIN CERTIFICATE-----") != NULL;
+        keep = n < 26 ? n : 26;
+        memmove(chunk, chunk + n - keep, keep);
+    }
+    if (rc == 0 && ferror(f))
+        rc = base_err_set(err, BASE_ECONFIG, "KEAPSYNC_CA_FILE \"%.200s\" cannot be read: %s", path,
+                          strerror(errno ? errno : EIO));
+    else if (rc == 0 && !found)
+        rc = base_err_set(err, BASE_ECONFIG,
+                          "KEAPSYNC_CA_FILE \"%.200s\" holds no PEM certificate (\"-----BEGIN "
+                          "CERTIFICATE-----\")",
+                          path);
+    if (f != NULL)
+        fclose(f);
+    if (rc < 0)
+        base_err_hint(err, "point it at a readable PEM bundle of the CA certificates to trust, "
+                           "or unset it for the system's");
+    return rc;
+}
+
+/* With KEAPSYNC_TLS_INSECURE=1: what (an environment variable) names url, whose host must be
+ * a loopback address. */
+static int check_insecure_host(const char *what, const char *url, struct base_err *err)
+{
+    char host[256];
+
+    if (http_url_is_loopback(url, host, sizeof(host)))
+        return 0;
+    for (char *p = host; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    base_err_set(err, BASE_ECONFIG,
+                 "KEAPSYNC_TLS_INSECURE=1 turns TLS verification off only for a loopback test "
+                 "host, and %s's host \"%s\" is not one (127.0.0.0/8, ::1 or localhost)",
+                 what, host);
+    base_err_hint(err, "unset KEAPSYNC_TLS_INSECURE; to trust a private CA, set KEAPSYNC_CA_FILE "
+                       "to its PEM bundle instead");
+    return BASE_ECONFIG;
+}
+
+int cli_configure_tls(struct base_err *err)
+{
+    const char *ca = cli_env_or("KEAPSYNC_CA_FILE", NULL);
+    const char *insecure = cli_env_or("KEAPSYNC_TLS_INSECURE", "0");
+    struct http_tls tls = {.ca_file = ca};
+    int rc;
+
+    if (strcmp(insecure, "1") == 0)
+        tls.insecure = true;
+    else if (strcmp(insecure, "0") != 0) {
+        base_err_set(err, BASE_ECONFIG, "invalid KEAPSYNC_TLS_INSECURE \"%.40s\"", insecure);
+        base_err_hint(err, "use 1 (no TLS verification, loopback test hosts only) or 0");
+        return BASE_ECONFIG;
+    }
+    if (ca != NULL && (rc = check_ca_file(ca, err)) < 0)
+        return rc;
+    if (tls.insecure) {
+        const char *base = cli_env_or("KEAP_BASE_URL", KEAP_DEFAULT_BASE_URL);
+        const char *token = cli_env_or("KEAP_TOKEN_URL", NULL);
+
+        if ((rc = check_insecure_host("KEAP_BASE_URL", base, err)) < 0)
+            return rc;
+        /* The token endpoint too, when OAuth2 may reach it. */
+        if (token == NULL && cli_env_or("KEAP_CLIENT_ID", NULL) != NULL)
+            token = KEAP_DEFAULT_TOKEN_URL;
+        if (token != NULL && (rc = check_insecure_host("KEAP_TOKEN_URL", token, err)) < 0)
+            return rc;
+        base_log_warning("KEAPSYNC_TLS_INSECURE=1: TLS certificates of loopback hosts are not "
+                         "verified");
+    }
+    if (http_tls_configure(&tls) < 0)
+        return base_err_set(err, BASE_ENOMEM, "could not configure TLS: out of memory");
     return 0;
 }
 

@@ -70,6 +70,8 @@ static const char usage[] =
     "  KEAPSYNC_APP_LIMITS   the OAuth2 client's limits (default 1500/min,150000/day)\n"
     "  KEAPSYNC_TENANT_CEILING  every credential of the tenant (default 10000/min,250000/day)\n"
     "  KEAP_BASE_URL         API root (default " KEAP_DEFAULT_BASE_URL ")\n"
+    "  KEAPSYNC_CA_FILE      PEM bundle of the CAs to trust (default: the system's)\n"
+    "  KEAPSYNC_TLS_INSECURE 1: no TLS verification, for loopback test hosts only\n"
     "  KEAPSYNC_LIMITS       ceilings (default 10/s,240/min,30000/day)\n"
     "  KEAPSYNC_RESERVE      share of the daily quota left to other integrations (e.g. 10%)\n"
     "  KEAPSYNC_TENANT       ledger key for the daily quota (default: Keap's tenant id)\n"
@@ -175,6 +177,10 @@ int main(int argc, char **argv)
     if (http_global_init() < 0) {
         base_err_set(&err, BASE_EIO, "could not initialise libcurl");
         return cli_fail(EXIT_FAILURE, &err);
+    }
+    if (cli_configure_tls(&err) < 0) {
+        http_global_cleanup();
+        return cli_fail(CLI_EXIT_CONFIG, &err);
     }
     if (strcmp(argv[i], "migrate") == 0)
         rc = cli_cmd_migrate(argc - i - 1, argv + i + 1);

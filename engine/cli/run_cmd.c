@@ -134,6 +134,48 @@ void cli_record_run_end(struct store *s, int64_t run_id, int code, struct sched_
     free(jobs);
 }
 
+/*
+ * A job whose first page was a 404 (Keap has no such list: a wrong "endpoint") and that never
+ * committed a page (no checkpoint) leaves no table: its table, made at its start, goes again
+ * if it is still empty. One line says so, naming the job, the endpoint and the status.
+ */
+static void drop_missing_lists(struct store *s, const struct jobs_set *set,
+                               const struct sched_result *res)
+{
+    for (size_t i = 0; i < res->njobs; i++) {
+        const struct sched_job_result *r = &res->jobs[i];
+        const struct jobs_job *job = NULL;
+        char want[300], *ckpt = NULL;
+        struct base_err err;
+        bool dropped = false;
+
+        if (strcmp(sched_job_state_name(r->state), "failed") != 0 || r->pages != 0)
+            continue;
+        for (size_t k = 0; k < set->n; k++)
+            if (strcmp(set->jobs[k].name, r->name) == 0)
+                job = &set->jobs[k];
+        if (job == NULL || job->parent_job != NULL)
+            continue;
+        snprintf(want, sizeof(want), "could not fetch page at offset 0 of \"%s\": HTTP 404",
+                 r->name);
+        if (strncmp(r->error, want, strlen(want)) != 0)
+            continue;
+        base_err_clear(&err);
+        if (store_checkpoint_load(s, job->name, &ckpt, &err) < 0 || ckpt != NULL) {
+            free(ckpt);
+            continue; /* it committed before: its table stays */
+        }
+        if (store_drop_empty_table(s, job->table, &dropped, &err) < 0)
+            base_log_warning("%s", err.msg);
+        if (dropped)
+            fprintf(stderr,
+                    "keapsync: error: job \"%s\": endpoint %s does not exist at KEAP_BASE_URL "
+                    "(HTTP 404 on its first page); its empty table %s.%s was not kept (hint: fix "
+                    "\"endpoint\" in %s)\n",
+                    job->name, job->endpoint, store_target_schema(), job->table, job->file);
+    }
+}
+
 int cli_cmd_run(int argc, char **argv)
 {
     struct base_err err;
@@ -251,6 +293,7 @@ int cli_cmd_run(int argc, char **argv)
             printf(" (%s)", j->error);
         printf("\n");
     }
+    drop_missing_lists(s, &set, &res);
     printf("run: %" PRId64 " requests, %" PRId64 " rejected with 429, %" PRId64
            " rows written in %.1f s\n",
            res.requests, res.rejected_429, res.rows, res.seconds);

@@ -15,6 +15,7 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -37,6 +38,10 @@
 /* Caps on what one response's headers may hold. */
 #define HTTP_MAX_HEADERS      200
 #define HTTP_MAX_HEADER_BYTES (64u * 1024u)
+
+/* http_tls_configure's settings, for every call. */
+static char *tls_ca_file;
+static bool tls_insecure;
 
 struct http_sock {
     uv_poll_t poll; /* poll.data unused: container_of finds us */
@@ -233,6 +238,9 @@ static void call_finish(struct http_call *call, CURLcode result)
                           HTTP_MAX_HEADER_BYTES);
         else if (call->out_of_memory)
             base_snprintf(resp->error, sizeof(resp->error), "out of memory reading the response");
+        else if (http_error_is_tls_verify((int)result))
+            base_snprintf(resp->error, sizeof(resp->error), "TLS verification failed: %s",
+                          call->errbuf[0] != '\0' ? call->errbuf : curl_easy_strerror(result));
         else if (call->errbuf[0] != '\0')
             base_snprintf(resp->error, sizeof(resp->error), "%s", call->errbuf);
         else
@@ -491,6 +499,82 @@ static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata
     return n;
 }
 
+int http_tls_configure(const struct http_tls *tls)
+{
+    char *ca = NULL;
+
+    if (tls != NULL && tls->ca_file != NULL && (ca = strdup(tls->ca_file)) == NULL)
+        return BASE_ENOMEM;
+    free(tls_ca_file);
+    tls_ca_file = ca;
+    tls_insecure = tls != NULL && tls->insecure;
+    return BASE_OK;
+}
+
+bool http_host_is_loopback(const char *host)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    size_t n;
+    struct in_addr a4;
+    struct in6_addr a6;
+    bool bracketed = false;
+
+    if (host == NULL)
+        return false;
+    n = strlen(host);
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') { /* brackets: IPv6 only */
+        host++;
+        n -= 2;
+        bracketed = true;
+    }
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    if (!bracketed && inet_pton(AF_INET, buf, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, buf, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+bool http_url_is_loopback(const char *url, char *host, size_t n)
+{
+    CURLU *h = url != NULL ? curl_url() : NULL;
+    char *part = NULL;
+    bool yes = false;
+
+    if (host != NULL && n > 0)
+        host[0] = '\0';
+    if (h == NULL)
+        return false;
+    if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_HOST, &part, 0) == CURLUE_OK) {
+        yes = http_host_is_loopback(part);
+        if (host != NULL && n > 0)
+            base_snprintf(host, n, "%s", part);
+    }
+    curl_free(part);
+    curl_url_cleanup(h);
+    return yes;
+}
+
+bool http_error_is_tls_verify(int transport_error)
+{
+    switch (transport_error) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int http_global_init(void)
 {
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? BASE_OK : BASE_EIO;
@@ -498,6 +582,7 @@ int http_global_init(void)
 
 void http_global_cleanup(void)
 {
+    http_tls_configure(NULL);
     curl_global_cleanup();
 }
 
@@ -592,6 +677,15 @@ static int call_setup(struct http_client *c, struct http_call *call, const struc
     SET(CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
     SET(CURLOPT_USERAGENT, c->user_agent);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    /* Verified unless insecure was asked for and the host is loopback (http_tls_configure). */
+    {
+        bool verify = !(tls_insecure && http_url_is_loopback(req->url, NULL, 0));
+
+        SET(CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+    }
+    if (tls_ca_file != NULL)
+        SET(CURLOPT_CAINFO, tls_ca_file);
 #if LIBCURL_VERSION_NUM >= 0x075500
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else

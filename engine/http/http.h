@@ -16,6 +16,7 @@
 
 #include "base.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -92,6 +93,34 @@ void http_client_close(struct http_client *c);
 
 /* Case-insensitive look-up of a response header; NULL when absent. */
 const char *http_response_header(const struct http_response *resp, const char *name);
+
+/*
+ * TLS, for every call of every client made after: peer and host verification are always on
+ * (CURLOPT_SSL_VERIFYPEER 1, CURLOPT_SSL_VERIFYHOST 2), against ca_file when it is set
+ * (CURLOPT_CAINFO, a PEM bundle) or libcurl's default store. insecure turns verification off,
+ * but only for calls whose URL's host is a loopback address (http_url_is_loopback): a call to
+ * any other host is verified whatever insecure says. Copies ca_file. Call it once, before any
+ * client sends (it is not thread-safe); NULL restores the defaults.
+ */
+struct http_tls {
+    const char *ca_file; /* NULL: libcurl's default CA store */
+    bool insecure;       /* no verification for loopback hosts (tests) */
+};
+int http_tls_configure(const struct http_tls *tls);
+
+/*
+ * Is host a loopback address: 127.0.0.0/8, ::1 (bracketed or not, or IPv4-mapped
+ * ::ffff:127.x.y.z), or "localhost" (any case, with or without a final dot)? Names that
+ * would need a resolver to say (other names, "127.1", "foo.localhost") are not.
+ */
+bool http_host_is_loopback(const char *host);
+/*
+ * Is url's host (libcurl's URL parser) a loopback address? host, when not NULL, gets the host
+ * as parsed ("" when url has none), for messages.
+ */
+bool http_url_is_loopback(const char *url, char *host, size_t n);
+/* Is transport_error (a CURLcode) a failed TLS verification, which no retry can mend? */
+bool http_error_is_tls_verify(int transport_error);
 
 /* curl_global_init/cleanup wrappers: call once per process. */
 int http_global_init(void);

@@ -927,6 +927,34 @@ int jobs_load_file(const char *path, struct jobs_job *out, struct base_err *err)
     return result;
 }
 
+/*
+ * The line of the first \u0000 escape inside a JSON string of text, or 0. cJSON reads one as
+ * the end of its string, so "a\u0000; DROP TABLE y" would load as the name "a": such a
+ * file is refused instead of read as something it does not say.
+ */
+static int escaped_nul_line(const char *text, size_t len)
+{
+    int line = 1;
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n')
+            line++;
+        if (!in_string) {
+            in_string = text[i] == '"';
+            continue;
+        }
+        if (text[i] == '"') {
+            in_string = false;
+        } else if (text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0)
+                return line;
+            i++; /* the escaped character */
+        }
+    }
+    return 0;
+}
+
 int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs_job *out,
                      struct base_err *err)
 {
@@ -943,6 +971,13 @@ int jobs_load_buffer(const char *path, const char *text, size_t len, struct jobs
         return jobs_fail(&c, NULL, "file is larger than %d bytes", JOB_FILE_MAX);
     if (memchr(text, '\0', len) != NULL) {
         result = jobs_fail(&c, NULL, "file contains a NUL byte");
+        goto out;
+    }
+    if ((result = escaped_nul_line(text, len)) > 0) {
+        result = jobs_fail(&c, NULL,
+                           "line %d: a string holds \\u0000 (NUL), which no name, path or "
+                           "value may",
+                           result);
         goto out;
     }
     root = cJSON_ParseWithLengthOpts(text, len, &end, false);

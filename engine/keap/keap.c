@@ -618,6 +618,9 @@ void keap_classify_api(const struct http_response *resp, enum keap_api api, int6
         safe_text(text, sizeof(text), resp->error);
         base_snprintf(out->reason, sizeof(out->reason), "transport error %d: %s",
                       resp->transport_error, text);
+        /* The same certificate would fail the same way: retrying only spends requests. */
+        if (http_error_is_tls_verify(resp->transport_error))
+            out->outcome = KEAP_OUTCOME_FATAL;
         return;
     }
     if (status >= 200 && status < 300) {

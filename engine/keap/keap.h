@@ -124,8 +124,9 @@ struct keap_probe_result {
  * blocking, on a loop of its own, and reports how many records the page holds under
  * array_key. For the quota planner's probes: one request, which the caller has counted in
  * the ledger. Errors, with err set (naming the path, never the credential): BASE_EAUTH
- * (401/403), BASE_EQUOTA (a daily-quota 429), BASE_EIO (unreachable, 5xx, other 429s,
- * other 4xx), BASE_EPROTO (no array under array_key), BASE_EINVAL.
+ * (401/403), BASE_EQUOTA (a daily-quota 429), BASE_ENOTFOUND (404: no such list), BASE_EIO
+ * (unreachable, 5xx, other 429s, other 4xx), BASE_EPROTO (no array under array_key),
+ * BASE_EINVAL.
  */
 int keap_probe_list(const char *url, const char *const *headers, const char *array_key,
                     struct keap_probe_result *out, struct base_err *err);

@@ -17,6 +17,7 @@
 
 struct probe_call {
     bool done;
+    long status; /* HTTP status, 0 when the transport failed */
     struct keap_verdict verdict;
     struct pace_observation obs;
     char tenant[128];
@@ -28,6 +29,7 @@ static void probe_done_cb(struct http_response *resp, void *data)
     struct probe_call *call = data;
 
     keap_classify_api(resp, KEAP_API_V1, 0, &call->verdict);
+    call->status = resp->status;
     pace_observation_init(&call->obs);
     keap_read_headers(resp, &call->obs);
     if (call->obs.tenant_id != NULL)
@@ -100,7 +102,9 @@ int keap_probe_list(const char *url, const char *const *headers, const char *arr
                               "could not probe %s: %s", path, call.verdict.reason);
         break;
     default:
-        result = base_err_set(err, BASE_EIO, "could not probe %s: %s", path, call.verdict.reason);
+        /* A 404 is a list Keap does not have (a wrong endpoint), not a passing fault. */
+        result = base_err_set(err, call.status == 404 ? BASE_ENOTFOUND : BASE_EIO,
+                              "could not probe %s: %s", path, call.verdict.reason);
         break;
     }
     if (result < 0) {

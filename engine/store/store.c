@@ -150,6 +150,55 @@ int store_exec(struct store *s, const char *sql, struct base_err *err)
     return rc;
 }
 
+int store_drop_empty_table(struct store *s, const char *table, bool *dropped, struct base_err *err)
+{
+    const char *schema = store_target_schema();
+    char *qs = PQescapeIdentifier(s->conn, schema, strlen(schema));
+    char *qt = PQescapeIdentifier(s->conn, table, strlen(table));
+    struct base_buf q;
+    PGresult *res = NULL;
+    int rc;
+
+    *dropped = false;
+    base_buf_init(&q, STORE_MAX_SQL);
+    /* One statement: the table goes only if it has no row when the DROP's lock is held. */
+    rc = qs != NULL && qt != NULL
+             ? base_buf_printf(&q,
+                               "DO $ks$ BEGIN LOCK TABLE %s.%s IN ACCESS EXCLUSIVE MODE; "
+                               "IF NOT EXISTS (SELECT 1 FROM %s.%s) THEN DROP TABLE %s.%s; "
+                               "END IF; END $ks$",
+                               qs, qt, qs, qt, qs, qt)
+             : BASE_ENOMEM;
+    if (rc < 0) {
+        rc = base_err_set(err, rc, "could not drop table \"%s\": out of memory", table);
+        goto out;
+    }
+    res = PQexec(s->conn, q.data);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = store_pg_error(s, res, err, "could not drop table \"%s\"", table);
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    {
+        const char *params[2] = {schema, table};
+        char *oid = NULL;
+
+        rc = store_query_text(s, "SELECT to_regclass(format('%I.%I', $1::text, $2::text))::text", 2,
+                              params, &oid, err);
+        *dropped = rc == 0 && oid == NULL;
+        free(oid);
+    }
+    if (*dropped)
+        store_tcache_forget(s, table);
+out:
+    PQclear(res);
+    PQfreemem(qs);
+    PQfreemem(qt);
+    base_buf_free(&q);
+    return rc;
+}
+
 /* Reads a one-row, one-column bigint result. */
 static int result_int64(const PGresult *res, int row, int col, int64_t *v, struct base_err *err,
                         const char *what)

@@ -329,6 +329,13 @@ int store_job_run_last(struct store *s, const char *job, struct store_job_run *o
 int store_query_text(struct store *s, const char *sql, int nparams, const char *const *params,
                      char **out, struct base_err *err);
 
+/*
+ * Drops <schema>.<table> if it has no row (locked, so no page lands meanwhile), and forgets
+ * this connection's cache of it; *dropped says whether it went. For a table the run made for
+ * a job whose list turned out not to exist (a 404 on its first page).
+ */
+int store_drop_empty_table(struct store *s, const char *table, bool *dropped, struct base_err *err);
+
 /* Runs one SQL statement that returns nothing (for tests and tools). */
 int store_exec(struct store *s, const char *sql, struct base_err *err);
 

@@ -183,6 +183,8 @@ struct sim_config {
     bool count_page;       /* v1 "count" is the page's length (--v1-count page), not the total */
     const char *client_id; /* OAuth2 client */
     const char *client_secret;
+    char *tls_cert; /* PEM text of --tls-cert (HTTPS when set, with tls_key) */
+    char *tls_key;  /* PEM text of --tls-key */
 };
 
 struct sim_stats {

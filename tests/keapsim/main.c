@@ -22,7 +22,8 @@ static const char usage[] =
     "               [--mutate-rate N] [--token-ttl S] [--access-ttl S] [--revoke-delay MS]\n"
     "               [--retry-after on|off|0] [--fault kind[=P]:rate[:endpoint]]...\n"
     "               [--v1-count total|page]\n"
-    "               [--client-id ID] [--client-secret SECRET] [--quiet]\n";
+    "               [--client-id ID] [--client-secret SECRET] [--quiet]\n"
+    "               [--tls-cert CERT.pem --tls-key KEY.pem]\n";
 
 static atomic_int stopping; /* set by main, read by the mutator thread */
 
@@ -52,6 +53,37 @@ static int add_key(struct sim_config *cfg, const char *key)
     if (cfg->keys[cfg->nkeys] == NULL)
         return BASE_ENOMEM;
     cfg->nkeys++;
+    return 0;
+}
+
+/* The whole of a PEM file, for --tls-cert and --tls-key (at most 1 MiB). */
+static int read_pem(const char *flag, const char *path, char **out)
+{
+    FILE *f = fopen(path, "r");
+    struct base_buf b;
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+
+    if (f == NULL) {
+        base_log_error("could not open %s file \"%s\": %s", flag, path, strerror(errno));
+        return BASE_ECONFIG;
+    }
+    base_buf_init(&b, 1024 * 1024);
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = base_buf_append(&b, chunk, n);
+    if (rc == 0 && ferror(f))
+        rc = BASE_EIO;
+    fclose(f);
+    if (rc == 0 && (b.data == NULL || strstr(b.data, "-----BEGIN") == NULL))
+        rc = BASE_ECONFIG;
+    if (rc < 0) {
+        base_log_error("could not read %s file \"%s\" as PEM", flag, path);
+        base_buf_free(&b);
+        return BASE_ECONFIG;
+    }
+    free(*out);
+    *out = b.data;
     return 0;
 }
 
@@ -185,6 +217,10 @@ static int parse_args(int argc, char **argv, struct sim_config *cfg, struct sim_
                 rc = BASE_ECONFIG;
             else
                 (*nfaults)++;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            rc = read_pem(a, v, &cfg->tls_cert);
+        } else if (strcmp(a, "--tls-key") == 0) {
+            rc = read_pem(a, v, &cfg->tls_key);
         } else if (strcmp(a, "--client-id") == 0) {
             cfg->client_id = v;
         } else if (strcmp(a, "--client-secret") == 0) {
@@ -273,6 +309,11 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if ((s.cfg.tls_cert == NULL) != (s.cfg.tls_key == NULL)) {
+        base_log_error("--tls-cert and --tls-key go together");
+        rc = 2;
+        goto out;
+    }
     if (quiet)
         base_log_set_level(BASE_LOG_WARNING);
     if (s.cfg.nkeys == 0) {
@@ -351,6 +392,8 @@ out_limits:
 out:
     for (i = 0; i < s.cfg.nkeys; i++)
         free(s.cfg.keys[i]);
+    free(s.cfg.tls_cert);
+    free(s.cfg.tls_key);
     pthread_mutex_destroy(&s.mu);
     return rc;
 }

@@ -596,6 +596,85 @@ static void test_connect_refused(void **state)
     probe_free(&p);
 }
 
+/* The loopback check that KEAPSYNC_TLS_INSECURE relies on: loopback addresses and localhost
+ * only, nothing that would need a resolver to say. */
+static void test_loopback_hosts(void **state)
+{
+    static const char *const yes[] = {
+        "127.0.0.1", "127.0.0.2",       "127.255.255.254",  "127.1.2.3",
+        "localhost", "LocalHost",       "localhost.",       "::1",
+        "[::1]",     "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "[::ffff:127.9.9.9]",
+    };
+    static const char *const no[] = {
+        "",
+        "128.0.0.1",
+        "126.255.255.255",
+        "10.0.0.1",
+        "0.0.0.0",
+        "::",
+        "::2",
+        "[::1",
+        "::1]",
+        "::ffff:128.0.0.1",
+        "127.1",
+        "0x7f.0.0.1",
+        "2130706433",
+        "127.0.0.1.nip.io",
+        "localhost.example.com",
+        "foo.localhost",
+        "localhostx",
+        "api.infusionsoft.com",
+        "127.0.0.1 ",
+        "[127.0.0.1]",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!http_host_is_loopback(yes[i]))
+            fail_msg("\"%s\" should be loopback", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (http_host_is_loopback(no[i]))
+            fail_msg("\"%s\" should not be loopback", no[i]);
+    }
+    assert_false(http_host_is_loopback(NULL));
+}
+
+static void test_loopback_urls(void **state)
+{
+    char host[64];
+
+    (void)state;
+    assert_true(http_url_is_loopback("https://127.0.0.1:8443/crm/rest", host, sizeof(host)));
+    assert_string_equal(host, "127.0.0.1");
+    assert_true(http_url_is_loopback("http://localhost/crm/rest", host, sizeof(host)));
+    assert_string_equal(host, "localhost");
+    assert_true(http_url_is_loopback("https://[::1]:9/x", host, sizeof(host)));
+    assert_string_equal(host, "[::1]");
+    assert_false(http_url_is_loopback("https://api.infusionsoft.com/crm/rest", host, sizeof(host)));
+    assert_string_equal(host, "api.infusionsoft.com");
+    /* user info naming a loopback host does not make the host one */
+    assert_false(http_url_is_loopback("https://127.0.0.1@evil.example/x", host, sizeof(host)));
+    assert_string_equal(host, "evil.example");
+    assert_false(http_url_is_loopback("https://evil.example/127.0.0.1", NULL, 0));
+    assert_false(http_url_is_loopback("https://evil.example?h=localhost", NULL, 0));
+    assert_false(http_url_is_loopback("not a url", host, sizeof(host)));
+    assert_string_equal(host, "");
+    assert_false(http_url_is_loopback(NULL, host, sizeof(host)));
+}
+
+/* Which transport errors are failed verifications (fatal, never retried). */
+static void test_tls_verify_errors(void **state)
+{
+    (void)state;
+    assert_true(http_error_is_tls_verify(CURLE_PEER_FAILED_VERIFICATION));
+    assert_true(http_error_is_tls_verify(CURLE_SSL_CACERT_BADFILE));
+    assert_false(http_error_is_tls_verify(CURLE_OK));
+    assert_false(http_error_is_tls_verify(CURLE_COULDNT_CONNECT));
+    assert_false(http_error_is_tls_verify(CURLE_SSL_CONNECT_ERROR)); /* may be transient */
+    assert_false(http_error_is_tls_verify(CURLE_OPERATION_TIMEDOUT));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,6 +686,9 @@ int main(void)
         cmocka_unit_test(test_post_and_chain),
         cmocka_unit_test(test_send_refused),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_loopback_hosts),
+        cmocka_unit_test(test_loopback_urls),
+        cmocka_unit_test(test_tls_verify_errors),
     };
 
     return cmocka_run_group_tests(tests, server_start, server_stop);

@@ -58,6 +58,20 @@ static void test_identifier(void **state)
     assert_false(jobs_is_identifier("Contacts"));
     assert_false(jobs_is_identifier("bad-name"));
     assert_false(jobs_is_identifier("a b"));
+    /* hostile names: quoting games, statement breaks, escapes, non-ASCII, reserved-looking */
+    assert_false(jobs_is_identifier("x\"; DROP TABLE y;--"));
+    assert_false(jobs_is_identifier("x'; DROP TABLE y;--"));
+    assert_false(jobs_is_identifier("quo\"te"));
+    assert_false(jobs_is_identifier("back\\slash"));
+    assert_false(jobs_is_identifier("t\xc3\xabst")); /* "tëst" */
+    assert_false(jobs_is_identifier("\xe8\xa1\xa8"));
+    assert_false(jobs_is_identifier("keap.y"));
+    assert_false(jobs_is_identifier("a\tb"));
+    assert_false(jobs_is_identifier("a\n"));
+    assert_false(jobs_is_identifier("SELECT"));
+    /* reserved words are identifiers here: the store quotes every name */
+    assert_true(jobs_is_identifier("select"));
+    assert_true(jobs_is_identifier("user"));
     /* 63 characters is the longest: Postgres truncates longer names silently. */
     memset(s, 'a', 63);
     s[63] = '\0';
