@@ -13,9 +13,12 @@ export KEAP_API_KEY="it-key-$RANDOM$RANDOM"
 it_keapsim --seed 5 --size 120 --api-key "$KEAP_API_KEY" --no-limits --quiet
 "$KS" migrate >/dev/null 2>&1 || { echo "migrate failed" >&2; exit 1; }
 
-# Sentinels an injection would reach: public.y and keap.y, one row each.
-sql "CREATE TABLE public.y (v int); INSERT INTO public.y VALUES (1);
-     CREATE TABLE keap.y (v int); INSERT INTO keap.y VALUES (2)"
+# Sentinels an injection would reach: public.y and keap.y, one row each, both owned by the
+# role keapsync runs as (so an injected DROP could drop them). The role may not create in
+# public (docs/POSTGRES_ROLE.md): the admin makes public.y and gives it to the role.
+role=$(sql "SELECT current_user")
+it_admin_sql "CREATE TABLE public.y (v int); INSERT INTO public.y VALUES (1); ALTER TABLE public.y OWNER TO \"$role\""
+sql "CREATE TABLE keap.y (v int); INSERT INTO keap.y VALUES (2)"
 # Every table of the database, with its columns: what "nothing touched" compares.
 catalog() {
     sql "SELECT string_agg(table_schema || '.' || table_name || '.' || column_name, ',' ORDER BY 1)
