@@ -243,6 +243,8 @@ static const char *json_type_name(const cJSON *v)
         return "array";
     if (cJSON_IsObject(v))
         return "object";
+    if (cJSON_IsRaw(v))
+        return "JSON";
     return "invalid value";
 }
 
@@ -309,6 +311,9 @@ static int put_json(struct base_buf *out, const cJSON *v)
 
     if (out == NULL)
         return BASE_OK;
+    /* A member the page parse kept as received (keap_page_parse_keep): its own text. */
+    if (cJSON_IsRaw(v))
+        return put_escaped(out, v->valuestring, strlen(v->valuestring));
     s = cJSON_PrintUnformatted(v);
     if (s == NULL)
         return BASE_ENOMEM;
