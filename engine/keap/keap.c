@@ -1067,7 +1067,7 @@ static bool json_strict(const char *b, size_t len)
 static const char *keep_find(const char *const *names, size_t count, const char *b, size_t n)
 {
     for (size_t k = 0; k < count; k++)
-        if (strncmp(names[k], b, n) == 0 && names[k][n] == '\0')
+        if (names[k][0] == b[0] && strncmp(names[k], b, n) == 0 && names[k][n] == '\0')
             return names[k];
     return NULL;
 }
