@@ -860,8 +860,409 @@ static int nesting_at(const char *b, const char *end)
     return depth;
 }
 
+/* ------------------------------------------------------------ strict check, pruned build */
+
+/*
+ * A strict JSON checker (RFC 8259) that builds nothing: the pruned parse below relies on it
+ * so that it can skip members without parsing them. Strings: no raw control characters, valid
+ * escapes, \u surrogates in pairs (as cJSON and Postgres want). Nesting is limited as cJSON's.
+ */
+struct jcheck {
+    const char *b;
+    size_t len, i;
+    int depth;
+};
+
+static void jc_ws(struct jcheck *c)
+{
+    while (c->i < c->len &&
+           (c->b[c->i] == ' ' || c->b[c->i] == '\t' || c->b[c->i] == '\n' || c->b[c->i] == '\r'))
+        c->i++;
+}
+
+static bool jc_hex4(const struct jcheck *c, size_t at, unsigned *out)
+{
+    unsigned v = 0;
+
+    if (at + 4 > c->len)
+        return false;
+    for (size_t k = at; k < at + 4; k++) {
+        char h = c->b[k];
+
+        v <<= 4;
+        if (h >= '0' && h <= '9')
+            v |= (unsigned)(h - '0');
+        else if (h >= 'a' && h <= 'f')
+            v |= (unsigned)(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F')
+            v |= (unsigned)(h - 'A' + 10);
+        else
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* At '"': past the closing quote. */
+static bool jc_string(struct jcheck *c)
+{
+    const char *b = c->b;
+    size_t i = c->i + 1, len = c->len;
+
+    while (i < len) {
+        unsigned char ch = (unsigned char)b[i];
+        unsigned u, lo;
+
+        if (ch == '"') {
+            c->i = i + 1;
+            return true;
+        }
+        if (ch < 0x20)
+            return false;
+        if (ch != '\\') {
+            i++;
+            continue;
+        }
+        if (++i >= len)
+            return false;
+        switch (b[i]) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            i++;
+            break;
+        case 'u':
+            if (!jc_hex4(c, i + 1, &u) || (u >= 0xDC00 && u <= 0xDFFF))
+                return false;
+            i += 5;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                if (i + 6 > len || b[i] != '\\' || b[i + 1] != 'u' || !jc_hex4(c, i + 2, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+                i += 6;
+            }
+            break;
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
+static bool jc_digits(struct jcheck *c)
+{
+    size_t i0 = c->i;
+
+    while (c->i < c->len && c->b[c->i] >= '0' && c->b[c->i] <= '9')
+        c->i++;
+    return c->i > i0;
+}
+
+static bool jc_number(struct jcheck *c)
+{
+    if (c->b[c->i] == '-')
+        c->i++;
+    if (c->i < c->len && c->b[c->i] == '0')
+        c->i++;
+    else if (!jc_digits(c))
+        return false;
+    if (c->i < c->len && c->b[c->i] == '.') {
+        c->i++;
+        if (!jc_digits(c))
+            return false;
+    }
+    if (c->i < c->len && (c->b[c->i] == 'e' || c->b[c->i] == 'E')) {
+        c->i++;
+        if (c->i < c->len && (c->b[c->i] == '+' || c->b[c->i] == '-'))
+            c->i++;
+        if (!jc_digits(c))
+            return false;
+    }
+    return true;
+}
+
+static bool jc_word(struct jcheck *c, const char *w, size_t n)
+{
+    if (c->i + n > c->len || memcmp(c->b + c->i, w, n) != 0)
+        return false;
+    c->i += n;
+    return true;
+}
+
+static bool jc_value(struct jcheck *c)
+{
+    char open, close;
+
+    if (c->i >= c->len)
+        return false;
+    switch (c->b[c->i]) {
+    case '"':
+        return jc_string(c);
+    case 't':
+        return jc_word(c, "true", 4);
+    case 'f':
+        return jc_word(c, "false", 5);
+    case 'n':
+        return jc_word(c, "null", 4);
+    case '{':
+    case '[':
+        break;
+    default:
+        return (c->b[c->i] == '-' || (c->b[c->i] >= '0' && c->b[c->i] <= '9')) && jc_number(c);
+    }
+    open = c->b[c->i];
+    close = open == '{' ? '}' : ']';
+    if (c->depth >= CJSON_NESTING_LIMIT)
+        return false;
+    c->depth++;
+    c->i++;
+    jc_ws(c);
+    if (c->i < c->len && c->b[c->i] == close) {
+        c->i++;
+        c->depth--;
+        return true;
+    }
+    for (;;) {
+        if (open == '{') {
+            if (c->i >= c->len || c->b[c->i] != '"' || !jc_string(c))
+                return false;
+            jc_ws(c);
+            if (c->i >= c->len || c->b[c->i] != ':')
+                return false;
+            c->i++;
+            jc_ws(c);
+        }
+        if (!jc_value(c))
+            return false;
+        jc_ws(c);
+        if (c->i >= c->len)
+            return false;
+        if (c->b[c->i] == close) {
+            c->i++;
+            c->depth--;
+            return true;
+        }
+        if (c->b[c->i] != ',')
+            return false;
+        c->i++;
+        jc_ws(c);
+    }
+}
+
+/* True if b[0..len) is one JSON value, with only whitespace around it. */
+static bool json_strict(const char *b, size_t len)
+{
+    struct jcheck c = {b, len, 0, 0};
+
+    jc_ws(&c);
+    if (!jc_value(&c))
+        return false;
+    jc_ws(&c);
+    return c.i == len;
+}
+
+/* The keep name equal to b[0..n), or NULL. */
+static const char *keep_find(const char *const *names, size_t count, const char *b, size_t n)
+{
+    for (size_t k = 0; k < count; k++)
+        if (names[k][0] == b[0] && strncmp(names[k], b, n) == 0 && names[k][n] == '\0')
+            return names[k];
+    return NULL;
+}
+
+/* One value b[0..n) of checked JSON, parsed; NULL on failure. */
+static cJSON *parse_span(const char *b, size_t n)
+{
+    return cJSON_ParseWithLength(b, n);
+}
+
+/* A cJSON_Raw node holding b[0..n), or a cJSON null for the text null; NULL on failure. */
+static cJSON *raw_span(const char *b, size_t n)
+{
+    cJSON *item;
+    char *text;
+
+    if (n == 4 && memcmp(b, "null", 4) == 0)
+        return cJSON_CreateNull();
+    item = cJSON_CreateNull();
+    text = item != NULL ? cJSON_malloc(n + 1) : NULL;
+    if (text == NULL) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    memcpy(text, b, n);
+    text[n] = '\0';
+    item->type = cJSON_Raw;
+    item->valuestring = text;
+    return item;
+}
+
+/*
+ * A record object at b[i] (checked JSON) with only the kept members. Returns NULL when it
+ * cannot (a key with escapes, out of memory); *end is past the object.
+ */
+static cJSON *build_record(const char *b, size_t i, size_t len, const struct keap_keep *keep,
+                           size_t *end)
+{
+    cJSON *obj = cJSON_CreateObject();
+
+    if (obj == NULL)
+        return NULL;
+    i = scan_ws(b, i + 1, len);
+    if (b[i] == '}') {
+        *end = i + 1;
+        return obj;
+    }
+    for (;;) {
+        size_t kstart = i + 1, kend = scan_string(b, i, len), vstart, vend;
+        size_t klen = kend - 1 - kstart;
+        const char *name;
+        cJSON *item = NULL;
+
+        if (memchr(b + kstart, '\\', klen) != NULL)
+            goto fail;
+        vstart = scan_ws(b, scan_ws(b, kend, len) + 1, len);
+        vend = scan_value(b, vstart, len);
+        if ((name = keep_find(keep->full, keep->nfull, b + kstart, klen)) != NULL)
+            item = parse_span(b + vstart, vend - vstart);
+        else if ((name = keep_find(keep->raw, keep->nraw, b + kstart, klen)) != NULL)
+            item = raw_span(b + vstart, vend - vstart);
+        if (name != NULL) {
+            if (item == NULL)
+                goto fail;
+            cJSON_AddItemToObjectCS(obj, name, item);
+        }
+        i = scan_ws(b, vend, len);
+        if (b[i] == '}') {
+            *end = i + 1;
+            return obj;
+        }
+        i = scan_ws(b, i + 1, len); /* past ',' */
+    }
+fail:
+    cJSON_Delete(obj);
+    return NULL;
+}
+
+/*
+ * The pruned build of a checked body: the root object with every member parsed, except the
+ * first array under array_key, whose record objects keep only what keep names. Fills page
+ * (root, records, nrecords, spans); false if it cannot (then page is untouched).
+ */
+static bool build_pruned(const char *b, size_t len, const char *array_key,
+                         const struct keap_keep *keep, struct keap_page *page)
+{
+    size_t akey = strlen(array_key), i = scan_ws(b, 0, len), cap = 0;
+    struct keap_span *spans = NULL;
+    cJSON *root, *records = NULL;
+    int n = 0;
+
+    if (b[i] != '{')
+        return false;
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        return false;
+    i = scan_ws(b, i + 1, len);
+    while (b[i] != '}') {
+        size_t kstart = i + 1, kend = scan_string(b, i, len), vstart, vend;
+        size_t klen = kend - 1 - kstart;
+        char key[256];
+        cJSON *item;
+
+        if (klen >= sizeof(key) || memchr(b + kstart, '\\', klen) != NULL)
+            goto fail;
+        memcpy(key, b + kstart, klen);
+        key[klen] = '\0';
+        vstart = scan_ws(b, scan_ws(b, kend, len) + 1, len);
+        if (records == NULL && klen == akey && memcmp(key, array_key, klen) == 0) {
+            size_t j = scan_ws(b, vstart + 1, len);
+
+            /* cJSON would take this first one: not an array is keap_page_parse's error. */
+            if (b[vstart] != '[')
+                goto fail;
+            records = item = cJSON_CreateArray();
+            if (item == NULL)
+                goto fail;
+            while (b[j] != ']') {
+                size_t rend;
+                cJSON *rec;
+
+                if (b[j] == '{') {
+                    rec = build_record(b, j, len, keep, &rend);
+                } else {
+                    rend = scan_value(b, j, len);
+                    rec = parse_span(b + j, rend - j);
+                }
+                if (rec == NULL) {
+                    cJSON_Delete(item);
+                    goto fail;
+                }
+                cJSON_AddItemToArray(item, rec);
+                if ((size_t)n == cap) {
+                    size_t ncap = cap ? 2 * cap : 1024;
+                    struct keap_span *bigger = realloc(spans, ncap * sizeof(*spans));
+
+                    if (bigger == NULL) {
+                        cJSON_Delete(item);
+                        goto fail;
+                    }
+                    spans = bigger;
+                    cap = ncap;
+                }
+                spans[n].off = j;
+                spans[n].len = rend - j;
+                n++;
+                j = scan_ws(b, rend, len);
+                if (b[j] == ',')
+                    j = scan_ws(b, j + 1, len);
+            }
+            vend = j + 1;
+        } else {
+            vend = scan_value(b, vstart, len);
+            item = parse_span(b + vstart, vend - vstart);
+            if (item == NULL)
+                goto fail;
+        }
+        if (!cJSON_AddItemToObject(root, key, item)) {
+            cJSON_Delete(item);
+            goto fail;
+        }
+        i = scan_ws(b, vend, len);
+        if (b[i] == ',')
+            i = scan_ws(b, i + 1, len);
+    }
+    if (records == NULL) {
+        /* No array: keap_page_parse says what the response holds instead. */
+        cJSON_Delete(root);
+        free(spans);
+        return false;
+    }
+    if (spans == NULL && (spans = calloc(1, sizeof(*spans))) == NULL)
+        goto fail;
+    page->root = root;
+    page->records = records;
+    page->nrecords = n;
+    page->spans = spans;
+    return true;
+fail:
+    cJSON_Delete(root);
+    free(spans);
+    return false;
+}
+
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err)
+{
+    return keap_page_parse_keep(body, len, array_key, NULL, out, err);
+}
+
+int keap_page_parse_keep(char *body, size_t len, const char *array_key,
+                         const struct keap_keep *keep, struct keap_page *out, struct base_err *err)
 {
     struct keap_page page = {0};
     const cJSON *tok;
@@ -878,6 +1279,8 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
         return base_err_set(err, BASE_EPROTO, "response holds a NUL byte at offset %zu",
                             (size_t)(end - body));
     page.nul_replaced = nul_escapes_replace(body, len);
+    if (keep != NULL && json_strict(body, len) && build_pruned(body, len, array_key, keep, &page))
+        goto tokens;
     page.root = cJSON_ParseWithLength(body, len);
     if (page.root == NULL) {
         const char *at = cJSON_GetErrorPtr();
@@ -909,6 +1312,7 @@ int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_p
     page.nrecords = cJSON_GetArraySize(page.records);
     /* Duplicate keys: cJSON takes the first, so does the scanner. */
     page.spans = scan_record_spans(body, len, array_key, page.nrecords);
+tokens:
     tok = cJSON_GetObjectItemCaseSensitive(page.root, "next_page_token");
     if (cJSON_IsString(tok) && tok->valuestring != NULL && tok->valuestring[0] != '\0') {
         page.next_page_token = strdup(tok->valuestring);

@@ -188,6 +188,30 @@ struct keap_page {
  */
 int keap_page_parse(char *body, size_t len, const char *array_key, struct keap_page *out,
                     struct base_err *err);
+
+/*
+ * Which members of each record a pruned parse builds (keap_page_parse_keep): the names in
+ * full are parsed into cJSON as usual; those in raw become one cJSON_Raw node holding the
+ * member's JSON text as received (JSON null stays a cJSON null); every other member of a
+ * record is checked but not built. A name in both lists is full. The names must outlive the
+ * page (record members point at them as constant keys).
+ */
+struct keap_keep {
+    const char *const *full;
+    size_t nfull;
+    const char *const *raw;
+    size_t nraw;
+};
+
+/*
+ * keap_page_parse, but each record object holds only the members keep names (keep NULL: all
+ * of them, as keap_page_parse). The whole body is still checked as strict JSON (RFC 8259,
+ * nesting as cJSON's); a body that fails the check, or that the pruned build cannot take
+ * (a key with escapes), is parsed whole by cJSON instead, so what is accepted and every
+ * error message are keap_page_parse's.
+ */
+int keap_page_parse_keep(char *body, size_t len, const char *array_key,
+                         const struct keap_keep *keep, struct keap_page *out, struct base_err *err);
 void keap_page_free(struct keap_page *page); /* accepts a zeroed page */
 
 /* ---- OAuth2 (oauth.c) ----------------------------------------------------------------- */

@@ -243,52 +243,61 @@ static const char *json_type_name(const cJSON *v)
         return "array";
     if (cJSON_IsObject(v))
         return "object";
+    if (cJSON_IsRaw(v))
+        return "JSON";
     return "invalid value";
 }
 
-/* Appends s[0..n) escaped for COPY text format; nothing is appended on failure. */
+/* The character after the backslash for a byte COPY text format escapes, else 0. */
+static char copy_escape(char c)
+{
+    switch (c) {
+    case '\\':
+        return '\\';
+    case '\t':
+        return 't';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    default:
+        return 0;
+    }
+}
+
+/* Appends s[0..n) escaped for COPY text format; nothing is appended on failure. Runs between
+ * escapes are copied whole (a record's text is mostly such a run). */
 static int put_escaped(struct base_buf *out, const char *s, size_t n)
 {
     size_t extra = 0;
     char *w;
     int rc;
 
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-
-        extra += (c == '\\' || c == '\t' || c == '\n' || c == '\r');
-    }
+    for (size_t i = 0; i < n; i++)
+        extra += copy_escape(s[i]) != 0;
     if (extra > SIZE_MAX - n)
         return BASE_ETOOBIG;
     rc = base_buf_reserve(out, n + extra);
     if (rc < 0)
         return rc;
     w = out->data + out->len;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i], e = 0;
+    if (extra == 0) {
+        memcpy(w, s, n);
+    } else {
+        size_t run = 0;
 
-        switch (c) {
-        case '\\':
-            e = '\\';
-            break;
-        case '\t':
-            e = 't';
-            break;
-        case '\n':
-            e = 'n';
-            break;
-        case '\r':
-            e = 'r';
-            break;
-        default:
-            break;
-        }
-        if (e != 0) {
+        for (size_t i = 0; i < n; i++) {
+            char e = copy_escape(s[i]);
+
+            if (e == 0)
+                continue;
+            memcpy(w, s + run, i - run);
+            w += i - run;
             *w++ = '\\';
             *w++ = e;
-        } else {
-            *w++ = c;
+            run = i + 1;
         }
+        memcpy(w, s + run, n - run);
     }
     out->len += n + extra;
     out->data[out->len] = '\0';
@@ -309,6 +318,9 @@ static int put_json(struct base_buf *out, const cJSON *v)
 
     if (out == NULL)
         return BASE_OK;
+    /* A member the page parse kept as received (keap_page_parse_keep): its own text. */
+    if (cJSON_IsRaw(v))
+        return put_escaped(out, v->valuestring, strlen(v->valuestring));
     s = cJSON_PrintUnformatted(v);
     if (s == NULL)
         return BASE_ENOMEM;

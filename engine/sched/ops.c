@@ -130,6 +130,68 @@ int op_commit_rows(struct sched_op *op, const struct sched_cursor *after, int64_
     return rc;
 }
 
+/* Is name among names[0..n)? */
+static bool name_in(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The record members this job's page work reads, for a pruned parse: the first key of the id
+ * path and of every column path, and "status" and "product" (the sync sweep's). A member that
+ * only whole-value jsonb columns read is kept raw (its text as received, never reprinted);
+ * the rest are parsed. NULL (parse everything) if out of memory.
+ */
+static const struct keap_keep *job_keep(struct sched_job *job)
+{
+    const struct map_spec *m = &job->def->map;
+    size_t nfull = 0, nraw = 0, max = m->ncols + 3;
+    const char **full, **raw;
+
+    if (job->keep_names != NULL && job->keep_def == job->def)
+        return &job->keep;
+    free(job->keep_names);
+    job->keep_names = NULL;
+    full = calloc(2 * max, sizeof(*full));
+    if (full == NULL)
+        return NULL;
+    raw = full + max;
+    full[nfull++] = "status";
+    full[nfull++] = "product";
+    if (m->id.nparts > 0 && m->id.index[0] == -1 && !name_in(full, nfull, m->id.parts[0]))
+        full[nfull++] = m->id.parts[0];
+    for (size_t i = 0; i < m->ncols; i++) {
+        const struct map_column *col = &m->cols[i];
+        bool whole = col->nparts == 1 && col->type == MAP_JSONB;
+
+        if (col->nparts <= 0 || col->index[0] != -1 || name_in(full, nfull, col->parts[0]))
+            continue; /* an index or selector finds nothing in an object */
+        if (!whole) {
+            full[nfull++] = col->parts[0];
+            continue;
+        }
+        /* raw unless another column reads into it (a later one: checked below) */
+        if (!name_in(raw, nraw, col->parts[0]))
+            raw[nraw++] = col->parts[0];
+    }
+    for (size_t i = 0; i < nraw;) {
+        if (name_in(full, nfull, raw[i]))
+            raw[i] = raw[--nraw];
+        else
+            i++;
+    }
+    job->keep_names = full;
+    job->keep_def = job->def;
+    job->keep.full = full;
+    job->keep.nfull = nfull;
+    job->keep.raw = raw;
+    job->keep.nraw = nraw;
+    return &job->keep;
+}
+
 static void op_page_work(struct sched_op *op)
 {
     struct sched_page *pg = op->page;
@@ -146,8 +208,8 @@ static void op_page_work(struct sched_op *op)
         op->result = OPR_DISCARDED;
         goto out;
     }
-    rc = keap_page_parse(pg->body.data ? pg->body.data : (char *)"", pg->body.len, def->array_key,
-                         &page, &op->err);
+    rc = keap_page_parse_keep(pg->body.data ? pg->body.data : (char *)"", pg->body.len,
+                              def->array_key, job_keep(job), &page, &op->err);
     if (rc == BASE_ENOMEM) {
         /* The run stops (op_nomem): fetching the page again would not help. */
         base_err_set(&op->err, BASE_ENOMEM, "out of memory");

@@ -503,6 +503,7 @@ out_jobs:
     uv_run(&s->loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < s->njobs; i++) {
         base_buf_free(&s->jobs[i].copy);
+        free(s->jobs[i].keep_names);
         free(s->jobs[i].cur.page_token);
         cursor_plist_clear(&s->jobs[i].cur);
         free(s->jobs[i].cur.plist);

@@ -182,6 +182,10 @@ struct sched_job {
     struct sched_job *parent; /* the parent's job when it runs in this run too */
     bool parent_completed;    /* else: its checkpoint shows a completed pass */
     struct base_buf copy;     /* worker-owned COPY buffer */
+    /* worker-owned: the record members the page parse builds (ops.c job_keep), for keep_def */
+    struct keap_keep keep;
+    const char **keep_names; /* keep.full then keep.raw, into keep_def's map (or literals) */
+    const struct jobs_job *keep_def;
     struct sched_job_result *res;
     /* sweeps and backfills (sweep.c): kind, the derived definition def points to (xdef,
      * with xquery its own query array), and the job it was derived from */

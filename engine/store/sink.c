@@ -323,10 +323,29 @@ static int build_index(struct sql *q, const struct store_table *t)
     return q->rc;
 }
 
+/* (<p>.c1, ..., <p>.data): the typed columns and data of row p, for a row comparison. */
+static void sql_row_values(struct sql *q, const struct store_table *t, const char *p)
+{
+    const struct map_spec *m = t->map;
+
+    sql_puts(q, "(");
+    for (size_t i = 0; i < m->ncols; i++) {
+        sql_puts(q, p);
+        sql_ident(q, m->cols[i].name);
+        sql_puts(q, ", ");
+    }
+    sql_puts(q, p);
+    sql_ident(q, "data");
+    sql_puts(q, ")");
+}
+
 /*
  * The page upsert: distinct ids from staging (per id the newest by the updated column, then
- * the last in the page), inserted or, when not older, written over the existing row. Returns
- * one row: inserted, updated.
+ * the last in the page), inserted or, when not older, written over the existing row. A row
+ * the table already holds exactly so (every typed column and data, and not deleted) is left
+ * out before the INSERT: no row lock, no new row version, no index entries, no WAL; its
+ * synced_at stays when it last changed, which is what a child stream's pass wants of its
+ * parents. Returns one row: inserted, updated.
  */
 static int build_upsert(struct sql *q, const struct store_table *t, const char *stage)
 {
@@ -342,7 +361,21 @@ static int build_upsert(struct sql *q, const struct store_table *t, const char *
     sql_row_columns(q, t);
     sql_puts(q, ", now() FROM pg_temp.");
     sql_puts(q, stage);
-    sql_puts(q, " ORDER BY ");
+    sql_puts(q, " AS s WHERE NOT EXISTS (SELECT 1 FROM ");
+    sql_target(q, t->table);
+    sql_puts(q, " AS same WHERE ");
+    if (t->parent_col != NULL) {
+        sql_puts(q, "same.");
+        sql_ident(q, t->parent_col);
+        sql_puts(q, " = s.");
+        sql_ident(q, t->parent_col);
+        sql_puts(q, " AND ");
+    }
+    sql_puts(q, "same.id = s.id AND same.deleted_at IS NULL AND ");
+    sql_row_values(q, t, "same.");
+    sql_puts(q, " IS NOT DISTINCT FROM ");
+    sql_row_values(q, t, "s.");
+    sql_puts(q, ") ORDER BY ");
     sql_key(q, t);
     sql_puts(q, ", ");
     if (t->updated_col != NULL) {
@@ -492,6 +525,7 @@ int store_ensure_table(struct store *s, const struct store_table *t, struct base
     rc = sql_run(&q, err, what);
     if (rc < 0)
         goto out;
+
     rc = store_commit(s, err, what);
     if (rc < 0)
         goto out;

@@ -190,7 +190,7 @@ struct store_page {
 struct store_page_result {
     int64_t inserted; /* new ids */
     int64_t updated;  /* existing ids overwritten (not older) */
-    int64_t skipped;  /* rows older than what the table holds, left alone */
+    int64_t skipped;  /* rows older than what the table holds, or the same, left alone */
     int64_t deleted;  /* rows marked deleted by the page's sweep */
     int64_t revived;  /* rows a completed sweep saw again: deleted_at back to NULL */
 };

@@ -791,6 +791,171 @@ static void test_page_fixtures(void **state)
     keap_page_free(&page); /* twice: a zeroed page is fine */
 }
 
+/* The text of member name of the object at span sp of body, as the body holds it. */
+static char *member_text(const char *body, const struct keap_span *sp, const char *name)
+{
+    char *rec = malloc(sp->len + 1), *out;
+    cJSON *o, *m;
+
+    memcpy(rec, body + sp->off, sp->len);
+    rec[sp->len] = '\0';
+    o = cJSON_Parse(rec);
+    m = cJSON_GetObjectItemCaseSensitive(o, name);
+    out = m != NULL ? cJSON_PrintUnformatted(m) : NULL;
+    cJSON_Delete(o);
+    free(rec);
+    return out;
+}
+
+static void test_page_keep(void **state)
+{
+    static const char *const full[] = {"id", "company", "email_addresses"};
+    static const char *const raw[] = {"tag_ids", "addresses", "middle_name"};
+    const struct keap_keep keep = {full, 3, raw, 3};
+    struct keap_page all = {0}, some = {0};
+    struct base_err err;
+    size_t len;
+    char *body, *copy;
+
+    (void)state;
+    body = read_fixture("v1-contacts-page.json", &len);
+    copy = malloc(len);
+    memcpy(copy, body, len);
+    assert_int_equal(keap_page_parse(body, len, "contacts", &all, &err), 0);
+    assert_int_equal(keap_page_parse_keep(copy, len, "contacts", &keep, &some, &err), 0);
+    assert_true(all.nrecords >= 2);
+    assert_int_equal(some.nrecords, all.nrecords);
+    assert_non_null(some.spans);
+    assert_memory_equal(some.spans, all.spans, (size_t)all.nrecords * sizeof(*all.spans));
+    assert_int_equal(cJSON_GetArraySize(some.records), some.nrecords);
+    for (int i = 0; i < all.nrecords; i++) {
+        const cJSON *a = cJSON_GetArrayItem(all.records, i),
+                    *p = cJSON_GetArrayItem(some.records, i);
+        const cJSON *m;
+        char *pa, *pp;
+        int kept = 0;
+
+        /* Parsed members are as a whole parse gives them; the rest are not there. */
+        for (size_t k = 0; k < BASE_ARRAY_SIZE(full); k++) {
+            pa = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, full[k]));
+            pp = cJSON_PrintUnformatted(cJSON_GetObjectItem(p, full[k]));
+            assert_non_null(pa);
+            assert_string_equal(pp, pa);
+            cJSON_free(pa);
+            cJSON_free(pp);
+        }
+        assert_null(cJSON_GetObjectItem(p, "given_name"));
+        assert_non_null(cJSON_GetObjectItem(a, "given_name"));
+        /* Raw members hold the body's own text (middle_name is null: a cJSON null). */
+        m = cJSON_GetObjectItem(p, "tag_ids");
+        assert_true(cJSON_IsRaw(m));
+        {
+            /* the exact bytes: found inside the record's span */
+            size_t rl = strlen(m->valuestring);
+            bool found = false;
+
+            for (size_t o = all.spans[i].off;
+                 !found && o + rl <= all.spans[i].off + all.spans[i].len; o++)
+                found = memcmp(body + o, m->valuestring, rl) == 0;
+            assert_true(found);
+        }
+        pa = member_text(body, &all.spans[i], "tag_ids");
+        {
+            cJSON *again = cJSON_Parse(m->valuestring);
+            char *back = cJSON_PrintUnformatted(again);
+
+            assert_string_equal(back, pa);
+            cJSON_free(back);
+            cJSON_Delete(again);
+        }
+        cJSON_free(pa);
+        m = cJSON_GetObjectItem(p, "middle_name");
+        if (cJSON_GetObjectItem(a, "middle_name") != NULL)
+            assert_true(cJSON_IsNull(cJSON_GetObjectItem(a, "middle_name")) ? cJSON_IsNull(m)
+                                                                            : cJSON_IsRaw(m));
+        for (m = p->child; m != NULL; m = m->next)
+            kept++;
+        assert_true(kept <= 6);
+    }
+    keap_page_free(&all);
+    keap_page_free(&some);
+    free(body);
+    free(copy);
+}
+
+/* Bodies the strict check refuses: the pruned parse answers as the whole parse does. */
+static void test_page_keep_fallback(void **state)
+{
+    static const char *const full[] = {"id"};
+    const struct keap_keep keep = {full, 1, NULL, 0};
+    static const char *const bodies[] = {
+        "{\"x\":[{\"id\":1,\"y\":2}]} trailing",  /* cJSON ignores what follows */
+        "{\"x\":[{\"id\":1,\"y\":\"a\tb\"}]}",    /* a raw tab in a string */
+        "{\"x\":[{\"id\":1,\"y\":01}]}",          /* a leading zero */
+        "{\"x\":[{\"id\":1,\"y\":2,}]}",          /* a trailing comma */
+        "{\"x\":[{\"id\":1,\"y\":\"\\ud800\"}]}", /* a lone surrogate */
+        "{\"x\":null,\"x\":[{\"id\":1}]}",        /* the first \"x\" is not an array */
+        "{\"x\":[{\"i\\u0064\":1,\"y\":2}]}",     /* a key with an escape */
+        "{\"y\":[{\"id\":1}]}",                   /* no such array */
+        "[{\"id\":1}]",                           /* not an object */
+        "{\"x\":[{\"id\":1,\"y\":tru}]}",         /* not a word */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(bodies); i++) {
+        char a[128], b[128];
+        struct keap_page pa = {0}, pb = {0};
+        struct base_err ea, eb;
+        int ra, rb;
+
+        snprintf(a, sizeof(a), "%s", bodies[i]);
+        snprintf(b, sizeof(b), "%s", bodies[i]);
+        base_err_clear(&ea);
+        base_err_clear(&eb);
+        ra = keap_page_parse(a, strlen(a), "x", &pa, &ea);
+        rb = keap_page_parse_keep(b, strlen(b), "x", &keep, &pb, &eb);
+        assert_int_equal(rb, ra);
+        assert_string_equal(eb.msg, ea.msg);
+        assert_int_equal(pb.nrecords, pa.nrecords);
+        if (ra == 0 && pa.nrecords > 0) {
+            char *ta = cJSON_PrintUnformatted(pa.records), *tb = cJSON_PrintUnformatted(pb.records);
+
+            assert_string_equal(tb, ta); /* whole records: the fallback parsed everything */
+            cJSON_free(ta);
+            cJSON_free(tb);
+        }
+        keap_page_free(&pa);
+        keap_page_free(&pb);
+    }
+}
+
+/* Deep nesting: the same error from both. */
+static void test_page_keep_deep(void **state)
+{
+    static const char *const full[] = {"id"};
+    const struct keap_keep keep = {full, 1, NULL, 0};
+    size_t depth = CJSON_NESTING_LIMIT + 10, n = 0;
+    char *a = malloc(2 * depth + 64), *b;
+    struct keap_page pa = {0}, pb = {0};
+    struct base_err ea, eb;
+
+    (void)state;
+    n += (size_t)sprintf(a, "{\"x\":[{\"id\":1,\"y\":");
+    for (size_t i = 0; i < depth; i++)
+        a[n++] = '[';
+    for (size_t i = 0; i < depth; i++)
+        a[n++] = ']';
+    n += (size_t)sprintf(a + n, "}]}");
+    b = malloc(n);
+    memcpy(b, a, n);
+    assert_int_equal(keap_page_parse(a, n, "x", &pa, &ea), BASE_EPROTO);
+    assert_int_equal(keap_page_parse_keep(b, n, "x", &keep, &pb, &eb), BASE_EPROTO);
+    assert_string_equal(eb.msg, ea.msg);
+    assert_non_null(strstr(eb.msg, "nested deeper"));
+    free(a);
+    free(b);
+}
+
 static void test_page_tokens_end(void **state)
 {
     static const char *const done[] = {
@@ -927,6 +1092,9 @@ int main(void)
         cmocka_unit_test(test_read_headers),
         cmocka_unit_test(test_page_fixtures),
         cmocka_unit_test(test_page_tokens_end),
+        cmocka_unit_test(test_page_keep),
+        cmocka_unit_test(test_page_keep_fallback),
+        cmocka_unit_test(test_page_keep_deep),
         cmocka_unit_test(test_page_nul),
         cmocka_unit_test(test_page_errors),
         cmocka_unit_test(test_page_spans),

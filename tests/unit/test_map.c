@@ -747,6 +747,31 @@ static void test_raw_data(void **state)
     spec_free(&spec);
 }
 
+/* A jsonb column whose value the page parse kept raw (cJSON_Raw): its text, COPY-escaped. */
+static void test_raw_jsonb_column(void **state)
+{
+    static const char *const names[] = {"cf"};
+    static const char *const paths[] = {"cf"};
+    static const enum map_type types[] = {MAP_JSONB};
+    struct map_spec spec;
+    struct map_stats st = {0, 0};
+    struct base_buf out;
+    struct base_err err;
+    cJSON *rec = cJSON_CreateObject(), *cf = cJSON_CreateRaw("[{\"v\":\t12345678901234567890}]");
+
+    (void)state;
+    cJSON_AddNumberToObject(rec, "id", 7);
+    cJSON_AddItemToObject(rec, "cf", cf);
+    spec_init(&spec, MAP_BIGINT, 1, names, paths, types);
+    base_buf_init(&out, 1 << 16);
+    assert_int_equal(map_record_to_copy_raw(&spec, rec, "{}", 2, &out, &st, &err), 0);
+    assert_string_equal(out.data, "7\t[{\"v\":\\t12345678901234567890}]\t{}\n");
+    assert_int_equal(st.mismatches, 0);
+    cJSON_Delete(rec);
+    base_buf_free(&out);
+    spec_free(&spec);
+}
+
 static void test_id_errors(void **state)
 {
     static const char *const names[] = {"x"};
@@ -858,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_id_errors),
         cmocka_unit_test(test_raw_data),
+        cmocka_unit_test(test_raw_jsonb_column),
         cmocka_unit_test(test_cap),
     };
     /* Mismatch warnings of the other tests would clutter the output: test_mismatch_log

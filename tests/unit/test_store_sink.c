@@ -130,15 +130,28 @@ static void test_commit_rows(void **state)
     ASSERT_GE(lr.reserved, lr.spent);
     spent0 = lr.spent;
 
-    /* The same page again: every row is "updated" to what it was. */
+    /* The same page again: every row is left alone (no new row version, synced_at kept),
+     * and the checkpoint and the ledger still go with the page. */
+    q_run("UPDATE keap.contacts SET synced_at = '2001-01-01T00:00:00Z'");
     commit_ok(s, &contacts, &rows, 3, "{\"offset\": 6}", &r);
     assert_int_equal(r.inserted, 0);
-    assert_int_equal(r.updated, 3);
-    assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.updated, 0);
+    assert_int_equal(r.skipped, 3);
     assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 3);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE synced_at = "
+                           "'2001-01-01T00:00:00Z'"),
+                     3);
+    /* ... unless the row was marked deleted: listed again, it is live again. */
+    q_run("UPDATE keap.contacts SET deleted_at = now() WHERE id = 100");
+    commit_ok(s, &contacts, &rows, 3, "{\"offset\": 6}", &r);
+    assert_int_equal(r.updated, 1);
+    assert_int_equal(r.skipped, 2);
+    assert_int_equal(q_int("SELECT count(*) FROM keap.contacts WHERE deleted_at IS NULL AND "
+                           "synced_at > '2001-01-01T00:00:00Z'"),
+                     1);
     assert_int_equal(store_ledger_get(s, "tenant-a", wall("2024-11-07T23:59:59.999Z"), &lr, &err),
                      0);
-    assert_int_equal(lr.spent, spent0 + 1);
+    assert_int_equal(lr.spent, spent0 + 2); /* two pages, a request each */
 
     /* An empty page still moves the checkpoint and the ledger. */
     base_buf_reset(&rows);
@@ -342,7 +355,8 @@ static void test_newer_wins(void **state)
     commit_ok(s, &contacts, &rows, 1, NULL, &r);
     assert_int_equal(r.skipped, 1);
 
-    /* Newer: replaces. The same instant in another zone form is equal, and equal rewrites. */
+    /* Newer: replaces. The same instant in another zone form is equal: the same row is left
+     * alone, a different one at the same instant rewrites. */
     base_buf_reset(&rows);
     row(&rows, "10", "t3@example.com", "Ten", "2024-05-03T00:00:00Z");
     commit_ok(s, &contacts, &rows, 1, NULL, &r);
@@ -350,10 +364,15 @@ static void test_newer_wins(void **state)
     base_buf_reset(&rows);
     row(&rows, "10", "t3@example.com", "Ten", "2024-05-03T02:00:00+02:00");
     commit_ok(s, &contacts, &rows, 1, NULL, &r);
+    assert_int_equal(r.updated, 0);
+    assert_int_equal(r.skipped, 1);
+    base_buf_reset(&rows);
+    row(&rows, "10", "t4@example.com", "Ten", "2024-05-03T02:00:00+02:00");
+    commit_ok(s, &contacts, &rows, 1, NULL, &r);
     assert_int_equal(r.updated, 1);
     assert_int_equal(r.skipped, 0);
     e = email_of("contacts", 10);
-    assert_string_equal(e, "t3@example.com");
+    assert_string_equal(e, "t4@example.com");
     free(e);
     assert_int_equal(q_int("SELECT count(*) FROM keap.contacts"), 1);
 
