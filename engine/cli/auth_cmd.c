@@ -185,7 +185,8 @@ static const char auth_usage_text[] =
     "itself.\n"
     "\n"
     "  --code CODE             an authorization code from Keap's authorize page (short-lived,\n"
-    "                          single-use), exchanged at KEAP_TOKEN_URL\n"
+    "                          single-use), exchanged at KEAP_TOKEN_URL; \"-\" reads it from\n"
+    "                          stdin, so that it is never in the process list\n"
     "  --redirect-uri URI      the redirect URI the code was issued for\n"
     "  --refresh-token-file FILE\n"
     "                          a file (mode 0600) holding an existing refresh token\n"
@@ -205,6 +206,37 @@ static int auth_usage(const char *msg, const char *arg)
 }
 
 /* Reads the refresh token of a private file into a fresh *out. */
+/* "--code -": the code is the first line of stdin (so it is never in argv, where ps shows it). */
+static int code_from_stdin(char **out, struct base_err *err)
+{
+    char buf[REFRESH_FILE_MAX];
+    size_t a = 0, b;
+
+    if (fgets(buf, sizeof(buf), stdin) == NULL)
+        return base_err_set(err, BASE_ECONFIG, "--code -: no authorization code on stdin");
+    b = strlen(buf);
+    while (a < b && (buf[a] == ' ' || buf[a] == '\t'))
+        a++;
+    while (b > a &&
+           (buf[b - 1] == ' ' || buf[b - 1] == '\n' || buf[b - 1] == '\r' || buf[b - 1] == '\t'))
+        b--;
+    for (size_t i = a; i < b; i++)
+        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
+            b = a;
+    if (a == b) {
+        base_wipe(buf, sizeof(buf));
+        return base_err_set(err, BASE_ECONFIG,
+                            "--code -: the first line of stdin is not an authorization code");
+    }
+    *out = malloc(b - a + 1);
+    if (*out != NULL) {
+        memcpy(*out, buf + a, b - a);
+        (*out)[b - a] = '\0';
+    }
+    base_wipe(buf, sizeof(buf));
+    return *out ? BASE_OK : base_err_set(err, BASE_ENOMEM, "out of memory");
+}
+
 static int refresh_from_file(const char *path, char **out, struct base_err *err)
 {
     unsigned char buf[REFRESH_FILE_MAX];
@@ -267,7 +299,7 @@ int cli_cmd_auth(int argc, char **argv)
     struct cli_oauth *o = NULL;
     struct store *s = NULL;
     struct base_err err;
-    char *refresh = NULL;
+    char *refresh = NULL, *code_copy = NULL;
     int64_t now;
     int rc, exit_code = 0;
 
@@ -300,6 +332,23 @@ int cli_cmd_auth(int argc, char **argv)
                             "KEAP_CLIENT_SECRET) to your Keap developer app's client");
         return auth_fail(EXIT_CONFIG, &err);
     }
+    if (code != NULL && strcmp(code, "-") == 0) {
+        if ((rc = code_from_stdin(&code_copy, &err)) < 0) {
+            exit_code = auth_fail(EXIT_CONFIG, &err);
+            goto out;
+        }
+    } else if (code != NULL) {
+        /* Given in argv: copied, and the argument blanked, so that ps shows it no longer (it
+         * was visible until now: "--code -" reads it from stdin instead). */
+        code_copy = strdup(code);
+        if (code_copy == NULL) {
+            base_err_set(&err, BASE_ENOMEM, "out of memory");
+            exit_code = auth_fail(EXIT_FAILURE, &err);
+            goto out;
+        }
+        memset((char *)code, 'x', strlen(code));
+    }
+    code = code_copy;
     if (rfile != NULL && (rc = refresh_from_file(rfile, &refresh, &err)) < 0) {
         exit_code = auth_fail(EXIT_CONFIG, &err);
         goto out;
@@ -343,6 +392,7 @@ out:
     store_oauth_row_clear(&row);
     keap_oauth_pair_clear(&pair);
     base_secret_free(refresh);
+    base_secret_free(code_copy);
     store_close(s);
     cli_oauth_free(o);
     return exit_code;

@@ -43,6 +43,10 @@ check "a run before auth says to authorize" grep -q "no OAuth2 tokens are stored
 
 export KEAP_CLIENT_ID=keapsim-client KEAP_CLIENT_SECRET_FILE="$IT_TMP/secret"
 code=$(curl -sf -XPOST "$KSIM_URL/__admin/oauth/code" | jq -r .code)
+rc=0; "$KS" auth --code - --redirect-uri http://localhost/cb </dev/null >/dev/null 2>"$IT_TMP/nocode.err" || rc=$?
+eq "auth --code - with nothing on stdin: exit 2" 2 "$rc"
+check "it says so" grep -q 'no authorization code on stdin' "$IT_TMP/nocode.err"
+# A code given in argv works too (blanked there once read; "--code -" keeps it out of argv).
 rc=0; "$KS" auth --code "$code" --redirect-uri http://localhost/cb >/dev/null 2>&1 || rc=$?
 eq "auth --code exits 0" 0 "$rc"
 # A refresh token imported from a file: refreshed once to check it and get an access token.

@@ -24,9 +24,10 @@ unset KEAP_API_KEY KEAP_API_KEY_FILE KEAP_CLIENT_SECRET KEAPSYNC_TOKEN_KEY_FILE
 
 "$KS" migrate >"$IT_TMP/migrate.out" 2>&1
 code=$(curl -sf -XPOST "$KSIM_URL/__admin/oauth/code" | jq -r .code)
-rc=0; "$KS" auth --code "$code" --redirect-uri http://localhost/callback >"$IT_TMP/auth.out" 2>&1 || rc=$?
+# "--code -": the code comes on stdin, never in argv (the ps sampler is running)
+rc=0; printf '%s\n' "$code" | "$KS" auth --code - --redirect-uri http://localhost/callback >"$IT_TMP/auth.out" 2>&1 || rc=$?
 cat "$IT_TMP/auth.out" >&2
-eq "auth --code exits 0" 0 "$rc"
+eq "auth --code - (the code on stdin) exits 0" 0 "$rc"
 eq "one pair stored, generation 1" "1|f" "$(sql "SELECT generation, encrypted FROM keapsync.oauth_tokens WHERE client_id = 'keapsim-client'")"
 
 # ps, every 0.2 s while the processes run: the argv of every keapsync and keapsim. Not every
