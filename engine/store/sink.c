@@ -701,11 +701,15 @@ int store_commit_page(struct store *s, const struct store_page *page, struct sto
         goto out;
     if (page->lease != NULL && page->lease_ttl_ms > 0) {
         /* Idle longer than the lease lives, this transaction could no longer be trusted to
-         * commit for its holder: the server ends it, and the row lock below with it. */
+         * commit for its holder; idle for seconds at all, its process is stuck (stopped, a
+         * paused VM) while it holds rows other processes need (the lease's, the ledger's).
+         * The server ends it then, and its locks with it; a process that was only slow finds
+         * its connection gone and commits the page again on a new one. */
         char idle[80];
 
         snprintf(idle, sizeof(idle), "SET LOCAL idle_in_transaction_session_timeout = %d",
-                 page->lease_ttl_ms);
+                 page->lease_ttl_ms < STORE_PAGE_IDLE_MAX_MS ? page->lease_ttl_ms
+                                                             : STORE_PAGE_IDLE_MAX_MS);
         rc = store_query(s, NULL, PGRES_COMMAND_OK, idle, 0, NULL, err, "%s", what);
         if (rc < 0)
             goto out;

@@ -180,8 +180,9 @@ struct store_page {
      * nothing written) unless holder still has it, so a process that lost its job's lease
      * (it expired and another process took it) never commits over the new holder's work.
      * lease_ttl_ms (when > 0) bounds how long the transaction may sit idle holding that row
-     * lock (idle_in_transaction_session_timeout): a process frozen mid-commit (SIGSTOP, a
-     * paused VM) has its session ended by the server, so a taker is not held off forever. */
+     * lock (idle_in_transaction_session_timeout, at most STORE_PAGE_IDLE_MAX_MS): a process
+     * frozen mid-commit (SIGSTOP, a paused VM) has its session ended by the server, so a taker
+     * (or another process spending the ledger's day) is not held off for long. */
     const char *lease;
     const char *lease_holder;
     int lease_ttl_ms;
@@ -347,6 +348,8 @@ int store_exec(struct store *s, const char *sql, struct base_err *err);
  * STORE_LEASE_LOCK_WAIT_MS (or ttl_ms when shorter), then counted as held.
  */
 #define STORE_LEASE_LOCK_WAIT_MS 3000 /* a page commit takes milliseconds */
+/* The longest a page transaction under a lease may sit idle (lease_ttl_ms when shorter). */
+#define STORE_PAGE_IDLE_MAX_MS 5000
 int store_lease_acquire(struct store *s, const char *name, const char *holder, int ttl_ms,
                         bool *got, char **other, struct base_err *err);
 int store_lease_release(struct store *s, const char *name, const char *holder,
