@@ -28,7 +28,7 @@ echo "   $DATABASE_URL"
 
 # As root, the cluster runs as "postgres"; tests run as the caller and reach it over TCP.
 #
-# Every test runs once under ASan+UBSan (leaks included) but the three labelled "timing"
+# Every test runs once under ASan+UBSan (leaks included) but the four labelled "timing"
 # (pacing precision, 429 counts: tests/integration/CMakeLists.txt), whose verdict a
 # sanitizer's slowdown would decide. The optimised build then runs those, the unit tests
 # again, and valgrind_sync (valgrind cannot run an ASan binary). KEAPSYNC_TEST_SANITIZE=0 runs the whole suite in the optimised build instead;
