@@ -17,19 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-/* The spacing that keeps probes one after another under the second's and the minute's
- * ceilings, with a margin (as plan's probes keep). */
-static uint64_t probe_interval_ms(const struct pace_config *l)
-{
-    uint64_t ms = 0;
-
-    if (l->per_sec > 0)
-        ms = (uint64_t)(1000.0 / l->per_sec) + 1;
-    if (l->per_min > 0 && (uint64_t)(60000 / l->per_min) + 1 > ms)
-        ms = (uint64_t)(60000 / l->per_min) + 1;
-    return ms + ms / 10 + 5;
-}
-
 static void sleep_until(uint64_t due_mono_ms)
 {
     uint64_t now = base_clock_mono_ms(base_clock_system());
@@ -144,7 +131,7 @@ int cli_probe_endpoints(const struct jobs_set *set, struct store *s,
                 goto unchecked;
         }
         sleep_until(next_mono);
-        next_mono = base_clock_mono_ms(base_clock_system()) + probe_interval_ms(limits);
+        next_mono = base_clock_mono_ms(base_clock_system()) + pace_probe_interval_ms(limits);
         base_buf_init(&url, 64 * 1024);
         rc = first_page_url(&url, base_url, job);
         if (rc < 0) {

@@ -1034,3 +1034,14 @@ void pace_get_stats(const struct pace *p, struct pace_stats *out)
     else
         out->day_left = limit > p->day_spent ? limit - p->day_spent : 0;
 }
+
+uint64_t pace_probe_interval_ms(const struct pace_config *l)
+{
+    uint64_t ms = 0;
+
+    if (l->per_sec > 0)
+        ms = (uint64_t)(1000.0 / l->per_sec) + 1;
+    if (l->per_min > 0 && (uint64_t)(60000 / l->per_min) + 1 > ms)
+        ms = (uint64_t)(60000 / l->per_min) + 1;
+    return ms + ms / 10 + 5;
+}

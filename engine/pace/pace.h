@@ -181,4 +181,8 @@ struct pace_stats {
 };
 void pace_get_stats(const struct pace *p, struct pace_stats *out);
 
+/* The spacing (ms) that keeps requests sent one after another, evenly, under l's second and
+ * minute ceilings, with a margin: for probes outside the paced loop (check, plan). */
+uint64_t pace_probe_interval_ms(const struct pace_config *l);
+
 #endif

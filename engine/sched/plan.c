@@ -350,18 +350,6 @@ struct plan_probes {
 
 #define PLAN_PROBE_TOL 0.01 /* a probed size within 1 % is close enough */
 
-/* The spacing that keeps evenly spaced probes under the second's and the minute's ceilings. */
-static uint64_t probe_interval_ms(const struct pace_config *l)
-{
-    uint64_t ms = 0;
-
-    if (l->per_sec > 0)
-        ms = (uint64_t)(1000.0 / l->per_sec) + 1;
-    if (l->per_min > 0 && (uint64_t)(60000 / l->per_min) + 1 > ms)
-        ms = (uint64_t)(60000 / l->per_min) + 1;
-    return ms + ms / 10 + 5; /* a margin, as pace keeps */
-}
-
 static void sleep_ms(uint64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -393,7 +381,7 @@ static int probe_page_cb(void *data, int64_t offset, int limit, int *n, int64_t 
     now = base_clock_mono_ms(opt->clock);
     if (now < *cx->next_mono)
         sleep_ms(*cx->next_mono - now);
-    *cx->next_mono = base_clock_mono_ms(opt->clock) + probe_interval_ms(&opt->limits);
+    *cx->next_mono = base_clock_mono_ms(opt->clock) + pace_probe_interval_ms(&opt->limits);
     cx->plan->probe_requests++;
     q.limit = limit;
     q.offset = offset;
